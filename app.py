@@ -1,0 +1,59 @@
+"""Start the Kontext Playground: read flags and environment, load the model, build the UI, launch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description="Kontext Playground: multi-turn image editing with FLUX.1 Kontext [dev]")
+    p.add_argument("--model", default=env("KONTEXT_MODEL"),
+                   help="'tiny' (embedded demo model), black-forest-labs/FLUX.1-Kontext-dev, or a local folder "
+                        "(default: the real model when CUDA is available, else tiny)")
+    p.add_argument("--host", default=env("KONTEXT_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("KONTEXT_PORT", "7860")))
+    p.add_argument("--device", default=env("KONTEXT_DEVICE"))
+    p.add_argument("--offload", default=env("KONTEXT_OFFLOAD", "none"), choices=["none", "model", "sequential"])
+    p.add_argument("--data-dir", default=env("KONTEXT_DATA", "sessions"), help="where sessions are kept")
+    p.add_argument("--max-idle-hours", type=float, default=float(env("KONTEXT_MAX_IDLE_HOURS", "168")),
+                   help="delete sessions unused this long")
+    p.add_argument("--max-disk-gb", type=float, default=float(env("KONTEXT_MAX_DISK_GB", "20")),
+                   help="disk budget for all sessions; the least recently used go first")
+    p.add_argument("--mcp", action="store_true", default=env("KONTEXT_MCP") == "1", help="also serve MCP tools")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from kontext.config import Settings
+    from kontext.engine import Engine, ModelLoadError
+    from kontext.session import Sessions
+    from kontext.store import Store
+
+    settings = Settings(
+        model=args.model, host=args.host, port=args.port, data_dir=Path(args.data_dir),
+        max_idle_s=args.max_idle_hours * 3600, max_bytes=int(args.max_disk_gb * 2**30),
+        mcp=args.mcp, offload=args.offload, device=args.device,
+    )
+    try:
+        engine = Engine.load(settings.model, device=settings.device, offload=settings.offload)
+    except (ModelLoadError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes)
+    store.sweep()
+    from ui import LAUNCH_KWARGS, build_ui
+
+    demo = build_ui(Sessions(engine, store, max_nodes=settings.max_steps), settings)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **LAUNCH_KWARGS,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""One edit through diffusers' FluxKontextPipeline. Knows nothing about sessions or the UI.
+
+`Engine.load(...)` loads a pipeline with `from_pretrained` (a hub id, a local folder, or the
+embedded tiny model, which is saved once and then read back the same way). `Engine.edit(...)` runs
+one call: context image (or none, for text-to-image) + prompt + parameters -> image, with a per-step
+callback and a cancel flag. The seed is decided before the call, so it is always known.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from . import params as P
+from .images import to_rgb
+from .previews import LatentPreviewer
+from .tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
+
+REAL_MODEL_ID = "black-forest-labs/FLUX.1-Kontext-dev"
+OFFLOAD_MODES = ("none", "model", "sequential")
+
+
+class Cancelled(Exception):
+    """The edit was stopped by its cancel flag; no image was produced."""
+
+
+class ModelLoadError(RuntimeError):
+    """The chosen model could not be loaded; the message says what failed and what to do."""
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """What the per-step callback sees: step `step` of `total` has just finished."""
+
+    step: int
+    total: int
+    latents: Any  # packed latents (torch.Tensor), for previews
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class EditResult:
+    image: Image.Image
+    seed: int
+    guidance: float
+    steps: int
+    width: int
+    height: int
+    seconds: float
+    model: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_model() -> str:
+    """The real model when CUDA is available, else the embedded tiny model."""
+    try:
+        import torch
+
+        return REAL_MODEL_ID if torch.cuda.is_available() else TINY_ID
+    except ImportError:
+        return TINY_ID
+
+
+class Engine:
+    """A loaded pipeline plus the rules for calling it. One pipeline call runs at a time."""
+
+    def __init__(self, pipe: Any, model_id: str, profile: P.Profile, device: str, revision: str = ""):
+        self.pipe = pipe
+        self.model_id = model_id
+        self.profile = profile
+        self.device = device
+        self.revision = revision
+        self._lock = threading.Lock()  # the pipeline keeps per-call state (e.g. _interrupt)
+        self._previewer: LatentPreviewer | None = None
+        pipe.set_progress_bar_config(disable=True)
+
+    def preview(self, ev: StepEvent, max_side: int = 512) -> Image.Image:
+        """A cheap RGB preview of a running edit's latents (a linear projection, no VAE decode)."""
+        if self._previewer is None:
+            self._previewer = LatentPreviewer(self.pipe)
+        return self._previewer(ev.latents, ev.width, ev.height, max_side=max_side)
+
+    # --- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        offload: str = "none",
+        cache_dir: str | Path | None = None,
+    ) -> Engine:
+        """Load `model`: "tiny", a hub id such as black-forest-labs/FLUX.1-Kontext-dev, or a local folder.
+
+        Never falls back to another model: if loading fails, ModelLoadError says why and what to do.
+        """
+        import torch
+        from diffusers import FluxKontextPipeline
+
+        model = (model or default_model()).strip()
+        if offload not in OFFLOAD_MODES:
+            raise ValueError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
+        if dtype is None:
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        if dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}")
+        torch_dtype = getattr(torch, dtype)
+
+        is_tiny = model == TINY_ID
+        source = str(ensure_tiny_model(cache_dir)) if is_tiny else model
+        revision = TINY_REVISION if is_tiny else _local_revision(source)
+        try:
+            pipe = FluxKontextPipeline.from_pretrained(source, dtype=torch_dtype)
+        except Exception as e:  # noqa: BLE001 - turned into one plain message below
+            raise ModelLoadError(_explain_load_error(model, e)) from e
+        try:
+            if offload == "model":
+                pipe.enable_model_cpu_offload(device=device)
+            elif offload == "sequential":
+                pipe.enable_sequential_cpu_offload(device=device)
+            else:
+                pipe.to(device)
+        except torch.OutOfMemoryError:
+            oom = True
+        else:
+            oom = False
+        if oom:
+            del pipe
+            gc.collect()
+            torch.cuda.empty_cache()
+            raise ModelLoadError(
+                f"not enough GPU memory to hold {model} on {device}: "
+                "start with --offload model (about 24 GB of GPU memory) or --offload sequential"
+            )
+        profile = P.TINY_PROFILE if is_tiny else P.REAL_PROFILE
+        return cls(pipe, model, profile, device, revision)
+
+    # --- one edit ------------------------------------------------------------------------------
+    def output_size(self, image: Image.Image | None, area: int | None = None) -> tuple[int, int]:
+        """The output size for `image`: its aspect ratio at `area` pixels (default: the model's)."""
+        area = area or self.profile.default_area
+        if image is None:
+            return P.fit_area(1.0, area, self.profile)
+        w, h = image.size
+        return P.fit_area(w / h, area, self.profile)
+
+    def validate(
+        self,
+        image: Image.Image | None,
+        prompt: str,
+        seed: int | None,
+        guidance: float | None,
+        steps: int | None,
+        width: int | None,
+        height: int | None,
+    ) -> dict[str, Any]:
+        """Check every argument; return the call's resolved parameters (the seed drawn if None)."""
+        if image is not None and not isinstance(image, Image.Image):
+            raise ValueError(f"image must be a PIL image or None, got {type(image).__name__}")
+        prompt = P.check_prompt(prompt)
+        seed = P.new_seed() if seed is None else P.check_seed(seed)
+        guidance = self.profile.default_guidance if guidance is None else P.check_guidance(guidance)
+        steps = self.profile.default_steps if steps is None else P.check_steps(steps)
+        if (width is None) != (height is None):
+            raise ValueError("width and height must be given together (or neither, to match the input)")
+        if width is None:
+            width, height = self.output_size(image)
+        width, height = P.check_size(width, height, self.profile)
+        return dict(prompt=prompt, seed=seed, guidance=guidance, steps=steps, width=width, height=height)
+
+    def edit(
+        self,
+        image: Image.Image | None,
+        prompt: str,
+        *,
+        seed: int | None = None,
+        guidance: float | None = None,
+        steps: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        on_step: Callable[[StepEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> EditResult:
+        """Edit `image` (or generate from text when it is None). Raises Cancelled if `cancel` is set."""
+        import torch
+
+        args = self.validate(image, prompt, seed, guidance, steps, width, height)
+        w, h = args["width"], args["height"]
+        context = None
+        if image is not None:
+            context = to_rgb(image)
+            if not self.profile.auto_resize and context.size != (w, h):
+                # Without auto-resize the pipeline keeps the context at full size; bound its cost.
+                context = context.resize((w, h), Image.LANCZOS)
+
+        def callback(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()  # before the VAE decode: a half-denoised image never leaves
+            if on_step is not None:
+                on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h))
+            return {}
+
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        with self._lock:
+            start = time.perf_counter()
+            try:
+                out = self.pipe(
+                    image=context,
+                    prompt=args["prompt"],
+                    height=h,
+                    width=w,
+                    max_area=w * h,  # with height/width this keeps exactly (w, h)
+                    _auto_resize=self.profile.auto_resize,
+                    num_inference_steps=args["steps"],
+                    guidance_scale=args["guidance"],
+                    max_sequence_length=self.profile.max_sequence_length,
+                    # Noise drawn on the CPU: the same seed gives the same start on any device.
+                    generator=torch.Generator("cpu").manual_seed(args["seed"]),
+                    callback_on_step_end=callback,
+                ).images[0]
+                oom = False
+            except torch.OutOfMemoryError:
+                oom = True
+            seconds = time.perf_counter() - start
+        if oom:
+            # Recover outside the except block: the exception holds references to big tensors.
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise RuntimeError(
+                f"out of GPU memory at {w}x{h}: choose a smaller output size or start the app with --offload model"
+            )
+        return EditResult(
+            image=out, seed=args["seed"], guidance=args["guidance"], steps=args["steps"],
+            width=w, height=h, seconds=seconds, model=self.model_id,
+        )
+
+
+def _local_revision(source: str) -> str:
+    """The hub commit of a downloaded model when the cache tells it, else ''."""
+    if os.path.isdir(source):
+        return ""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        for repo in scan_cache_dir().repos:
+            if repo.repo_id == source:
+                return max(repo.revisions, key=lambda r: r.last_modified).commit_hash
+    except Exception:  # noqa: BLE001 - a revision is nice to have, never required
+        pass
+    return ""
+
+
+def _explain_load_error(model: str, e: Exception) -> str:
+    name = type(e).__name__
+    text = str(e)
+    if os.path.sep in model or model.startswith("."):
+        if not os.path.isdir(model):
+            return (f"cannot load {model}: no such folder. "
+                    "Pass a diffusers folder with model_index.json, a hub id, or 'tiny'.")
+        return f"cannot load {model}: it is not a FluxKontextPipeline folder ({name}: {text[:200]})"
+    if "GatedRepo" in name or "401" in text or "403" in text or "gated" in text.lower():
+        return (
+            f"cannot load {model}: the repository is gated. Accept its licence on the Hugging Face "
+            "website, then set HF_TOKEN to a token with access (or run `hf auth login`)."
+        )
+    if "RepositoryNotFound" in name or "404" in text:
+        return f"cannot load {model}: no such model on the hub. Check the id, or pass a local folder or 'tiny'."
+    if "LocalEntryNotFound" in name or "offline" in text.lower() or "connect" in text.lower():
+        return (
+            f"cannot load {model}: it is not in the local cache and the hub cannot be reached. "
+            "Download it once with network access (about 33 GB), or pass a local folder, or use --model tiny."
+        )
+    if "OutOfMemory" in name:
+        return f"cannot load {model}: out of memory. Try --offload model, or a machine with more memory."
+    return f"cannot load {model}: {name}: {text[:300]}"

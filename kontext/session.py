@@ -1,0 +1,231 @@
+"""Session level: load a session's history, call the engine, commit the turn.
+
+Concurrency rules (see DESIGN.md "Reliability facts"):
+- Each session has a lock held only while its history is read-modified-written, never during the
+  edit itself, so undo/redo/jump stay instant while an edit runs.
+- An edit remembers its parent when it starts and, when done, is added to the *latest* history
+  under the lock: an undo pressed meanwhile is kept, and two edits of one session both land.
+- A turn is committed only after its PNG is durably stored; a cancelled or failed edit commits
+  nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PIL import Image
+
+from . import metadata
+from . import params as P
+from .engine import Cancelled, Engine, StepEvent
+from .history import History, Node
+from .images import open_image
+from .store import Store, new_key
+
+SEED_MODES = ("random", "fixed", "locked")
+DRIFT_TURNS = 6  # after this many edits in a row, quality tends to drift
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """How to run one turn. None means the model's default."""
+
+    seed_mode: str = "random"  # random: new each turn; fixed: `seed`; locked: the parent's seed
+    seed: int | None = None
+    guidance: float | None = None
+    steps: int | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
+    """What a PNG and an export record about a step."""
+    d = node.to_dict()
+    d.pop("image", None)
+    if engine is not None and engine.revision:
+        d["revision"] = engine.revision
+    return d
+
+
+class Sessions:
+    """All sessions of one app: a store on disk plus the engine that makes the images."""
+
+    def __init__(self, engine: Engine, store: Store, max_nodes: int | None = None):
+        self.engine = engine
+        self.store = store
+        self.max_nodes = max_nodes
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._cache: dict[str, History] = {}
+
+    # --- keys and locks ------------------------------------------------------------------------
+    def new(self) -> str:
+        return new_key()
+
+    def _lock(self, key: str) -> threading.Lock:
+        self.store.folder(key)  # validates the key
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def history(self, key: str) -> History:
+        with self._lock(key):
+            return self._load(key)
+
+    def _load(self, key: str) -> History:
+        h = self._cache.get(key)
+        if h is None:
+            h = self.store.load(key, max_nodes=self.max_nodes)
+            self._cache[key] = h
+        return h
+
+    def _commit(self, key: str, new: History) -> History:
+        self.store.commit(key, new)
+        self._cache[key] = new
+        return new
+
+    def _update(self, key: str, op: Callable[[History], History]) -> History:
+        with self._lock(key):
+            old = self._load(key)
+            new = op(old)
+            return old if new is old else self._commit(key, new)
+
+    # --- images --------------------------------------------------------------------------------
+    def image(self, key: str, node_id: int | None = None) -> Image.Image:
+        h = self.history(key)
+        nid = h.current if node_id is None else node_id
+        if nid is None:
+            raise ValueError("this session has no image yet: upload one or describe one in a prompt")
+        return Image.open(io.BytesIO(self.store.read_image_bytes(key, h.node(nid).image)))
+
+    def image_path(self, key: str, node_id: int | None = None) -> str:
+        h = self.history(key)
+        nid = h.current if node_id is None else node_id
+        if nid is None:
+            raise ValueError("this session has no image yet")
+        return str(self.store.image_path(key, h.node(nid).image))
+
+    # --- turns ---------------------------------------------------------------------------------
+    def upload(self, key: str, source: Any, name: str = "") -> History:
+        """Start a new tree from an uploaded image (path, bytes or PIL). Earlier trees stay."""
+        img = open_image(source, "image")
+        w, h = img.size
+        node = Node(id=0, parent=None, kind="upload", image="", width=w, height=h,
+                    prompt=name and f"uploaded {name}"[:200], extra={"source": name[:200]} if name else {})
+        png = metadata.png_bytes(img, step_dict(node))
+        with self._lock(key):
+            old = self._load(key)
+            old.check_room()
+            stored = replace(node, image=self.store.save_image(key, png))
+            return self._commit(key, old.add(stored, parent=None))
+
+    def resolve_seed(self, history: History, parent: int | None, opts: EditOptions) -> int:
+        if opts.seed_mode not in SEED_MODES:
+            raise ValueError(f"seed_mode must be one of {SEED_MODES}, got {opts.seed_mode!r}")
+        if opts.seed_mode == "fixed":
+            if opts.seed is None:
+                raise ValueError("seed is empty: type a seed or choose a random seed")
+            return P.check_seed(opts.seed)
+        if opts.seed_mode == "locked":
+            # Keep the seed of the step being edited (its own seed, if it was generated).
+            node = None if parent is None else history.node(parent)
+            if node is not None and node.seed is not None:
+                return node.seed
+            return P.check_seed(opts.seed) if opts.seed is not None else P.new_seed()
+        return P.new_seed()
+
+    def edit(
+        self,
+        key: str,
+        prompt: str,
+        opts: EditOptions = EditOptions(),
+        *,
+        parent: int | None | type[...] = ...,
+        on_step: Callable[[StepEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[History, Node]:
+        """Run one turn from `parent` (default: the current step; None: text-to-image, a new tree).
+
+        Returns the committed history and the new step. On any error or cancel nothing changes.
+        """
+        snapshot = self.history(key)
+        parent_id = snapshot.current if parent is ... else parent
+        snapshot.check_room()
+        context = None
+        if parent_id is not None:
+            context = self.image(key, parent_id).convert("RGB")
+        seed = self.resolve_seed(snapshot, parent_id, opts)
+        result = self.engine.edit(
+            context, prompt, seed=seed, guidance=opts.guidance, steps=opts.steps,
+            width=opts.width, height=opts.height, on_step=on_step, cancel=cancel,
+        )
+        node = Node(
+            id=0, parent=parent_id, kind="edit" if context is not None else "text", image="",
+            prompt=P.check_prompt(prompt), seed=result.seed, guidance=result.guidance,
+            steps=result.steps, width=result.width, height=result.height, model=result.model,
+            seconds=round(result.seconds, 3), created=time.time(), extra=dict(result.extra),
+        )
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()  # stopped after the last step: still never committed
+        # Encode the PNG outside the lock (it can take a while at 1 MP) with the id the step will
+        # most likely get; re-encode under the lock only if another turn landed meanwhile.
+        node = replace(node, id=self.history(key).next_id())
+        png = metadata.png_bytes(result.image, step_dict(node, self.engine))
+        with self._lock(key):
+            latest = self._load(key)
+            if latest.next_id() != node.id:
+                node = replace(node, id=latest.next_id())
+                png = metadata.png_bytes(result.image, step_dict(node, self.engine))
+            stored = replace(node, image=self.store.save_image(key, png))
+            committed = self._commit(key, latest.add(stored, parent=parent_id))
+        return committed, committed.current_node
+
+    def reroll(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
+        """Repeat the current step's prompt from the same parent with a new random seed (a sibling)."""
+        h = self.history(key)
+        cur = h.current_node
+        if cur is None or cur.kind == "upload":
+            raise ValueError("nothing to re-roll: the current step is not an edit")
+        rolled = EditOptions(seed_mode="random", guidance=cur.guidance, steps=cur.steps,
+                             width=cur.width, height=cur.height)
+        return self.edit(key, cur.prompt, rolled, parent=cur.parent, **kw)
+
+    # --- navigation (instant, no engine) -------------------------------------------------------
+    def undo(self, key: str) -> History:
+        return self._update(key, History.undo)
+
+    def redo(self, key: str) -> History:
+        return self._update(key, History.redo)
+
+    def jump(self, key: str, node_id: int) -> History:
+        if isinstance(node_id, bool) or not isinstance(node_id, int):
+            raise ValueError(f"step must be a step number, got {node_id!r}")
+        return self._update(key, lambda h: h.jump(node_id))
+
+    def switch_branch(self, key: str, offset: int) -> History:
+        """Move to the previous (-1) or next (+1) sibling branch, at the tip it was left at."""
+        def op(h: History) -> History:
+            sibs = h.siblings()
+            if len(sibs) < 2:
+                return h
+            ids = [n.id for n in sibs]
+            target = ids[(ids.index(h.current) + offset) % len(ids)]
+            return h.jump(h.tip(target))
+        return self._update(key, op)
+
+    def clear(self, key: str) -> None:
+        with self._lock(key):
+            self.store.delete(key)
+            self._cache.pop(key, None)
+
+    def drift_warning(self, key: str) -> str:
+        """A hint when the current chain is long enough for Kontext's quality to drift."""
+        edits = sum(1 for n in self.history(key).path() if n.kind == "edit")
+        if edits >= DRIFT_TURNS:
+            return (f"{edits} edits in a row: Kontext's quality drifts over many turns. "
+                    "If details soften, branch from an earlier step or combine instructions.")
+        return ""

@@ -1,0 +1,168 @@
+"""Durable per-session storage: image files plus one history.json per session, replaced atomically.
+
+Layout: ROOT/<sha256(key)[:32]>/history.json and ROOT/<...>/images/<uuid>.png. An image is
+written and fsynced before the history that names it is committed, and history.json is swapped in
+with os.replace, so a crash (even kill -9) leaves either the old history or the new one, never a
+half-written turn. Images no committed history names (a crash between the two writes) are removed
+when the session is next loaded. Folders are named by a hash of the key, so listing the folder
+does not reveal anyone's session key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from .history import History
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+IMAGE_RE = re.compile(r"^[0-9a-f]{32}\.png$")
+DEFAULT_MAX_IDLE_S = 7 * 24 * 3600
+DEFAULT_MAX_BYTES = 20 * 2**30
+HISTORY_FILE = "history.json"
+
+
+def new_key() -> str:
+    """An unguessable session key (256 bits)."""
+    return secrets.token_hex(32)
+
+
+def check_key(key: object) -> str:
+    if not isinstance(key, str) or not KEY_RE.match(key):
+        raise ValueError("session key is missing or malformed; start a new session")
+    return key
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+class Store:
+    def __init__(self, root: str | Path, max_idle_s: float = DEFAULT_MAX_IDLE_S,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
+        if max_idle_s <= 0:
+            raise ValueError(f"max_idle_s must be positive, got {max_idle_s}")
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        self.root = Path(root)
+        self.max_idle_s = max_idle_s
+        self.max_bytes = max_bytes
+        self._sweep_lock = threading.Lock()
+
+    # --- paths ---------------------------------------------------------------------------------
+    def folder(self, key: str) -> Path:
+        digest = hashlib.sha256(check_key(key).encode()).hexdigest()[:32]
+        return self.root / digest
+
+    def image_path(self, key: str, name: str) -> Path:
+        if not isinstance(name, str) or not IMAGE_RE.match(name):
+            raise ValueError(f"image reference {name!r} is not one this store wrote")
+        return self.folder(key) / "images" / name
+
+    # --- reading -------------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        return (self.folder(key) / HISTORY_FILE).is_file()
+
+    def load(self, key: str, max_nodes: int | None = None) -> History:
+        """The committed history of `key`, or an empty one for a new session."""
+        path = self.folder(key) / HISTORY_FILE
+        if not path.is_file():
+            return History(max_nodes=max_nodes) if max_nodes else History()
+        history = History.from_dict(json.loads(path.read_text("utf-8")), max_nodes=max_nodes)
+        self._remove_orphans(key, history)
+        return history
+
+    def read_image_bytes(self, key: str, name: str) -> bytes:
+        return self.image_path(key, name).read_bytes()
+
+    # --- writing -------------------------------------------------------------------------------
+    def save_image(self, key: str, png: bytes) -> str:
+        """Write one PNG durably; return its name for a node's `image` field."""
+        name = f"{uuid.uuid4().hex}.png"
+        path = self.image_path(key, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _fsync_write(path, png)
+        return name
+
+    def commit(self, key: str, history: History) -> None:
+        """Make `history` the session's committed state (every image it names must be saved)."""
+        folder = self.folder(key)
+        for node in history.nodes.values():
+            if not self.image_path(key, node.image).is_file():
+                raise ValueError(f"step {node.id} names image {node.image}, which is not stored")
+        folder.mkdir(parents=True, exist_ok=True)
+        _fsync_write(folder / HISTORY_FILE, json.dumps(history.to_dict()).encode("utf-8"))
+
+    def touch(self, key: str) -> None:
+        path = self.folder(key) / HISTORY_FILE
+        if path.is_file():
+            os.utime(path)
+
+    def delete(self, key: str) -> None:
+        shutil.rmtree(self.folder(key), ignore_errors=True)
+
+    def _remove_orphans(self, key: str, history: History) -> None:
+        images = self.folder(key) / "images"
+        if not images.is_dir():
+            return
+        named = {n.image for n in history.nodes.values()}
+        cutoff = time.time() - 3600  # an edit in flight may have written its image a moment ago
+        for p in images.iterdir():
+            if p.name not in named and p.stat().st_mtime < cutoff:
+                p.unlink(missing_ok=True)
+
+    # --- expiry --------------------------------------------------------------------------------
+    def usage(self) -> list[tuple[Path, float, int]]:
+        """(folder, last use, bytes) of every session, oldest first."""
+        rows = []
+        if not self.root.is_dir():
+            return rows
+        for folder in self.root.iterdir():
+            if not folder.is_dir():
+                continue
+            hist = folder / HISTORY_FILE
+            last = hist.stat().st_mtime if hist.is_file() else folder.stat().st_mtime
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            rows.append((folder, last, size))
+        return sorted(rows, key=lambda r: r[1])
+
+    def sweep(self, now: float | None = None, keep: str | None = None) -> list[Path]:
+        """Delete sessions idle longer than max_idle_s, then the oldest until under max_bytes.
+
+        `keep` (a session key) is never deleted by the byte budget: it is the one being used.
+        """
+        now = time.time() if now is None else now
+        kept = self.folder(keep) if keep else None
+        removed = []
+        with self._sweep_lock:
+            rows = self.usage()
+            total = sum(r[2] for r in rows)
+            for folder, last, size in rows:
+                expired = now - last > self.max_idle_s
+                over = total > self.max_bytes and folder != kept
+                if expired or over:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+                    total -= size
+        return removed

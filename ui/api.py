@@ -1,0 +1,128 @@
+"""Named API endpoints (and MCP tools) with the page's session semantics, keyed explicitly.
+
+Each endpoint takes the session key returned by `new_session`, so a script holds its own session the
+same way a browser tab holds one (the tab keeps its key in encrypted browser storage). The components
+here are hidden: they only give the endpoints typed inputs and file outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from kontext.session import EditOptions, Sessions
+
+from . import view
+from .events import friendly
+from .runner import Done, stream
+
+
+class Api:
+    def __init__(self, sessions: Sessions):
+        self.s = sessions
+
+    def _result(self, key: str) -> tuple[str | None, dict[str, Any]]:
+        h = self.s.history(key)
+        image = self.s.image_path(key) if h.current is not None else None
+        return image, view.history_json(self.s, key, h)
+
+    def new_session(self) -> str:
+        """Create a new, empty editing session and return its key. Pass the key to every other endpoint."""
+        return self.s.new()
+
+    def upload(self, session: str, image: str) -> tuple[str | None, dict[str, Any]]:
+        """Start a new chain from an uploaded image (PNG, JPEG, WebP, GIF, BMP or TIFF).
+
+        Returns the current image and the session's history. Earlier chains stay reachable with `jump`.
+        """
+        if not image:
+            raise ValueError("image is missing: send a picture to start from")
+        self.s.upload(session, image, name="upload")
+        return self._result(session)
+
+    def _stream(self, session: str, run: Any) -> Any:
+        for item in stream(run):
+            if isinstance(item, Done):
+                yield self._result(session)
+                return
+            yield gr.skip(), {"progress": {"step": item.step, "total": item.total}}
+
+    def edit(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
+             guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0) -> Any:
+        """Edit the current image with an instruction (or, with no image yet, generate one from text).
+
+        seed_mode: "random" (new seed), "fixed" (use `seed`) or "locked" (reuse the current step's seed).
+        guidance, steps, width, height: 0 means the model's default (size: match the input's aspect).
+        Streams {"progress": {"step", "total"}} while running; returns the new image and the history.
+        Cancelling the call stops the edit at its next step and leaves the history unchanged.
+        """
+        opts = EditOptions(seed_mode=seed_mode, seed=int(seed),
+                           guidance=guidance or None, steps=int(steps) or None,
+                           width=int(width) or None, height=int(height) or None)
+        yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw))
+
+    def reroll(self, session: str) -> Any:
+        """Repeat the current step's instruction from the same parent with a new random seed (a sibling branch)."""
+        yield from self._stream(session, lambda **kw: self.s.reroll(session, **kw))
+
+    def undo(self, session: str) -> tuple[str | None, dict[str, Any]]:
+        """Go back one step (to the current step's parent). At the original image nothing changes."""
+        self.s.undo(session)
+        return self._result(session)
+
+    def redo(self, session: str) -> tuple[str | None, dict[str, Any]]:
+        """Go forward again along the branch you came back from."""
+        self.s.redo(session)
+        return self._result(session)
+
+    def jump(self, session: str, step: float) -> tuple[str | None, dict[str, Any]]:
+        """Make any step current (by its number). The next edit from there starts a new branch."""
+        self.s.jump(session, int(step))
+        return self._result(session)
+
+    def branch(self, session: str, offset: float) -> tuple[str | None, dict[str, Any]]:
+        """Switch to the previous (-1) or next (+1) sibling branch of the current step."""
+        self.s.switch_branch(session, int(offset))
+        return self._result(session)
+
+    def history(self, session: str) -> dict[str, Any]:
+        """The session's steps (prompt, seed, guidance, steps, size, parent, timings), current path and branch."""
+        return view.history_json(self.s, session)
+
+    def step_image(self, session: str, step: float) -> str:
+        """The PNG of any step (with its generation parameters in the metadata)."""
+        return self.s.image_path(session, int(step))
+
+    def clear(self, session: str) -> dict[str, Any]:
+        """Delete every step of the session."""
+        self.s.clear(session)
+        return view.history_json(self.s, session)
+
+    def wire(self) -> None:
+        """Create the hidden components and register each endpoint under its name."""
+        with gr.Column(visible=False):
+            key = gr.Textbox(label="session")
+            text = gr.Textbox(label="prompt")
+            mode = gr.Textbox(label="seed_mode", value="random")
+            nums = [gr.Number(label=n, value=0) for n in ("seed", "guidance", "steps", "width", "height")]
+            step = gr.Number(label="step", value=0)
+            image_in = gr.Image(label="image", type="filepath", format="png")
+            image_out = gr.Image(label="image", type="filepath", format="png")
+            info = gr.JSON(label="history")
+            trigger = gr.Button()
+        pair = [image_out, info]
+        common = dict(api_visibility="public", queue=False)
+        gpu = dict(api_visibility="public", concurrency_id="gpu", concurrency_limit=1)
+        f = friendly
+        trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
+        trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", **common)
+        trigger.click(f(self.edit), [key, text, mode, *nums], pair, api_name="edit", **gpu)
+        trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)
+        trigger.click(f(self.undo), [key], pair, api_name="undo", **common)
+        trigger.click(f(self.redo), [key], pair, api_name="redo", **common)
+        trigger.click(f(self.jump), [key, step], pair, api_name="jump", **common)
+        trigger.click(f(self.branch), [key, step], pair, api_name="branch", **common)
+        trigger.click(f(self.history), [key], info, api_name="history", **common)
+        trigger.click(f(self.step_image), [key, step], image_out, api_name="step_image", **common)
+        trigger.click(f(self.clear), [key], info, api_name="clear", **common)

@@ -1,0 +1,53 @@
+"""Build the page: layout from `layout`, wiring from `events`, endpoints from `api`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from kontext.config import Settings, browser_secret
+from kontext.session import Sessions
+
+from .api import Api
+from .events import Wiring
+from .layout import Page, render_compare, render_editor, render_header, render_settings, render_timeline
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def build_ui(sessions: Sessions, settings: Settings) -> gr.Blocks:
+    """The whole app as a gr.Blocks. Loads no model: `sessions.engine` is already loaded."""
+    page = Page()
+    with gr.Blocks(title="Kontext Playground", fill_width=True) as demo:
+        page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
+        render_header(sessions.engine)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=320):
+                render_editor(page)
+            with gr.Column(scale=2, min_width=300):
+                with gr.Tabs():
+                    with gr.Tab("Timeline", id="timeline-tab"):
+                        render_timeline(page)
+                    with gr.Tab("Compare", id="compare-tab", elem_id="compare-tab"):
+                        render_compare(page)
+                render_settings(page, sessions.engine)
+        wiring = Wiring(page, sessions)
+        wiring.wire()
+        demo.load(wiring.load, [page.key], [page.key, *wiring.view_outputs], queue=False,
+                  api_name="ui_load", api_visibility="undocumented")
+        Api(sessions).wire()
+    return demo
+
+
+# Passed to launch(): gradio 6 takes theme/css/js there. ssr_mode and run_history stay off
+# (DESIGN.md: a token leak through run-history endpoints in gradio 6.27-6.31).
+LAUNCH_KWARGS = dict(
+    theme=gr.themes.Soft(primary_hue="indigo"),
+    css_paths=[ASSETS / "style.css"],
+    js=(ASSETS / "shortcuts.js").read_text("utf-8"),
+    ssr_mode=False,
+    run_history=False,
+    max_file_size="50mb",
+    footer_links=["api"],
+)

@@ -1,0 +1,251 @@
+"""All of the page's wiring in one place. Handlers are thin: UI values in, `kontext` calls, UI values out.
+
+Errors: `kontext` raises ValueError (bad input) or RuntimeError (out of memory, ...); `friendly`
+turns them into gr.Error with the same words. Nothing here mutates a history: every change goes
+through `Sessions`, which commits only complete turns.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from kontext import params as P
+from kontext.engine import Cancelled
+from kontext.session import EditOptions, Sessions
+from kontext.store import check_key
+
+from . import view
+from .layout import Page
+from .runner import Done, stream
+
+log = logging.getLogger("kontext.ui")
+PREVIEW_EVERY = 2  # steps between live previews
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn kontext's errors into gr.Error; never let an exception reach the user as a traceback."""
+
+    def convert(e: Exception) -> Exception:
+        if isinstance(e, gr.Error):
+            return e
+        if isinstance(e, Cancelled):
+            return gr.Error("Stopped: nothing was changed.", title="Stopped")
+        if isinstance(e, (ValueError, RuntimeError)):
+            return gr.Error(str(e))
+        log.exception("unexpected error in %s", fn.__name__)
+        return gr.Error(f"Something went wrong ({type(e).__name__}); your history is unchanged.")
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args: Any, **kw: Any) -> Any:
+            try:
+                yield from fn(*args, **kw)
+            except Exception as e:  # noqa: BLE001
+                raise convert(e) from e
+        return gen
+
+    @functools.wraps(fn)
+    def plain(*args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001
+            raise convert(e) from e
+    return plain
+
+
+def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any, steps: Any,
+            size: str | None) -> EditOptions:
+    """Build EditOptions from the page's controls (sizes by menu label)."""
+    wh = dict(P.size_choices(engine_profile)).get(size or "Match input", None)
+    return EditOptions(
+        seed_mode=seed_mode or "random",
+        seed=None if seed is None or seed == "" else int(seed),
+        guidance=None if guidance is None else float(guidance),
+        steps=None if steps is None else int(steps),
+        width=wh[0] if wh else None,
+        height=wh[1] if wh else None,
+    )
+
+
+class Wiring:
+    def __init__(self, page: Page, sessions: Sessions):
+        self.p = page
+        self.s = sessions
+        p = page
+        # Everything a redraw touches, in the order `redraw` returns values.
+        self.view_outputs = [p.canvas, p.gallery, p.status, p.branch, p.prev_branch, p.next_branch,
+                             p.undo_btn, p.redo_btn, p.goto, p.tree, p.slider, p.cmp_a, p.cmp_b, p.drift]
+
+    # --- drawing -------------------------------------------------------------------------------
+    def redraw(self, key: str) -> list[Any]:
+        snap = view.snapshot(self.s, key)
+        multi = bool(snap.branch)
+        return [
+            snap.image,
+            gr.Gallery(value=snap.gallery, selected_index=snap.selected),
+            snap.status,
+            snap.branch,
+            gr.Button(visible=multi),
+            gr.Button(visible=multi),
+            gr.Button(interactive=snap.can_undo),
+            gr.Button(interactive=snap.can_redo),
+            gr.Dropdown(choices=snap.choices, value=self.s.history(key).current),
+            snap.tree,
+            snap.compare,
+            gr.Dropdown(choices=snap.choices, value=snap.compare_ids[0]),
+            gr.Dropdown(choices=snap.choices, value=snap.compare_ids[1]),
+            f"⚠️ {snap.drift}" if snap.drift else "",
+        ]
+
+    # --- handlers ------------------------------------------------------------------------------
+    def load(self, key: str | None) -> list[Any]:
+        """Page load: reuse the browser's session key if it is ours, else make a new one."""
+        try:
+            key = check_key(key)
+        except ValueError:
+            key = self.s.new()
+        self.s.store.touch(key)
+        return [key, *self.redraw(key)]
+
+    def upload(self, key: str, path: str | None) -> list[Any]:
+        if not path:
+            return self.redraw(key)
+        self.s.upload(key, path, name=os.path.basename(path))
+        return self.redraw(key)
+
+    def edit(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
+             size: str, mode: str = "edit") -> Any:
+        """Stream one turn: progress and previews, then the redrawn page. mode: edit, reroll or text."""
+        opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size)
+        if mode == "reroll":
+            run = functools.partial(self.s.reroll, key, opts)
+        elif mode == "text":
+            run = functools.partial(self.s.edit, key, prompt, opts, parent=None)
+        else:
+            run = functools.partial(self.s.edit, key, prompt, opts)
+        busy = [gr.Button(visible=False), gr.Button(visible=True)]
+        skip = [gr.skip()] * len(self.view_outputs)
+        yield [*skip[:2], "Starting…", *skip[3:], gr.skip(), gr.skip(), *busy]
+
+        def preview(ev: Any) -> Any:
+            if ev.step % PREVIEW_EVERY and ev.step != 1:
+                return None
+            return self.s.engine.preview(ev)
+
+        for item in stream(run, preview=preview):
+            if isinstance(item, Done):
+                _, node = item.value
+                yield [*self.redraw(key), node.seed, "", gr.Button(visible=True), gr.Button(visible=False)]
+                return
+            out = [item.preview if item.preview is not None else gr.skip(), gr.skip(),
+                   f"Step {item.step} of {item.total}…", *skip[3:], gr.skip(), gr.skip(), *busy]
+            yield out
+
+    def stopped(self, key: str) -> list[Any]:
+        """After Stop: show the committed state again (a preview never stays on screen)."""
+        out = self.redraw(key)
+        out[2] = "Stopped: nothing was changed. " + out[2]
+        return [*out, gr.Button(visible=True), gr.Button(visible=False)]
+
+    def failed(self, key: str) -> list[Any]:
+        return [*self.redraw(key), gr.Button(visible=True), gr.Button(visible=False)]
+
+    def undo(self, key: str) -> list[Any]:
+        self.s.undo(key)
+        return self.redraw(key)
+
+    def redo(self, key: str) -> list[Any]:
+        self.s.redo(key)
+        return self.redraw(key)
+
+    def branch(self, offset: int) -> Callable[[str], list[Any]]:
+        def move(key: str) -> list[Any]:
+            self.s.switch_branch(key, offset)
+            return self.redraw(key)
+        return move
+
+    def select_timeline(self, key: str, evt: gr.SelectData) -> list[Any]:
+        line = view.timeline(self.s.history(key))
+        if evt.index is None or not 0 <= int(evt.index) < len(line):
+            return self.redraw(key)
+        self.s.jump(key, line[int(evt.index)].id)
+        return self.redraw(key)
+
+    def goto(self, key: str, node_id: Any) -> list[Any]:
+        if node_id is not None:
+            self.s.jump(key, int(node_id))
+        return self.redraw(key)
+
+    def compare(self, key: str, a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return gr.skip()
+        return (self.s.image_path(key, int(a)), self.s.image_path(key, int(b)))
+
+    def compare_preset(self, which: str) -> Callable[[str], list[Any]]:
+        def preset(key: str) -> list[Any]:
+            h = self.s.history(key)
+            cur = h.current_node
+            if cur is None:
+                return [gr.skip()] * 3
+            if which == "original":
+                other = h.path()[0]
+            else:
+                other = h.node(cur.parent) if cur.parent is not None else cur
+            return [self.compare(key, other.id, cur.id), other.id, cur.id]
+        return preset
+
+    def start_over(self, key: str, confirmed: bool) -> list[Any]:
+        if not confirmed:
+            return [gr.skip()] * len(self.view_outputs)
+        self.s.clear(key)
+        return self.redraw(key)
+
+    # --- wiring --------------------------------------------------------------------------------
+    def wire(self) -> None:
+        p, f = self.p, friendly
+        views = self.view_outputs
+        edit_outputs = [*views, p.seed, p.prompt, p.edit_btn, p.stop_btn]
+        controls = [p.key, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size]
+        # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
+        gpu = dict(concurrency_id="gpu", concurrency_limit=1, api_visibility="undocumented")
+
+        edit_fn = f(self.edit)
+        runs = [
+            p.edit_btn.click(edit_fn, controls, edit_outputs, api_name="ui_edit", **gpu),
+            p.prompt.submit(edit_fn, controls, edit_outputs, api_name="ui_submit", **gpu),
+            p.reroll_btn.click(f(functools.partial(self.edit, mode="reroll")), controls, edit_outputs,
+                                 api_name="ui_reroll", **gpu),
+            p.t2i_btn.click(f(functools.partial(self.edit, mode="text")), controls, edit_outputs,
+                            api_name="ui_text", **gpu),
+        ]
+        for run in runs:  # after an error, put the buttons and the committed image back
+            run.failure(f(self.failed), [p.key], [*views, p.edit_btn, p.stop_btn], queue=False,
+                        api_visibility="private")
+        p.stop_btn.click(f(self.stopped), [p.key], [*views, p.edit_btn, p.stop_btn], cancels=runs,
+                         queue=False, api_name="ui_stop", api_visibility="undocumented")
+
+        nav = dict(queue=False, api_visibility="undocumented")
+        p.canvas.upload(f(self.upload), [p.key, p.canvas], views, api_name="ui_upload", **nav)
+        p.undo_btn.click(f(self.undo), [p.key], views, api_name="ui_undo", **nav)
+        p.redo_btn.click(f(self.redo), [p.key], views, api_name="ui_redo", **nav)
+        p.prev_branch.click(f(self.branch(-1)), [p.key], views, api_name="ui_prev_branch", **nav)
+        p.next_branch.click(f(self.branch(+1)), [p.key], views, api_name="ui_next_branch", **nav)
+        p.gallery.select(f(self.select_timeline), [p.key], views, api_name="ui_select", **nav)
+        p.goto.input(f(self.goto), [p.key, p.goto], views, api_name="ui_goto", **nav)
+        p.cmp_a.input(f(self.compare), [p.key, p.cmp_a, p.cmp_b], [p.slider], api_name="ui_cmp_a", **nav)
+        p.cmp_b.input(f(self.compare), [p.key, p.cmp_a, p.cmp_b], [p.slider], api_name="ui_cmp_b", **nav)
+        trio = [p.slider, p.cmp_a, p.cmp_b]
+        p.cmp_prev.click(f(self.compare_preset("previous")), [p.key], trio, api_name="ui_cmp_prev", **nav)
+        p.cmp_orig.click(f(self.compare_preset("original")), [p.key], trio, api_name="ui_cmp_orig", **nav)
+        p.new_btn.click(
+            f(self.start_over), [p.key, p.confirm], views,
+            js="(k, c) => [k, confirm('Start over? This deletes every step of this session.')]",
+            api_name="ui_start_over", **nav,
+        )

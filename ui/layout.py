@@ -1,0 +1,147 @@
+"""The page's layout: small render functions that create components and return them. No events here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from kontext import params as P
+from kontext.engine import Engine
+from kontext.session import DRIFT_TURNS
+
+EXAMPLES = [
+    # What Kontext is known for: local edits, consistency, style, text.
+    "Change the car's colour to deep red, keep everything else the same",
+    "Keep the same person, now standing on a rainy street in Tokyo at night",
+    "Restyle the whole image as a watercolour painting",
+    "Replace the text 'OPEN' with 'CLOSED', keep the same font",
+    "Remove the person in the background",
+    "Make it golden hour, warm light, long shadows",
+]
+
+
+@dataclass
+class Page:
+    """Handles to every component the events need."""
+
+    key: Any = None
+    canvas: Any = None
+    prompt: Any = None
+    edit_btn: Any = None
+    stop_btn: Any = None
+    t2i_btn: Any = None
+    undo_btn: Any = None
+    redo_btn: Any = None
+    reroll_btn: Any = None
+    prev_branch: Any = None
+    next_branch: Any = None
+    branch: Any = None
+    status: Any = None
+    drift: Any = None
+    gallery: Any = None
+    goto: Any = None
+    tree: Any = None
+    slider: Any = None
+    cmp_a: Any = None
+    cmp_b: Any = None
+    cmp_prev: Any = None
+    cmp_orig: Any = None
+    seed_mode: Any = None
+    seed: Any = None
+    guidance: Any = None
+    steps: Any = None
+    size: Any = None
+    new_btn: Any = None
+    confirm: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def render_header(engine: Engine) -> None:
+    gr.Markdown("# Kontext Playground\nEdit a picture step by step with FLUX.1 Kontext [dev]: "
+                "each instruction edits the previous result.", elem_id="title")
+    if engine.model_id == "tiny":
+        gr.Markdown(
+            "**Demo mode: the embedded tiny model is running.** Its weights are random, so its images are "
+            "noise; everything else (history, branches, compare, export) works as with the real model. "
+            "To edit real pictures, start on a GPU with `python app.py --model black-forest-labs/FLUX.1-Kontext-dev` "
+            "(about 24 GB of GPU memory with `--offload model`, and an `HF_TOKEN` with access to the gated model).",
+            elem_id="tiny-banner", elem_classes=["banner"],
+        )
+
+
+def render_editor(page: Page) -> None:
+    page.canvas = gr.Image(
+        label="Current image: drop, paste or upload a picture to start", type="filepath", format="png",
+        sources=["upload", "clipboard"], interactive=True, height=520, elem_id="canvas",
+        buttons=["download", "fullscreen"],
+    )
+    with gr.Row(equal_height=True):
+        page.prompt = gr.Textbox(
+            label="Instruction", placeholder="e.g. make the sky stormy, keep everything else the same",
+            lines=1, max_lines=4, max_length=P.MAX_PROMPT_CHARS, scale=6, elem_id="prompt", autofocus=True,
+        )
+        page.edit_btn = gr.Button("Edit", variant="primary", scale=1, min_width=90, elem_id="edit-btn")
+        page.stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop-btn", visible=False)
+    with gr.Row(elem_id="nav-row"):
+        page.undo_btn = gr.Button("↶ Undo", size="sm", interactive=False, elem_id="undo-btn", min_width=70)
+        page.redo_btn = gr.Button("↷ Redo", size="sm", interactive=False, elem_id="redo-btn", min_width=70)
+        page.reroll_btn = gr.Button("🎲 Re-roll", size="sm", elem_id="reroll-btn", min_width=80)
+        page.prev_branch = gr.Button("◀", size="sm", elem_id="prev-branch", min_width=40, visible=False)
+        page.branch = gr.Markdown("", elem_id="branch")
+        page.next_branch = gr.Button("▶", size="sm", elem_id="next-branch", min_width=40, visible=False)
+        page.t2i_btn = gr.Button("New picture from text", size="sm", elem_id="t2i-btn", min_width=120)
+    page.status = gr.Markdown("", elem_id="status")
+    page.drift = gr.Markdown("", elem_id="drift", elem_classes=["hint"])
+    gr.Examples(EXAMPLES, inputs=[page.prompt], label="Try an instruction")
+
+
+def render_timeline(page: Page) -> None:
+    page.gallery = gr.Gallery(
+        label="Timeline: click a step to go back to it (the next edit starts a new branch)",
+        columns=4, height=260, allow_preview=False, object_fit="cover", format="png",
+        elem_id="timeline", buttons=[],
+    )
+    with gr.Row():
+        page.goto = gr.Dropdown(label="Go to any step (all branches)", choices=[], elem_id="goto", scale=3)
+    with gr.Accordion("All branches", open=False):
+        page.tree = gr.Markdown("", elem_id="tree")
+
+
+def render_compare(page: Page) -> None:
+    page.slider = gr.ImageSlider(label="Before / after", type="filepath", format="png", elem_id="compare",
+                                 max_height=420)
+    with gr.Row():
+        page.cmp_a = gr.Dropdown(label="Left", choices=[], elem_id="cmp-a", min_width=120)
+        page.cmp_b = gr.Dropdown(label="Right", choices=[], elem_id="cmp-b", min_width=120)
+    with gr.Row():
+        page.cmp_prev = gr.Button("Previous ↔ current", size="sm", elem_id="cmp-prev")
+        page.cmp_orig = gr.Button("Original ↔ current", size="sm", elem_id="cmp-orig")
+
+
+def render_settings(page: Page, engine: Engine) -> None:
+    prof = engine.profile
+    with gr.Accordion("Seed", open=True):
+        page.seed_mode = gr.Radio(
+            [("Random each turn", "random"), ("Fixed: use this seed", "fixed"),
+             ("Locked: reuse the current step's seed", "locked")],
+            value="random", show_label=False, elem_id="seed-mode",
+        )
+        page.seed = gr.Number(label="Seed (shows the one used after each turn)", value=0, precision=0,
+                              minimum=0, maximum=P.MAX_SEED, elem_id="seed")
+    with gr.Accordion("Advanced", open=False):
+        page.guidance = gr.Slider(1.0, 10.0, value=prof.default_guidance, step=0.1, label="Guidance",
+                                  info="How strongly to follow the instruction (2.5 is the model card's value)",
+                                  elem_id="guidance")
+        page.steps = gr.Slider(P.MIN_STEPS, 50, value=prof.default_steps, step=1, label="Steps",
+                               info="Fewer steps: faster, rougher", elem_id="steps")
+        page.size = gr.Dropdown([label for label, _ in P.size_choices(prof)], value="Match input",
+                                label="Output size", elem_id="size")
+    page.new_btn = gr.Button("Start over (clears this session)", size="sm", variant="secondary", elem_id="new-btn")
+    page.confirm = gr.Checkbox(visible=False, value=False)
+    gr.Markdown(
+        f"Tip: after about {DRIFT_TURNS} edits in a row details can soften; branch from an earlier step "
+        "or say several changes in one instruction. Ctrl+Z / Ctrl+Shift+Z undo and redo outside the text box.",
+        elem_classes=["hint"],
+    )

@@ -1,0 +1,137 @@
+"""What the page shows for a history: plain values, no gradio events. Easy to test on its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kontext.history import History, Node
+from kontext.session import Sessions
+
+
+def short(text: str, n: int = 48) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def label(node: Node) -> str:
+    """How a step is named everywhere on the page: '#3 make it blue'."""
+    if node.kind == "upload":
+        source = node.extra.get("source")
+        return f"#{node.id} original" + (f" ({short(source, 24)})" if source else "")
+    return f"#{node.id} {short(node.prompt)}"
+
+
+def caption(node: Node) -> str:
+    if node.kind == "upload":
+        return f"#{node.id} · original · {node.width}×{node.height}"
+    return f"#{node.id} · {short(node.prompt, 40)} · seed {node.seed} · {node.seconds:.1f}s"
+
+
+def timeline(h: History) -> list[Node]:
+    """The current branch from its root to its tip (past the current step too, so redo is visible)."""
+    if h.current is None:
+        return []
+    return h.path(h.tip(h.current))
+
+
+def branch_text(h: History) -> str:
+    sibs = h.siblings()
+    if len(sibs) < 2:
+        return ""
+    i = [n.id for n in sibs].index(h.current) + 1
+    return f"branch {i} of {len(sibs)}"
+
+
+def step_choices(h: History) -> list[tuple[str, int]]:
+    """Every step in the session (all branches), for 'go to' and compare pickers."""
+    return [(label(n), n.id) for n in sorted(h.nodes.values(), key=lambda n: n.id)]
+
+
+def tree_markdown(h: History) -> str:
+    """All branches as an indented list; the current step in bold."""
+    if h.empty:
+        return "_No steps yet._"
+    lines: list[str] = []
+
+    def walk(node: Node, depth: int) -> None:
+        text = label(node).replace("*", "\\*").replace("_", "\\_")
+        if node.id == h.current:
+            text = f"**{text}  ← current**"
+        lines.append("  " * depth + f"- {text}")
+        for child in h.children(node.id):
+            walk(child, depth + 1)
+
+    for root in h.roots():
+        walk(root, 0)
+    return "\n".join(lines)
+
+
+def status_text(h: History, model: str) -> str:
+    node = h.current_node
+    if node is None:
+        return "Upload an image (or paste / drop one), or type a prompt to generate a first picture."
+    if node.kind == "upload":
+        return f"**Step #{node.id}**: original image, {node.width}×{node.height}. Type an instruction to edit it."
+    return (f"**Step #{node.id}** · seed `{node.seed}` · {node.seconds:.2f} s · {node.width}×{node.height} · "
+            f"{node.steps} steps · guidance {node.guidance:g} · {model}")
+
+
+@dataclass
+class Snapshot:
+    """Everything the page needs to redraw after any action."""
+
+    image: str | None
+    gallery: list[tuple[str, str]]
+    selected: int | None
+    status: str
+    branch: str
+    choices: list[tuple[str, int]]
+    tree: str
+    can_undo: bool
+    can_redo: bool
+    compare: tuple[str, str] | None
+    compare_ids: tuple[int | None, int | None]
+    drift: str
+
+
+def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot:
+    h = sessions.history(key) if h is None else h
+    line = timeline(h)
+    path = lambda n: sessions.store.image_path(key, n.image).as_posix()  # noqa: E731
+    cur = h.current_node
+    compare = None
+    ids: tuple[int | None, int | None] = (None, None)
+    if cur is not None:
+        before = h.node(cur.parent) if cur.parent is not None else cur
+        compare = (path(before), path(cur))
+        ids = (before.id, cur.id)
+    return Snapshot(
+        image=path(cur) if cur else None,
+        gallery=[(path(n), caption(n)) for n in line],
+        selected=next((i for i, n in enumerate(line) if n.id == h.current), None),
+        status=status_text(h, sessions.engine.model_id),
+        branch=branch_text(h),
+        choices=step_choices(h),
+        tree=tree_markdown(h),
+        can_undo=h.can_undo,
+        can_redo=h.can_redo,
+        compare=compare,
+        compare_ids=ids,
+        drift=sessions.drift_warning(key) if cur else "",
+    )
+
+
+def history_json(sessions: Sessions, key: str, h: History | None = None) -> dict[str, Any]:
+    """The API's view of a session: every step, the current path, and what undo/redo would do."""
+    h = sessions.history(key) if h is None else h
+    return {
+        "current": h.current,
+        "path": [n.id for n in h.path()] if h.current is not None else [],
+        "timeline": [n.id for n in timeline(h)],
+        "can_undo": h.can_undo,
+        "can_redo": h.can_redo,
+        "branch": branch_text(h),
+        "steps": [{k: v for k, v in n.to_dict().items() if k != "image"} for n in
+                  sorted(h.nodes.values(), key=lambda n: n.id)],
+    }
