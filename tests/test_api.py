@@ -1,0 +1,135 @@
+"""The named endpoints, through gradio_client, against the app launched on the tiny model."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from apphelpers import running_app
+from kontext.metadata import read_metadata
+from kontext.session import Sessions
+from kontext.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def app(engine, tmp_path_factory):
+    data = tmp_path_factory.mktemp("app-data")
+    sessions = Sessions(engine, Store(data / "sessions"))
+    with running_app(sessions, data) as url:
+        yield url, sessions
+
+
+@pytest.fixture
+def client(app):
+    return Client(app[0], verbose=False)
+
+
+@pytest.fixture
+def source(tmp_path):
+    path = tmp_path / "source.png"
+    Image.effect_noise((96, 64), 40).convert("RGB").save(path)
+    return handle_file(str(path))
+
+
+def edit(client, key, prompt, **kw):
+    args = dict(seed_mode="random", seed=0, guidance=0, steps=2, width=0, height=0)
+    args.update(kw)
+    return client.predict(key, prompt, *args.values(), api_name="/edit")
+
+
+def test_five_turn_session_undo_redo_jump_branch(client, source):
+    key = client.predict(api_name="/new_session")
+    img, h = client.predict(key, source, api_name="/upload")
+    assert h["current"] == 1 and Image.open(img).size == (96, 64)
+    for i in range(5):
+        img, h = edit(client, key, f"turn {i}")
+    assert h["path"] == [1, 2, 3, 4, 5, 6]
+    meta = read_metadata(img)
+    assert meta["step"]["id"] == 6 and meta["step"]["prompt"] == "turn 4"  # PNG metadata survives download
+
+    _, h = client.predict(key, api_name="/undo")
+    _, h = client.predict(key, api_name="/undo")
+    assert h["current"] == 4 and h["can_redo"]
+    _, h = client.predict(key, api_name="/redo")
+    assert h["current"] == 5 and h["timeline"] == [1, 2, 3, 4, 5, 6]
+
+    _, h = client.predict(key, 2, api_name="/jump")
+    assert h["current"] == 2
+    _, h = edit(client, key, "a new branch")
+    assert h["path"] == [1, 2, 7] and h["branch"] == "branch 2 of 2"
+    _, h = client.predict(key, 6, api_name="/jump")  # the old branch is still reachable
+    assert h["path"] == [1, 2, 3, 4, 5, 6]
+    assert len(client.predict(key, api_name="/history")["steps"]) == 7
+
+
+def test_reroll_gives_a_sibling_with_a_new_seed_and_image(client, source):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    first_img, h = edit(client, key, "add a hat")
+    first = h["steps"][-1]
+    img, h = client.predict(key, api_name="/reroll")
+    again = h["steps"][-1]
+    assert again["parent"] == first["parent"] and again["prompt"] == first["prompt"]
+    assert again["seed"] != first["seed"]
+    assert h["branch"] == "branch 2 of 2"
+    assert not np.array_equal(np.asarray(Image.open(first_img)), np.asarray(Image.open(img)))
+
+
+def test_errors_leave_history_unchanged(client, source):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    edit(client, key, "one")
+    before = client.predict(key, api_name="/history")
+    for bad in (dict(steps=1000), dict(seed_mode="fixed", seed=-3)):
+        with pytest.raises(Exception, match="steps|seed"):
+            edit(client, key, "two", **bad)
+    with pytest.raises(Exception, match="prompt is empty"):
+        edit(client, key, "  ")
+    with pytest.raises(Exception, match="session key"):
+        client.predict("not-a-key", api_name="/history")
+    assert client.predict(key, api_name="/history") == before
+    _, h = edit(client, key, "works again")
+    assert h["steps"][-1]["prompt"] == "works again"
+
+
+def test_cancel_mid_edit_leaves_history_unchanged(client, source, app):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    before = client.predict(key, api_name="/history")
+    job = client.submit(key, "slow", "random", 0, 0, 100, 512, 512, api_name="/edit")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any("progress" in str(o) for o in job.outputs()):
+        time.sleep(0.05)
+    assert any("progress" in str(o) for o in job.outputs()), "the edit never reported progress"
+    job.cancel()
+    time.sleep(3)  # a late result would land by now
+    assert client.predict(key, api_name="/history") == before
+    assert app[1].engine._lock.acquire(timeout=30)  # the worker stopped and released the pipeline
+    app[1].engine._lock.release()
+
+
+def test_two_clients_at_once_see_only_their_own_steps(app, source):
+    results = {}
+
+    def user(name):
+        c = Client(app[0], verbose=False)
+        key = c.predict(api_name="/new_session")
+        c.predict(key, source, api_name="/upload")
+        for i in range(3):
+            edit(c, key, f"{name} {i}")
+        results[name] = c.predict(key, api_name="/history")
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for name, other in (("alice", "bob"), ("bob", "alice")):
+        prompts = [s["prompt"] for s in results[name]["steps"] if s["kind"] == "edit"]
+        assert prompts == [f"{name} {i}" for i in range(3)]
+        assert not any(other in p for p in prompts)

@@ -1,0 +1,155 @@
+import threading
+
+import numpy as np
+import pytest
+
+from kontext.engine import Cancelled
+from kontext.metadata import read_metadata
+from kontext.session import EditOptions, Sessions
+
+FAST = EditOptions(steps=2)
+
+
+def started(sessions, photo):
+    key = sessions.new()
+    sessions.upload(key, photo, name="photo.png")
+    return key
+
+
+def test_turns_chain_and_persist(sessions, photo, store):
+    key = started(sessions, photo)
+    for i in range(3):
+        h, node = sessions.edit(key, f"turn {i}", FAST)
+        assert node.parent == h.path()[-2].id
+    assert [n.kind for n in h.path()] == ["upload", "edit", "edit", "edit"]
+    fresh = Sessions(sessions.engine, store)  # a restarted server reads the same history
+    assert fresh.history(key).to_dict() == h.to_dict()
+
+
+def test_png_of_a_turn_carries_its_parameters(sessions, photo):
+    key = started(sessions, photo)
+    _, node = sessions.edit(key, "add a hat", EditOptions(seed_mode="fixed", seed=42, steps=2))
+    meta = read_metadata(sessions.image_path(key))
+    assert meta["step"]["seed"] == 42 and meta["step"]["id"] == node.id
+    assert "add a hat" in meta["parameters"] and "Seed: 42" in meta["parameters"]
+    assert meta["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
+
+
+def test_seed_modes(sessions, photo):
+    key = started(sessions, photo)
+    _, a = sessions.edit(key, "x", EditOptions(seed_mode="fixed", seed=5, steps=1))
+    _, b = sessions.edit(key, "y", EditOptions(seed_mode="locked", steps=1))
+    _, c = sessions.edit(key, "z", EditOptions(seed_mode="random", steps=1))
+    _, d = sessions.edit(key, "w", EditOptions(seed_mode="random", steps=1))
+    assert a.seed == 5 and b.seed == 5
+    assert c.seed != d.seed
+    with pytest.raises(ValueError, match="seed_mode"):
+        sessions.edit(key, "x", EditOptions(seed_mode="lucky"))
+    with pytest.raises(ValueError, match="seed is empty"):
+        sessions.edit(key, "x", EditOptions(seed_mode="fixed", seed=None))
+
+
+def test_reroll_is_a_sibling_with_a_new_seed(sessions, photo):
+    key = started(sessions, photo)
+    _, first = sessions.edit(key, "add a hat", FAST)
+    h, again = sessions.reroll(key)
+    assert again.parent == first.parent and again.prompt == first.prompt
+    assert again.seed != first.seed
+    assert [n.id for n in h.siblings()] == [first.id, again.id]
+    assert not np.array_equal(np.asarray(sessions.image(key, first.id)), np.asarray(sessions.image(key, again.id)))
+
+
+def test_text_to_image_starts_a_tree(sessions):
+    key = sessions.new()
+    h, node = sessions.edit(key, "a lighthouse at dusk", FAST)
+    assert node.kind == "text" and node.parent is None
+    meta = read_metadata(sessions.image_path(key))
+    assert meta["digital_source_type"].endswith("/trainedAlgorithmicMedia")
+
+
+def test_cancel_and_errors_leave_history_unchanged(sessions, photo):
+    key = started(sessions, photo)
+    sessions.edit(key, "one", FAST)
+    before = sessions.history(key).to_dict()
+    files = sorted(p.name for p in sessions.store.folder(key).rglob("*.png"))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        sessions.edit(key, "two", FAST, cancel=cancel)
+    with pytest.raises(ValueError, match="steps"):
+        sessions.edit(key, "two", EditOptions(steps=0))
+    with pytest.raises(ValueError, match="prompt"):
+        sessions.edit(key, "   ", FAST)
+    assert sessions.history(key).to_dict() == before
+    assert sorted(p.name for p in sessions.store.folder(key).rglob("*.png")) == files
+    _, node = sessions.edit(key, "three", FAST)  # the next edit works
+    assert node.prompt == "three"
+
+
+def test_undo_during_an_edit_is_not_lost(sessions, photo):
+    key = started(sessions, photo)
+    sessions.edit(key, "one", FAST)
+    sessions.edit(key, "two", FAST)  # path 1-2-3
+    gate, go = threading.Event(), threading.Event()
+
+    def on_step(ev):
+        gate.set()
+        go.wait(10)
+
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=sessions.edit(key, "three", FAST, on_step=on_step)))
+    t.start()
+    assert gate.wait(10)
+    undone = sessions.undo(key)  # instant while the edit runs
+    assert undone.current == 2
+    go.set()
+    t.join(20)
+    h, node = result["r"]
+    assert node.parent == 3  # the edit started from step 3
+    assert h.current == node.id
+    assert h.last_child[2] == 3 and len(h) == 4
+
+
+def test_two_concurrent_edits_both_land(sessions, photo):
+    key = started(sessions, photo)
+    out = []
+    threads = [threading.Thread(target=lambda p=p: out.append(sessions.edit(key, p, FAST)[1])) for p in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    h = sessions.history(key)
+    assert len(h) == 3 and {n.prompt for n in h.children(1)} == {"a", "b"}
+
+
+def test_switch_branch_and_drift_warning(sessions, photo):
+    key = started(sessions, photo)
+    sessions.edit(key, "a", FAST)
+    sessions.undo(key)
+    h, b = sessions.edit(key, "b", FAST)
+    assert sessions.switch_branch(key, -1).current_node.prompt == "a"
+    assert sessions.switch_branch(key, +1).current == b.id
+    assert sessions.drift_warning(key) == ""
+    for i in range(6):
+        sessions.edit(key, f"d{i}", EditOptions(steps=1))
+    assert "drifts" in sessions.drift_warning(key)
+
+
+def test_sessions_are_isolated(sessions, photo):
+    k1, k2 = started(sessions, photo), sessions.new()
+    sessions.edit(k1, "mine", FAST)
+    assert sessions.history(k2).empty
+    with pytest.raises(ValueError, match="session key"):
+        sessions.history("../../etc")
+
+
+def test_history_bound(engine, store, photo):
+    s = Sessions(engine, store, max_nodes=2)
+    key = s.new()
+    s.upload(key, photo)
+    s.edit(key, "one", FAST)
+    with pytest.raises(ValueError, match="history is full"):
+        s.edit(key, "two", FAST)
+    with pytest.raises(ValueError, match="history is full"):
+        s.upload(key, photo)
+    assert len(s.history(key)) == 2

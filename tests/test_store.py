@@ -1,0 +1,95 @@
+import os
+import time
+
+import pytest
+
+from kontext.history import History, Node
+from kontext.store import Store, new_key
+
+
+def committed(store, key, n=1):
+    """Commit a chain of n steps whose images are stored (placeholder bytes: the store does not decode)."""
+    name = store.save_image(key, b"png 0")
+    h = History().add(Node(id=0, parent=None, kind="upload", image=name), parent=None)
+    for i in range(1, n):
+        name = store.save_image(key, f"png {i}".encode())
+        h = h.add(Node(id=0, parent=None, kind="edit", image=name, prompt=str(i)))
+    store.commit(key, h)
+    return h
+
+
+def test_commit_and_load_roundtrip(tmp_path):
+    store = Store(tmp_path)
+    key = new_key()
+    h = committed(store, key, 3)
+    assert store.load(key).to_dict() == h.to_dict()
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
+
+
+def test_commit_refuses_history_naming_missing_images(tmp_path):
+    store = Store(tmp_path)
+    key = new_key()
+    h = History().add(Node(id=0, parent=None, kind="upload", image="0" * 32 + ".png"), parent=None)
+    with pytest.raises(ValueError, match="not stored"):
+        store.commit(key, h)
+    assert not store.exists(key)
+
+
+def test_orphan_images_from_a_crash_are_removed(tmp_path):
+    store = Store(tmp_path)
+    key = new_key()
+    committed(store, key, 1)
+    orphan = store.image_path(key, store.save_image(key, b"half a turn"))
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    store.load(key)
+    assert not orphan.exists()
+
+
+@pytest.mark.parametrize("bad", ["", "short", "../../etc/passwd", "a" * 31, "a/" * 20, None, 5])
+def test_malformed_keys_are_rejected(tmp_path, bad):
+    with pytest.raises(ValueError, match="session key"):
+        Store(tmp_path).folder(bad)
+
+
+def test_image_names_cannot_escape(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(ValueError, match="image reference"):
+        store.image_path(new_key(), "../history.json")
+
+
+def test_folders_do_not_reveal_keys(tmp_path):
+    store = Store(tmp_path)
+    key = new_key()
+    committed(store, key)
+    assert key not in str(store.folder(key))
+
+
+def test_expiry_deletes_idle_sessions(tmp_path):
+    store = Store(tmp_path, max_idle_s=3600)
+    old, new = new_key(), new_key()
+    committed(store, old)
+    committed(store, new)
+    past = time.time() - 7200
+    os.utime(store.folder(old) / "history.json", (past, past))
+    removed = store.sweep()
+    assert removed == [store.folder(old)]
+    assert not store.folder(old).exists() and store.exists(new)
+
+
+def test_disk_budget_removes_least_recently_used(tmp_path):
+    store = Store(tmp_path, max_bytes=1)
+    keys = [new_key() for _ in range(3)]
+    for i, k in enumerate(keys):
+        committed(store, k)
+        t = time.time() - 100 + i
+        os.utime(store.folder(k) / "history.json", (t, t))
+    store.sweep(keep=keys[2])
+    assert [store.exists(k) for k in keys] == [False, False, True]
+
+
+def test_bad_limits_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="max_idle_s"):
+        Store(tmp_path, max_idle_s=0)
+    with pytest.raises(ValueError, match="max_bytes"):
+        Store(tmp_path, max_bytes=-5)
