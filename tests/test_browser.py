@@ -1,0 +1,109 @@
+"""The page in a real browser: Debian's headless Chromium driven by Playwright (no browser download)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from apphelpers import running_app
+from kontext.session import Sessions
+from kontext.store import Store
+
+CHROMIUM = os.environ.get("KONTEXT_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
+]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def app(engine, tmp_path_factory):
+    data = tmp_path_factory.mktemp("browser-app")
+    with running_app(Sessions(engine, Store(data / "sessions")), data) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def status(page):
+    return page.locator("#status").inner_text()
+
+
+def wait_status(page, text, timeout=30_000):
+    page.wait_for_function("t => document.querySelector('#status')?.innerText.includes(t)", arg=text,
+                           timeout=timeout)
+
+
+def canvas_src(page):
+    return page.locator("#canvas img").first.get_attribute("src")
+
+
+def thumbs(page):
+    return page.locator("#timeline .thumbnail-item, #timeline button.thumbnail-item")
+
+
+@pytest.mark.parametrize("viewport", [(1400, 1000), (390, 844)], ids=["desktop", "phone"])
+def test_upload_edit_undo_timeline_compare(app, browser, tmp_path, viewport):
+    ARTIFACTS.mkdir(exist_ok=True)
+    tag = "desktop" if viewport[0] > 800 else "phone"
+    src = tmp_path / "photo.png"
+    Image.effect_noise((120, 80), 50).convert("RGB").save(src)
+    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    page = ctx.new_page()
+    page.goto(app)
+    page.wait_for_selector("#canvas")
+    wait_status(page, "Upload an image")
+
+    page.locator("#canvas input[type=file]").set_input_files(str(src))
+    wait_status(page, "Step #1")
+    for i, prompt in enumerate(["make it blue", "add a hat"], start=2):
+        page.fill("#prompt textarea", prompt)
+        page.click("#edit-btn")
+        wait_status(page, f"Step #{i} · seed")
+    assert thumbs(page).count() == 3
+    after_two = canvas_src(page)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{tag}-two-edits.png"), full_page=True)
+
+    page.click("#undo-btn")
+    wait_status(page, "Step #2")
+    assert canvas_src(page) != after_two
+    assert thumbs(page).count() == 3  # the undone step stays on the timeline, ready for redo
+
+    thumbs(page).nth(0).click()
+    wait_status(page, "Step #1")
+    assert "original image" in status(page)
+
+    page.keyboard.press("Control+Shift+Z")  # redo from outside the text box
+    wait_status(page, "Step #2")
+
+    page.get_by_role("tab", name="Compare").click()
+    slider = page.locator("#compare")
+    slider.wait_for()
+    box = slider.bounding_box()
+    before = page.screenshot(clip=box)
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.5, steps=8)
+    page.mouse.up()
+    after = page.screenshot(clip=box)
+    assert before != after  # the slider moved over two different images
+    page.screenshot(path=str(ARTIFACTS / f"browser-{tag}-compare.png"), full_page=True)
+
+    page.reload()  # the session survives a reload: same timeline, same step
+    page.wait_for_selector("#canvas")
+    wait_status(page, "Step #2")
+    assert thumbs(page).count() == 3
+    ctx.close()
