@@ -87,7 +87,7 @@ def render_editor(page: Page) -> None:
     with gr.Row(elem_id="nav-row"):
         page.undo_btn = gr.Button("↶ Undo", size="sm", interactive=False, elem_id="undo-btn", min_width=70)
         page.redo_btn = gr.Button("↷ Redo", size="sm", interactive=False, elem_id="redo-btn", min_width=70)
-        page.reroll_btn = gr.Button("🎲 Re-roll", size="sm", elem_id="reroll-btn", min_width=80)
+        page.reroll_btn = gr.Button("Re-roll", size="sm", elem_id="reroll-btn", min_width=80)
         page.prev_branch = gr.Button("◀", size="sm", elem_id="prev-branch", min_width=40, visible=False)
         page.branch = gr.Markdown("", elem_id="branch")
         page.next_branch = gr.Button("▶", size="sm", elem_id="next-branch", min_width=40, visible=False)
