@@ -13,7 +13,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(sessions, data_dir):
+def running_app(sessions, data_dir, mcp: bool = False):
     from kontext.config import Settings
     from ui import LAUNCH_KWARGS, build_ui
 
@@ -21,7 +21,8 @@ def running_app(sessions, data_dir):
     demo = build_ui(sessions, settings)
     port = free_port()
     demo.queue(default_concurrency_limit=1).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, mcp_server=mcp,
+        **LAUNCH_KWARGS)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

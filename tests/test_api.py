@@ -133,3 +133,34 @@ def test_two_clients_at_once_see_only_their_own_steps(app, source):
         prompts = [s["prompt"] for s in results[name]["steps"] if s["kind"] == "edit"]
         assert prompts == [f"{name} {i}" for i in range(3)]
         assert not any(other in p for p in prompts)
+
+
+def test_undo_answers_while_an_edit_runs(client, source, app):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    edit(client, key, "one")
+    job = client.submit(key, "slow", "random", 0, 0, 100, 512, 512, api_name="/edit")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any("progress" in str(o) for o in job.outputs()):
+        time.sleep(0.05)
+    t = time.perf_counter()
+    _, h = client.predict(key, api_name="/undo")
+    undo_s = time.perf_counter() - t
+    assert h["current"] == 1
+    assert not job.done(), f"undo waited for the edit ({undo_s:.1f} s)"
+    final = job.result(timeout=120)
+    h = final[1]
+    assert h["current"] == 3 and h["steps"][-1]["parent"] == 2  # the edit landed where it started
+    _, h = client.predict(key, api_name="/undo")
+    assert h["current"] == 2
+
+
+def test_mcp_server_lists_the_tools(engine, tmp_path):
+    import httpx
+
+    sessions = Sessions(engine, Store(tmp_path / "sessions"))
+    with running_app(sessions, tmp_path, mcp=True) as url:
+        schema = httpx.get(url + "gradio_api/mcp/schema", timeout=30).json()
+    names = {t["name"] for t in schema}
+    assert {"new_session", "upload", "edit", "reroll", "undo", "redo", "jump", "history"} <= names
+    assert not any(n.startswith("ui_") for n in names)  # the page's own events are not tools
