@@ -129,3 +129,15 @@ def size_choices(profile: Profile) -> list[tuple[str, tuple[int, int] | None]]:
             g = math.gcd(*size)
             out.append((f"{size[0]}×{size[1]} ({size[0] // g}:{size[1] // g})", size))
     return out
+
+
+def text_replacement_prompt(old: str, new: str) -> str:
+    """Kontext's guide: quote the exact text, and ask to keep the font, so only the words change."""
+    old, new = (t.strip().replace('"', "'") for t in (old, new))
+    if not old:
+        raise ValueError("text now is empty: type the text that is in the image")
+    if not new:
+        raise ValueError("replace with is empty: type the new text")
+    if len(old) > 200 or len(new) > 200:
+        raise ValueError("text to replace must be at most 200 characters each")
+    return f'Replace "{old}" with "{new}", keep the same font, size, colour and position'

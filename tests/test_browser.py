@@ -107,3 +107,31 @@ def test_upload_edit_undo_timeline_compare(app, browser, tmp_path, viewport):
     wait_status(page, "Step #2")
     assert thumbs(page).count() == 3
     ctx.close()
+
+
+def test_text_helper_and_start_over(app, browser, tmp_path):
+    src = tmp_path / "photo.png"
+    Image.effect_noise((96, 96), 50).convert("RGB").save(src)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(app)
+    page.wait_for_selector("#canvas")
+    wait_status(page, "Upload an image")
+    page.locator("#canvas input[type=file]").set_input_files(str(src))
+    wait_status(page, "Step #1")
+
+    page.get_by_text("Replace text in the image").click()
+    page.get_by_label("Text now").fill("OPEN")
+    page.get_by_label("Replace with").fill("CLOSED")
+    page.click("#text-btn")
+    page.wait_for_function("document.querySelector('#prompt textarea').value.includes('CLOSED')")
+    assert page.input_value("#prompt textarea").startswith('Replace "OPEN" with "CLOSED"')
+
+    page.once("dialog", lambda d: d.dismiss())  # "Start over?" -> Cancel keeps everything
+    page.click("#new-btn")
+    page.wait_for_timeout(800)
+    assert "Step #1" in status(page)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#new-btn")
+    wait_status(page, "Upload an image")
+    assert thumbs(page).count() == 0
+    page.close()

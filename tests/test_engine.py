@@ -122,3 +122,14 @@ def test_bad_options_are_rejected():
         Engine.load("tiny", offload="sideways")
     with pytest.raises(ValueError, match="dtype"):
         Engine.load("tiny", dtype="int3")
+
+
+def test_text_replacement_prompt_quotes_exact_text():
+    from kontext.params import text_replacement_prompt
+
+    assert text_replacement_prompt(" OPEN ", 'CLO"SED') == (
+        "Replace \"OPEN\" with \"CLO'SED\", keep the same font, size, colour and position")
+    with pytest.raises(ValueError, match="text now is empty"):
+        text_replacement_prompt("", "x")
+    with pytest.raises(ValueError, match="replace with is empty"):
+        text_replacement_prompt("x", " ")

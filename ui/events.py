@@ -201,6 +201,9 @@ class Wiring:
             return [self.compare(key, other.id, cur.id), other.id, cur.id]
         return preset
 
+    def text_prompt(self, old: str, new: str) -> str:
+        return P.text_replacement_prompt(old or "", new or "")
+
     def start_over(self, key: str, confirmed: bool) -> list[Any]:
         if not confirmed:
             return [gr.skip()] * len(self.view_outputs)
@@ -244,6 +247,9 @@ class Wiring:
         trio = [p.slider, p.cmp_a, p.cmp_b]
         p.cmp_prev.click(f(self.compare_preset("previous")), [p.key], trio, api_name="ui_cmp_prev", **nav)
         p.cmp_orig.click(f(self.compare_preset("original")), [p.key], trio, api_name="ui_cmp_orig", **nav)
+        x = p.extra
+        x["text_btn"].click(f(self.text_prompt), [x["old_text"], x["new_text"]], [p.prompt], api_name="ui_text_prompt",
+                            **nav)
         p.new_btn.click(
             f(self.start_over), [p.key, p.confirm], views,
             js="(k, c) => [k, confirm('Start over? This deletes every step of this session.')]",

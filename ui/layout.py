@@ -92,6 +92,11 @@ def render_editor(page: Page) -> None:
         page.branch = gr.Markdown("", elem_id="branch")
         page.next_branch = gr.Button("▶", size="sm", elem_id="next-branch", min_width=40, visible=False)
         page.t2i_btn = gr.Button("New picture from text", size="sm", elem_id="t2i-btn", min_width=120)
+    with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper"):
+        with gr.Row(equal_height=True):
+            page.extra["old_text"] = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)
+            page.extra["new_text"] = gr.Textbox(label="Replace with", placeholder="CLOSED", max_length=200, scale=2)
+            page.extra["text_btn"] = gr.Button("Write the instruction", size="sm", scale=1, elem_id="text-btn")
     page.status = gr.Markdown("", elem_id="status")
     page.drift = gr.Markdown("", elem_id="drift", elem_classes=["hint"])
     gr.Examples(EXAMPLES, inputs=[page.prompt], label="Try an instruction")
