@@ -135,3 +135,32 @@ def test_text_helper_and_start_over(app, browser, tmp_path):
     wait_status(page, "Upload an image")
     assert thumbs(page).count() == 0
     page.close()
+
+
+def test_stop_leaves_everything_as_before(app, browser, tmp_path):
+    src = tmp_path / "photo.png"
+    Image.effect_noise((96, 96), 50).convert("RGB").save(src)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(app)
+    page.wait_for_selector("#canvas")
+    wait_status(page, "Upload an image")
+    page.locator("#canvas input[type=file]").set_input_files(str(src))
+    wait_status(page, "Step #1")
+    original = canvas_src(page)
+    page.get_by_text("Advanced").click()
+    steps = page.locator("#steps input[type=number]")
+    steps.fill("50")
+    steps.press("Enter")
+    page.locator("#size input").click()
+    page.get_by_role("option").last.click()  # the largest size: slow enough to stop mid-way
+    page.fill("#prompt textarea", "this edit is stopped")
+    page.click("#edit-btn")
+    wait_status(page, "of 50")
+    page.click("#stop-btn")
+    page.wait_for_selector("#edit-btn", state="visible")
+    wait_status(page, "Step #1")
+    page.wait_for_timeout(1500)  # a late result would have landed by now
+    assert "Step #1" in status(page)
+    assert canvas_src(page) == original
+    assert thumbs(page).count() == 1
+    page.close()

@@ -150,9 +150,8 @@ class Wiring:
 
     def stopped(self, key: str) -> list[Any]:
         """After Stop: show the committed state again (a preview never stays on screen)."""
-        out = self.redraw(key)
-        out[2] = "Stopped: nothing was changed. " + out[2]
-        return [*out, gr.Button(visible=True), gr.Button(visible=False)]
+        gr.Info("Stopped: nothing was changed.")
+        return [*self.redraw(key), gr.Button(visible=True), gr.Button(visible=False)]
 
     def failed(self, key: str) -> list[Any]:
         return [*self.redraw(key), gr.Button(visible=True), gr.Button(visible=False)]
