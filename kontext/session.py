@@ -16,15 +16,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from PIL import Image
 
-from . import metadata
+from . import metadata, sheets
 from . import params as P
 from .engine import Cancelled, Engine, StepEvent
+from .export import select, write_export
 from .history import History, Node
 from .images import open_image
+from .importer import ExportReader, ImportResult, Limits, check_room, merge, open_export, plan_ids, renumbered_png
 from .store import Store, new_key
 
 SEED_MODES = ("random", "fixed", "locked")
@@ -229,3 +232,69 @@ class Sessions:
             return (f"{edits} edits in a row: Kontext's quality drifts over many turns. "
                     "If details soften, branch from an earlier step or combine instructions.")
         return ""
+
+    # --- export and import ---------------------------------------------------------------------
+    def export(self, key: str, dest: str | Path | BinaryIO, *, scope: str = "path",
+               extras: bool = True) -> dict[str, Any]:
+        """Write a ZIP of the path ("path"), the current tree ("tree") or every tree ("all") to
+        `dest`; return its manifest. `extras` adds an animated GIF, a contact sheet and a README."""
+        return write_export(self.history(key), lambda name: self.store.read_image_bytes(key, name), dest,
+                            scope=scope, engine=self.engine, extras=extras)
+
+    def animation(self, key: str, fmt: str = "gif") -> bytes:
+        """An animated GIF (or WebP) of the current path, one captioned frame per step, 1 s each."""
+        nodes = self.history(key).path()
+        return sheets.animation(self._pictures(key, nodes, 512), fmt=fmt)
+
+    def contact_sheet(self, key: str, scope: str = "path") -> bytes:
+        """A PNG grid of the steps of `scope` ("path", "tree" or "all") with step numbers and prompts."""
+        nodes = select(self.history(key), scope)
+        return sheets.contact_sheet(self._pictures(key, nodes, 256))
+
+    def _pictures(self, key: str, nodes: list[Node], side: int) -> list[tuple[Image.Image, str]]:
+        if not nodes:
+            raise ValueError("nothing to show: this session has no steps yet")
+        return [(sheets.thumbnail(self.store.read_image_bytes(key, n.image), side), sheets.caption(n))
+                for n in nodes]
+
+    def import_zip(self, key: str, source: str | Path | bytes | BinaryIO,
+                   limits: Limits | None = None) -> ImportResult:
+        """Add an exported ZIP's steps to the session as new trees; into an empty session the
+        original step ids are kept, otherwise they are renumbered (the result says how).
+
+        Everything is checked; a bad export raises ValueError and changes nothing. Images are
+        written outside the lock (like an edit's), then the history is committed once.
+        """
+        snapshot = self.history(key)
+        limits = limits or Limits(max_steps=snapshot.max_nodes)
+        names: dict[int, str] = {}  # original id -> stored image, to remove if anything fails
+        try:
+            with open_export(source, limits) as reader:
+                check_room(snapshot, reader.export)
+                ids = plan_ids(reader.export, snapshot)
+                self._store_import(key, reader, ids, names)
+                with self._lock(key):
+                    latest = self._load(key)
+                    if plan_ids(reader.export, latest) != ids:
+                        # A turn landed meanwhile: renumber after it (rare, so done under the lock).
+                        self.store.discard_images(key, names.values())
+                        names.clear()
+                        ids = plan_ids(reader.export, latest)
+                        self._store_import(key, reader, ids, names)
+                    committed = self._commit(key, merge(latest, reader.export, ids, names))
+                    names.clear()  # committed: from here on these images belong to the history
+        except BaseException:
+            # Under the lock: edits save their images under it, so removing the (then empty)
+            # session folder cannot race with one.
+            with self._lock(key):
+                self.store.discard_images(key, names.values())
+            raise
+        return ImportResult(committed, ids)
+
+    def _store_import(self, key: str, reader: ExportReader, ids: dict[int, int], names: dict[int, str]) -> None:
+        """Check and store every image of the export, recording each stored name in `names`."""
+        for node in reader.export.nodes:
+            data, _ = reader.png(node)
+            if ids[node.id] != node.id:
+                data = renumbered_png(data, node, ids)
+            names[node.id] = self.store.save_image(key, data)

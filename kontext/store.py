@@ -105,6 +105,17 @@ class Store:
         _fsync_write(path, png)
         return name
 
+    def discard_images(self, key: str, names: object) -> None:
+        """Remove images no history names (a failed import's); drop the folder if that left it empty."""
+        for name in names:
+            self.image_path(key, name).unlink(missing_ok=True)
+        folder = self.folder(key)
+        for d in (folder / "images", folder):
+            try:
+                d.rmdir()  # only succeeds when empty: a session with a history keeps its folder
+            except OSError:
+                break
+
     def commit(self, key: str, history: History) -> None:
         """Make `history` the session's committed state (every image it names must be saved)."""
         folder = self.folder(key)
