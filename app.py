@@ -45,13 +45,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes)
     store.sweep()
-    from ui import LAUNCH_KWARGS, build_ui
+    from ui import build_ui, launch_kwargs
 
     demo = build_ui(Sessions(engine, store, max_nodes=settings.max_steps), settings)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")
     demo.queue(default_concurrency_limit=1).launch(
-        server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **LAUNCH_KWARGS,
+        server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **launch_kwargs(settings),
     )
 
 

@@ -119,10 +119,11 @@ class Sessions:
         w, h = img.size
         node = Node(id=0, parent=None, kind="upload", image="", width=w, height=h,
                     prompt=name and f"uploaded {name}"[:200], extra={"source": name[:200]} if name else {})
-        png = metadata.png_bytes(img, step_dict(node))
         with self._lock(key):
             old = self._load(key)
             old.check_room()
+            node = replace(node, id=old.next_id())
+            png = metadata.png_bytes(img, step_dict(node))
             stored = replace(node, image=self.store.save_image(key, png))
             return self._commit(key, old.add(stored, parent=None))
 

@@ -15,14 +15,14 @@ def free_port() -> int:
 @contextmanager
 def running_app(sessions, data_dir, mcp: bool = False):
     from kontext.config import Settings
-    from ui import LAUNCH_KWARGS, build_ui
+    from ui import build_ui, launch_kwargs
 
     settings = Settings(model="tiny", data_dir=data_dir)
     demo = build_ui(sessions, settings)
     port = free_port()
     demo.queue(default_concurrency_limit=1).launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, mcp_server=mcp,
-        **LAUNCH_KWARGS)
+        **launch_kwargs(settings))
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

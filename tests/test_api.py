@@ -2,6 +2,7 @@
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,27 @@ def test_mcp_server_lists_the_tools(engine, tmp_path):
     names = {t["name"] for t in schema}
     assert {"new_session", "upload", "edit", "reroll", "undo", "redo", "jump", "history"} <= names
     assert not any(n.startswith("ui_") for n in names)  # the page's own events are not tools
+
+
+def test_export_then_import_into_a_new_session(client, source):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    edit(client, key, "one")
+    edit(client, key, "two")
+    client.predict(key, api_name="/undo")
+    _, original = edit(client, key, "branch")
+    files = client.predict(key, "tree", api_name="/export")
+    names = sorted(Path(f).suffix for f in files)
+    assert names == [".gif", ".png", ".zip"]
+    zip_path = next(f for f in files if f.endswith(".zip"))
+
+    other = client.predict(api_name="/new_session")
+    img, h = client.predict(other, handle_file(zip_path), api_name="/import_zip")
+    strip = lambda steps: [{k: s[k] for k in ("id", "parent", "prompt", "seed", "kind")} for s in steps]  # noqa: E731
+    assert strip(h["steps"]) == strip(original["steps"])
+    assert h["current"] == original["current"]
+    a = np.asarray(Image.open(client.predict(key, 3, api_name="/step_image")))
+    b = np.asarray(Image.open(client.predict(other, 3, api_name="/step_image")))
+    assert np.array_equal(a, b)
+    with pytest.raises(Exception, match="not a ZIP|zip"):
+        client.predict(other, source, api_name="/import_zip")

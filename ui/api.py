@@ -13,7 +13,7 @@ import gradio as gr
 
 from kontext.session import EditOptions, Sessions
 
-from . import view
+from . import share, view
 from .events import friendly
 from .runner import Done, stream
 
@@ -94,6 +94,19 @@ class Api:
         """The PNG of any step (with its generation parameters in the metadata)."""
         return self.s.image_path(session, int(step))
 
+    def export(self, session: str, scope: str = "path") -> list[str]:
+        """Export the session as files: a ZIP (every step's PNG + manifest.json with prompts, seeds and
+        versions), an animated GIF of the current path and a contact sheet.
+        scope: "path" (root to current step), "tree" (the current tree, all branches) or "all"."""
+        return share.export_files(self.s, session, scope)
+
+    def import_zip(self, session: str, file: str) -> tuple[str | None, dict[str, Any]]:
+        """Continue from an exported ZIP: all its steps and branches are added to the session."""
+        if not file:
+            raise ValueError("file is missing: send a ZIP exported by this app")
+        self.s.import_zip(session, file)
+        return self._result(session)
+
     def clear(self, session: str) -> dict[str, Any]:
         """Delete every step of the session."""
         self.s.clear(session)
@@ -110,6 +123,9 @@ class Api:
             image_in = gr.Image(label="image", type="filepath", format="png")
             image_out = gr.Image(label="image", type="filepath", format="png")
             info = gr.JSON(label="history")
+            scope = gr.Textbox(label="scope", value="path")
+            zip_in = gr.File(label="file", file_types=[".zip"])
+            files_out = gr.File(label="files", file_count="multiple")
             trigger = gr.Button()
         pair = [image_out, info]
         common = dict(api_visibility="public", queue=False)
@@ -125,4 +141,8 @@ class Api:
         trigger.click(f(self.branch), [key, step], pair, api_name="branch", **common)
         trigger.click(f(self.history), [key], info, api_name="history", **common)
         trigger.click(f(self.step_image), [key, step], image_out, api_name="step_image", **common)
+        trigger.click(f(self.export), [key, scope], files_out, api_name="export", concurrency_id="files",
+                      api_visibility="public")
+        trigger.click(f(self.import_zip), [key, zip_in], pair, api_name="import_zip", concurrency_id="files",
+                      api_visibility="public")
         trigger.click(f(self.clear), [key], info, api_name="clear", **common)

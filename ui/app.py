@@ -40,6 +40,12 @@ def build_ui(sessions: Sessions, settings: Settings) -> gr.Blocks:
     return demo
 
 
+def launch_kwargs(settings: Settings) -> dict:
+    """launch() options: the static ones below plus the session folder, which gradio must be allowed
+    to serve images from when it lies outside the working directory (e.g. /data on a Space)."""
+    return dict(LAUNCH_KWARGS, allowed_paths=[str(Path(settings.data_dir).resolve())])
+
+
 # Passed to launch(): gradio 6 takes theme/css/js there. ssr_mode and run_history stay off
 # (DESIGN.md: a token leak through run-history endpoints in gradio 6.27-6.31).
 LAUNCH_KWARGS = dict(
@@ -48,6 +54,6 @@ LAUNCH_KWARGS = dict(
     js=(ASSETS / "shortcuts.js").read_text("utf-8"),
     ssr_mode=False,
     run_history=False,
-    max_file_size="50mb",
+    max_file_size="1gb",  # exported ZIPs of long sessions; images are capped in kontext.images
     footer_links=["api"],
 )

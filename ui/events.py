@@ -21,7 +21,7 @@ from kontext.engine import Cancelled
 from kontext.session import EditOptions, Sessions
 from kontext.store import check_key
 
-from . import view
+from . import share, view
 from .layout import Page
 from .runner import Done, stream
 
@@ -200,6 +200,15 @@ class Wiring:
             return [self.compare(key, other.id, cur.id), other.id, cur.id]
         return preset
 
+    def export(self, key: str, scope: str) -> list[str]:
+        return share.export_files(self.s, key, scope or "path")
+
+    def import_zip(self, key: str, path: str | None) -> list[Any]:
+        if not path:
+            raise ValueError("no file was uploaded")
+        gr.Info(self.s.import_zip(key, path).message)
+        return self.redraw(key)
+
     def text_prompt(self, old: str, new: str) -> str:
         return P.text_replacement_prompt(old or "", new or "")
 
@@ -249,6 +258,10 @@ class Wiring:
         x = p.extra
         x["text_btn"].click(f(self.text_prompt), [x["old_text"], x["new_text"]], [p.prompt], api_name="ui_text_prompt",
                             **nav)
+        x["export_btn"].click(f(self.export), [p.key, x["scope"]], [x["files"]], api_name="ui_export",
+                              concurrency_id="files", api_visibility="undocumented")
+        x["import_btn"].upload(f(self.import_zip), [p.key, x["import_btn"]], views, api_name="ui_import",
+                               concurrency_id="files", api_visibility="undocumented")
         p.new_btn.click(
             f(self.start_over), [p.key, p.confirm], views,
             js="(k, c) => [k, confirm('Start over? This deletes every step of this session.')]",

@@ -143,6 +143,15 @@ def render_settings(page: Page, engine: Engine) -> None:
                                info="Fewer steps: faster, rougher", elem_id="steps")
         page.size = gr.Dropdown([label for label, _ in P.size_choices(prof)], value="Match input",
                                 label="Output size", elem_id="size")
+    with gr.Accordion("Export / import", open=False, elem_id="share"):
+        page.extra["scope"] = gr.Radio([("Current path", "path"), ("This tree (all its branches)", "tree"),
+                                        ("Every tree", "all")], value="path", label="What to export",
+                                       elem_id="export-scope")
+        page.extra["export_btn"] = gr.Button("Export ZIP + GIF + contact sheet", size="sm", elem_id="export-btn")
+        page.extra["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False,
+                                      elem_id="export-files")
+        page.extra["import_btn"] = gr.UploadButton("Import an exported ZIP", file_types=[".zip"], size="sm",
+                                                   elem_id="import-btn")
     page.new_btn = gr.Button("Start over (clears this session)", size="sm", variant="secondary", elem_id="new-btn")
     page.confirm = gr.Checkbox(visible=False, value=False)
     gr.Markdown(
