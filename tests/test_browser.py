@@ -92,6 +92,8 @@ def test_upload_edit_undo_timeline_compare(app, browser, tmp_path, viewport):
     page.get_by_role("tab", name="Compare").click()
     slider = page.locator("#compare")
     slider.wait_for()
+    slider.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
     box = slider.bounding_box()
     before = page.screenshot(clip=box)
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
