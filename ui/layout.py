@@ -12,13 +12,13 @@ from kontext.engine import Engine
 from kontext.session import DRIFT_TURNS
 
 EXAMPLES = [
-    # What Kontext is known for: local edits, consistency, style, text.
-    "Change the car's colour to deep red, keep everything else the same",
-    "Keep the same person, now standing on a rainy street in Tokyo at night",
-    "Restyle the whole image as a watercolour painting",
-    "Replace the text 'OPEN' with 'CLOSED', keep the same font",
+    # What Kontext is known for, phrased the way BFL's prompting guide recommends.
+    "Change the car's colour to deep red, keep everything else the same",  # a local edit
+    "This woman, same face and hairstyle, now sitting in a Paris café at night",  # character consistency
+    "Using this style, create a lighthouse on a cliff at dusk",  # the upload is the style reference
+    "Restyle the whole image as a watercolour painting, keep the composition",  # style transfer
+    'Replace "OPEN" with "CLOSED", keep the same font',  # text replacement
     "Remove the person in the background",
-    "Make it golden hour, warm light, long shadows",
 ]
 
 
