@@ -1,9 +1,372 @@
-"""Placeholder replaced by the benchmark (issue 5)."""
+"""`python -m kontext bench`: load, warm-up and per-edit cost of each speed mode, one mode at a time.
+
+For each mode (a kontext.speed mode name such as eager, compile, fp8+compile, fast, offload-model) and
+each size it measures: model load time, warm-up (compile) time, per-edit wall time over N runs, time
+per denoising step, time to the first live preview, peak GPU memory, and how far the output is from
+the eager output of the same seed. It prints a markdown table and can write JSON.
+
+`--model random-full` builds the real FLUX.1 Kontext [dev] architecture with random weights in memory
+(no download; weights do not change the arithmetic, so timings are the real ones - but step caches
+decide what to skip from the weights' behaviour, so their speed-up on random weights is not the real one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import params as P
+from .speed import SpeedOptions, parse_mode, warm_up
+
+# Size names at full scale: (side in px, edit?). A model with a smaller default area (the tiny one, or
+# draft mode) runs them scaled down by the same factor, so CPU runs take seconds.
+SIZES = {"edit1024": (1024, True), "edit512": (512, True), "t2i1024": (1024, False)}
+RANDOM_FULL = "random-full"
+PROMPT = "make the sky stormy and add a red kite"
 
 
-def add_bench_args(p):
-    p.add_argument("--model", default="tiny")
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="tiny",
+                   help=f"tiny, {RANDOM_FULL} (real architecture, random weights, built on the GPU), "
+                        "a hub id or a local folder (default: tiny)")
+    p.add_argument("--modes", default="eager,fast",
+                   help="comma-separated modes, e.g. eager,compile,fp8+compile,fast,int8,offload-model,"
+                        "offload-group; words join with + (default: eager,fast)")
+    p.add_argument("--sizes", default="edit1024", help=f"comma-separated, from {', '.join(SIZES)}")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, 28 for FLUX)")
+    p.add_argument("--runs", type=int, default=3, help="timed edits per mode and size (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--cache-dir", default=None, help="folder for the tiny model (default: $KONTEXT_CACHE/...)")
 
 
-def run_bench(args):
-    raise RuntimeError("bench is not built yet")
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    modes = [(m.strip(), parse_mode(m)) for m in args.modes.split(",") if m.strip()]
+    if not modes:
+        raise ValueError("--modes is empty: name at least one mode, e.g. eager")
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    bad = [s for s in sizes if s not in SIZES]
+    if bad or not sizes:
+        raise ValueError(f"--sizes must be from {', '.join(SIZES)}; got {args.sizes!r}")
+    if args.steps is not None:
+        P.check_steps(args.steps)
+    if not 1 <= args.runs <= 100:
+        raise ValueError(f"--runs must be from 1 to 100, got {args.runs}")
+    P.check_seed(args.seed)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.model == RANDOM_FULL and not device.startswith("cuda"):
+        raise ValueError(f"--model {RANDOM_FULL} builds the 17 B-parameter model and needs a CUDA GPU with "
+                         "about 40 GB; on a CPU use --model tiny")
+
+    _import_models()  # once, so the first mode's load time is not the imports' time
+    rows: list[dict[str, Any]] = []
+    outputs: dict[tuple[str, str], Any] = {}
+    meta = _meta(args, device)
+    for name, opts in modes:
+        print(f"[bench] {name}: loading", file=sys.stderr, flush=True)
+        rows += bench_mode(args, name, opts, sizes, device, outputs)
+        _free(device)
+        _fill_diffs(rows, outputs)
+        if args.json:  # after every mode: a run stopped by a time limit still leaves its results
+            Path(args.json).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    print(format_table(rows))
+    if args.json:
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0 if all(r["error"] is None for r in rows) else 1
+
+
+def bench_mode(args: argparse.Namespace, name: str, opts: SpeedOptions, sizes: list[str], device: str,
+               outputs: dict) -> list[dict[str, Any]]:
+    """Load one mode, warm it up, time every size; rows carry the error instead if something fails."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    base = {"mode": name, "label": opts.label, "error": None}
+    engine = None
+    error = None
+    try:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        engine = _load(args, opts, device)
+        base["load_s"] = round(time.perf_counter() - t0, 3)
+        steps = args.steps or engine.profile.default_steps
+        cases = [_case(engine, s) for s in sizes]
+        first = cases[0]
+        print(f"[bench] {name}: warming up", file=sys.stderr, flush=True)
+        # Warm up at the first size only: each later size gets its own short edit before it is timed.
+        warm_sizes = [(first["width"], first["height"]) if first["edit"] else None]
+        base["warmup_s"] = round(warm_up(engine, sizes=warm_sizes), 3)
+    except Exception as e:  # noqa: BLE001 - a failing mode is a result, the next mode still runs
+        error = f"{type(e).__name__}: {e}"
+    if error is not None:
+        del engine
+        return [dict(base, size=s, error=error[:500]) for s in sizes]
+    rows = []
+    counter = _FullStepCounter(engine)
+    for case in cases:
+        row = dict(base, size=case["size"], width=case["width"], height=case["height"], steps=steps, runs=args.runs)
+        print(f"[bench] {name}: {case['size']} {case['width']}x{case['height']}", file=sys.stderr, flush=True)
+        try:
+            row.update(_time_case(engine, case, steps, args.runs, args.seed, outputs, name, counter))
+        except Exception as e:  # noqa: BLE001
+            row["error"] = f"{type(e).__name__}: {e}"[:500]
+        rows.append(row)
+    del engine
+    return rows
+
+
+def _import_models() -> None:
+    from diffusers import FluxKontextPipeline  # noqa: F401
+    from transformers import CLIPTextModel, T5EncoderModel  # noqa: F401
+
+
+def _load(args: argparse.Namespace, opts: SpeedOptions, device: str) -> Any:
+    from .engine import Engine
+
+    if args.model == RANDOM_FULL:
+        import torch
+
+        dtype = getattr(torch, args.dtype or "bfloat16")
+        pipe = build_random_pipeline(device, dtype)
+        return Engine.from_pipeline(pipe, RANDOM_FULL, P.REAL_PROFILE, device, speed=opts)
+    return Engine.load(args.model, device=device, dtype=args.dtype, cache_dir=args.cache_dir, speed=opts)
+
+
+def _case(engine: Any, size: str) -> dict[str, Any]:
+    """A size name at this engine's scale: the tiny model and draft mode have a smaller default area."""
+    side, edit = SIZES[size]
+    scale = math.sqrt(engine.profile.default_area) / 1024
+    px = max(engine.profile.min_side, round(side * scale / P.SIZE_MULTIPLE) * P.SIZE_MULTIPLE)
+    return {"size": size, "width": px, "height": px, "edit": edit}
+
+
+def _test_image(width: int, height: int) -> Any:
+    """A fixed picture with smooth colour and edges, the same on every machine."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    low = np.random.default_rng(0).random((8, 8, 3))
+    img = Image.fromarray((low * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((width // 4, height // 4, width // 2, height // 2), fill=(250, 240, 20))
+    draw.rectangle((width // 2, height // 2, width * 7 // 8, height * 7 // 8), fill=(20, 40, 200))
+    return img
+
+
+def _time_case(engine: Any, case: dict, steps: int, runs: int, seed: int, outputs: dict, name: str,
+               counter: _FullStepCounter) -> dict:
+    import numpy as np
+    import torch
+
+    cuda = engine.device.startswith("cuda")
+    w, h = case["width"], case["height"]
+    image = _test_image(w, h) if case["edit"] else None
+    # One short edit at this size first, so a recompile for a new shape is not in the timed runs.
+    t0 = time.perf_counter()
+    engine.edit(image, PROMPT, seed=seed, steps=2, width=w, height=h)
+    size_warmup = time.perf_counter() - t0
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(engine.device)
+    walls, step_s, previews, full = [], [], [], []
+    preview_error = None
+    for run in range(runs):
+        marks: dict[str, float] = {}
+
+        def on_step(ev: Any, marks: dict = marks) -> None:
+            nonlocal preview_error
+            if ev.step == 1:
+                try:
+                    engine.preview(ev)  # reads the latents back, so the GPU has finished step 1
+                    marks["preview"] = time.perf_counter()
+                except Exception as e:  # noqa: BLE001 - recorded; the timing goes on
+                    preview_error = f"{type(e).__name__}: {e}"[:300]
+                _sync(cuda)
+                marks["after_step1"] = time.perf_counter()
+            if ev.step == ev.total:
+                _sync(cuda)
+                marks["last"] = time.perf_counter()
+
+        counter.reset()
+        start = time.perf_counter()
+        result = engine.edit(image, PROMPT, seed=seed, steps=steps, width=w, height=h, on_step=on_step)
+        walls.append(time.perf_counter() - start)
+        if "preview" in marks:
+            previews.append(marks["preview"] - start)
+        if steps > 1 and "last" in marks:
+            step_s.append((marks["last"] - marks["after_step1"]) / (steps - 1))
+        full.append(counter.count)
+        if run == 0:
+            outputs[(name, case["size"])] = np.asarray(result.image, dtype=np.int16)
+    peak = torch.cuda.max_memory_allocated(engine.device) / 2**30 if cuda else None
+    return {
+        "size_warmup_s": round(size_warmup, 3),
+        "edit_s_median": round(statistics.median(walls), 4),
+        "edit_s_min": round(min(walls), 4),
+        "edit_s_max": round(max(walls), 4),
+        "step_s": round(statistics.median(step_s), 4) if step_s else None,
+        "first_preview_s": round(statistics.median(previews), 4) if previews else None,
+        "preview_error": preview_error,
+        "peak_gib": round(peak, 2) if peak is not None else None,
+        "full_steps": full[0],
+        "speed": result.extra.get("speed"),
+    }
+
+
+class _FullStepCounter:
+    """Counts steps in which the transformer's last block really ran (First Block Cache skips it).
+
+    Only for an eager fbcache mode: a Python hook inside a compiled block would break its graph."""
+
+    def __init__(self, engine: Any):
+        self.count: int | None = None
+        self._active = engine.speed.cache == "fbcache" and not engine.speed.compile
+        if self._active:
+            engine.pipe.transformer.single_transformer_blocks[-1].attn.register_forward_hook(self._hit)
+
+    def _hit(self, *args: Any) -> None:
+        self.count = (self.count or 0) + 1
+
+    def reset(self) -> None:
+        self.count = 0 if self._active else None
+
+
+def _fill_diffs(rows: list[dict], outputs: dict) -> None:
+    """Max and mean absolute pixel difference (0-255) from the eager output of the same size and seed."""
+    refs = {size: img for (mode, size), img in outputs.items() if parse_mode(mode).label == "eager"}
+    for row in rows:
+        ref, out = refs.get(row["size"]), outputs.get((row["mode"], row["size"]))
+        row["diff_max"] = row["diff_mean"] = None
+        if ref is None or out is None or ref.shape != out.shape or parse_mode(row["mode"]).label == "eager":
+            continue
+        d = abs(out - ref)
+        row["diff_max"], row["diff_mean"] = int(d.max()), round(float(d.mean()), 3)
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _free(device: str) -> None:
+    """Give back what the last mode held: compiled graphs, its weights, the allocator's cache."""
+    import torch
+
+    torch._dynamo.reset()
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def _meta(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    import diffusers
+    import torch
+
+    meta = {
+        "model": args.model, "device": device, "steps": args.steps, "runs": args.runs, "seed": args.seed,
+        "torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": platform.processor() or platform.machine(),
+    }
+    if device.startswith("cuda"):
+        meta["gpu"] = torch.cuda.get_device_name(device)
+        meta["gpu_gib"] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
+    try:
+        import torchao
+
+        meta["torchao"] = torchao.__version__
+    except ImportError:
+        meta["torchao"] = None
+    return meta
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = ("| mode | size | load s | warm-up s | size warm-up s | edit s median (min-max) | s/step | "
+            "first preview s | peak GiB | diff vs eager max/mean | full steps |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        size = f"{r['size']} {r.get('width', '')}x{r.get('height', '')}" if r.get("width") else r["size"]
+        if r["error"]:
+            error = " ".join(r["error"].split())[:160].replace("|", "/")  # one table row, whatever the message
+            lines.append(f"| {r['mode']} | {size} | error: {error} |")
+            continue
+        edit = f"{_fmt(r['edit_s_median'])} ({_fmt(r['edit_s_min'])}-{_fmt(r['edit_s_max'])})"
+        diff = "-" if r.get("diff_max") is None else f"{r['diff_max']} / {r['diff_mean']:.2f}"
+        full = "-" if r.get("full_steps") is None else f"{r['full_steps']} of {r['steps']}"
+        preview = _fmt(r["first_preview_s"]) if not r.get("preview_error") else "error"
+        lines.append(f"| {r['mode']} | {size} | {_fmt(r['load_s'], 2)} | {_fmt(r['warmup_s'], 2)} | "
+                     f"{_fmt(r['size_warmup_s'], 2)} | {edit} | "
+                     f"{_fmt(r['step_s'], 4)} | {preview} | {_fmt(r['peak_gib'], 2)} | {diff} | {full} |")
+    return "\n".join(lines)
+
+
+# --- the real architecture with random weights ---------------------------------------------------
+def random_full_configs() -> dict[str, dict[str, Any]]:
+    """FLUX.1 Kontext [dev]'s component configs (transformer, VAE, T5-XXL, CLIP-L), no weights."""
+    return {
+        "transformer": dict(guidance_embeds=True),  # every other default is FLUX.1's: 19 + 38 blocks
+        "vae": dict(in_channels=3, out_channels=3, latent_channels=16,
+                    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                    block_out_channels=(128, 256, 512, 512), layers_per_block=2, scaling_factor=0.3611,
+                    shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False),
+        "t5": dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, feed_forward_proj="gated-gelu",
+                   vocab_size=32128, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
+        "clip": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     projection_dim=768, vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu",
+                     bos_token_id=0, eos_token_id=1, pad_token_id=1),
+    }
+
+
+def build_random_pipeline(device: str, dtype: Any, configs: dict[str, dict[str, Any]] | None = None) -> Any:
+    """A FluxKontextPipeline of the given configs with random weights, built directly on `device`.
+
+    Seeded, so every mode of one bench run gets the same weights and outputs can be compared. The
+    tokenizers are the tiny model's (built from Python data); their ids fit the real vocabularies.
+    """
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from .tiny import _tokenizers
+
+    cfg = configs or random_full_configs()
+    clip_tok, t5_tok = _tokenizers()
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    try:
+        with torch.device(device):
+            torch.set_default_dtype(dtype)
+            transformer = FluxTransformer2DModel(**cfg["transformer"]).eval()
+            vae = AutoencoderKL(**cfg["vae"]).eval()
+            t5 = T5EncoderModel(T5Config(**cfg["t5"])).eval()
+            clip = CLIPTextModel(CLIPTextConfig(**cfg["clip"])).eval()
+    finally:
+        torch.set_default_dtype(old)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
+    return FluxKontextPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok,
+                               text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)

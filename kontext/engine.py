@@ -22,10 +22,10 @@ from PIL import Image
 from . import params as P
 from .images import to_rgb
 from .previews import LatentPreviewer
+from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, speed_context
 from .tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
 
 REAL_MODEL_ID = "black-forest-labs/FLUX.1-Kontext-dev"
-OFFLOAD_MODES = ("none", "model", "sequential")
 
 
 class Cancelled(Exception):
@@ -73,10 +73,12 @@ def default_model() -> str:
 class Engine:
     """A loaded pipeline plus the rules for calling it. One pipeline call runs at a time."""
 
-    def __init__(self, pipe: Any, model_id: str, profile: P.Profile, device: str, revision: str = ""):
+    def __init__(self, pipe: Any, model_id: str, profile: P.Profile, device: str, revision: str = "",
+                 speed: SpeedOptions | None = None):
         self.pipe = pipe
         self.model_id = model_id
-        self.profile = profile
+        self.speed = speed or SpeedOptions()
+        self.profile = draft_profile(profile) if self.speed.draft else profile
         self.device = device
         self.revision = revision
         self._lock = threading.Lock()  # the pipeline keeps per-call state (e.g. _interrupt)
@@ -99,10 +101,13 @@ class Engine:
         dtype: str | None = None,
         offload: str = "none",
         cache_dir: str | Path | None = None,
+        speed: SpeedOptions | None = None,
     ) -> Engine:
         """Load `model`: "tiny", a hub id such as black-forest-labs/FLUX.1-Kontext-dev, or a local folder.
 
-        Never falls back to another model: if loading fails, ModelLoadError says why and what to do.
+        `speed` (kontext.speed.SpeedOptions) compiles, quantizes, caches or offloads; `offload` is kept
+        for callers that set only that. Never falls back to another model: if loading fails,
+        ModelLoadError says why and what to do.
         """
         import torch
         from diffusers import FluxKontextPipeline
@@ -110,6 +115,7 @@ class Engine:
         model = (model or default_model()).strip()
         if offload not in OFFLOAD_MODES:
             raise ValueError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
+        speed = _merge_offload(speed, offload)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelLoadError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
@@ -126,13 +132,18 @@ class Engine:
             pipe = FluxKontextPipeline.from_pretrained(source, dtype=torch_dtype)
         except Exception as e:  # noqa: BLE001 - turned into one plain message below
             raise ModelLoadError(_explain_load_error(model, e)) from e
+        profile = P.TINY_PROFILE if is_tiny else P.REAL_PROFILE
+        return cls.from_pipeline(pipe, model, profile, device, revision=revision, speed=speed)
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any, model: str, profile: P.Profile, device: str, *, revision: str = "",
+                      speed: SpeedOptions | None = None) -> Engine:
+        """Wrap a pipeline built in memory (not yet placed): apply `speed` and place it on `device`."""
+        import torch
+
+        speed = speed or SpeedOptions()
         try:
-            if offload == "model":
-                pipe.enable_model_cpu_offload(device=device)
-            elif offload == "sequential":
-                pipe.enable_sequential_cpu_offload(device=device)
-            else:
-                pipe.to(device)
+            apply_speed(pipe, speed, device)
         except torch.OutOfMemoryError:
             oom = True
         else:
@@ -145,8 +156,7 @@ class Engine:
                 f"not enough GPU memory to hold {model} on {device}: "
                 "start with --offload model (about 24 GB of GPU memory) or --offload sequential"
             )
-        profile = P.TINY_PROFILE if is_tiny else P.REAL_PROFILE
-        return cls(pipe, model, profile, device, revision)
+        return cls(pipe, model, profile, device, revision, speed=speed)
 
     # --- one edit ------------------------------------------------------------------------------
     def output_size(self, image: Image.Image | None, area: int | None = None) -> tuple[int, int]:
@@ -215,7 +225,8 @@ class Engine:
 
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        with self._lock:
+        # speed_context: the cache hooks' per-call state (a no-op without a step cache).
+        with self._lock, speed_context(self.pipe):
             start = time.perf_counter()
             try:
                 out = self.pipe(
@@ -246,8 +257,21 @@ class Engine:
             )
         return EditResult(
             image=out, seed=args["seed"], guidance=args["guidance"], steps=args["steps"],
-            width=w, height=h, seconds=seconds, model=self.model_id,
+            width=w, height=h, seconds=seconds, model=self.model_id, extra={"speed": self.speed.label},
         )
+
+
+def _merge_offload(speed: SpeedOptions | None, offload: str) -> SpeedOptions:
+    """The one SpeedOptions to apply, given the older `offload` argument as well."""
+    import dataclasses
+
+    if speed is None:
+        return SpeedOptions(offload=offload)
+    if offload == "none" or speed.offload == offload:
+        return speed
+    if speed.offload != "none":
+        raise ValueError(f"offload={offload!r} and speed.offload={speed.offload!r} disagree; give one of them")
+    return dataclasses.replace(speed, offload=offload)
 
 
 def _local_revision(source: str) -> str:

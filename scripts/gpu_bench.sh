@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Speed bench on one H100/H200 with the real FLUX.1 Kontext [dev] architecture (random weights, built on
+# the GPU, nothing downloaded). Writes bench.log, one JSON per step and summary.md to $OUT.
+#
+#   Here, once (needs PyPI):  bash scripts/gpu_bench.sh --fetch-wheels     # fills .whl/ (ignored by git)
+#   There, with .whl carried: bash scripts/gpu_bench.sh                    # about 8 minutes
+#   (device tool: command "bash scripts/gpu_bench.sh", carry [".whl"], timeout_s 600; then give_back)
+#
+# The GPU machine has torch but not diffusers/torchao (and an older transformers): they travel as wheels.
+# Steps run in priority order under one deadline (BENCH_DEADLINE_S, default 540 s); a step that would
+# not fit is skipped and says so, and each mode's results are written as soon as it finishes.
+# BENCH_MODEL=tiny PYTHON=.venv/bin/python runs the same steps on a CPU in about 4 minutes (a smoke test).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--fetch-wheels" ]; then
+    mkdir -p .whl
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+        --platform any -d .whl diffusers==0.42.1 transformers==5.23.0 torchao==0.17.0 importlib_metadata
+    exit $?
+fi
+
+OUT=${OUT:-/tmp/kontext-gpu-bench}
+mkdir -p "$OUT"
+LOG="$OUT/bench.log"
+DEADLINE=${BENCH_DEADLINE_S:-540}
+MODEL=${BENCH_MODEL:-random-full}
+PY=${PYTHON:-python3}
+"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="/tmp/site:$PWD" || { echo "wheel install failed: run --fetch-wheels here first" | tee "$LOG"; exit 1; }
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 KONTEXT_CACHE=/tmp/kontext-cache
+# One compile cache for all steps: the "warm" step reads what the first compile wrote.
+export TORCHINDUCTOR_CACHE_DIR=/tmp/kontext-inductor
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$PY" -c "import torch, diffusers, transformers, torchao; print(torch.__version__, diffusers.__version__, transformers.__version__, torchao.__version__)"
+} >>"$LOG" 2>&1
+
+# step NAME NEEDED_S ARGS...: run one bench if NEEDED_S still fits before the deadline.
+step() {
+    local name=$1 need=$2; shift 2
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt "$need" ]; then
+        echo "== $name: skipped, ${left}s left of ${DEADLINE}s and it needs about ${need}s" | tee -a "$LOG"
+        return
+    fi
+    echo "== $name (${left}s left): $*" | tee -a "$LOG"
+    timeout "$left" "$PY" -m kontext bench --model "$MODEL" --json "$OUT/$name.json" "$@" 2>&1 | tee -a "$LOG"
+    echo "== $name: exit ${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$LOG"
+}
+
+# 1. The headline: a 1024x1024 edit, 28 steps, each way of making it faster (about 3 min).
+step headline 150 --modes eager,fast,compile,fp8 --sizes edit1024 --steps 28 --runs 2
+# 2. The other sizes, eager and compiled (compile also shows what a new shape costs; about 2 min).
+step sizes 110 --modes eager,compile --sizes edit512,t2i1024 --steps 28 --runs 2
+# 3. Low memory: peak GPU memory and per-step cost of offloading (8 steps: steps cost the same each).
+step lowmem 90 --modes offload-model,offload-group --sizes edit1024 --steps 8 --runs 1
+# 4. Start-up with a warm compile cache (step 1 filled it): load + warm-up of the compile mode.
+step warmstart 40 --modes compile --sizes edit1024 --steps 28 --runs 1
+# 5. fp8 + compile: the fastest per step, but its first compile took 175 s on an H200.
+step fp8compile 230 --modes fp8+compile --sizes edit1024 --steps 28 --runs 1
+
+# Tables only, for reading at a glance.
+grep -h -e '^|' -e '^== ' "$LOG" >"$OUT/summary.md"
+echo "done in ${SECONDS}s; results in $OUT" | tee -a "$LOG"
