@@ -17,12 +17,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=env("KONTEXT_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("KONTEXT_PORT", "7860")))
     p.add_argument("--device", default=env("KONTEXT_DEVICE"))
-    p.add_argument("--offload", default=env("KONTEXT_OFFLOAD", "none"), choices=["none", "model", "sequential"])
+    p.add_argument("--offload", default=env("KONTEXT_OFFLOAD", "none"),
+                   choices=["none", "model", "group", "sequential"], help="keep idle parts in CPU memory")
     p.add_argument("--data-dir", default=env("KONTEXT_DATA", "sessions"), help="where sessions are kept")
     p.add_argument("--max-idle-hours", type=float, default=float(env("KONTEXT_MAX_IDLE_HOURS", "168")),
                    help="delete sessions unused this long")
     p.add_argument("--max-disk-gb", type=float, default=float(env("KONTEXT_MAX_DISK_GB", "20")),
                    help="disk budget for all sessions; the least recently used go first")
+    p.add_argument("--mode", default=env("KONTEXT_MODE", "auto"),
+                   help="speed mode: auto (pick from GPU memory), eager, compile, fp8+compile, fast, int8, "
+                        "offload-model, offload-group, ... (see BENCHMARKS.md)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up edit at start-up")
     p.add_argument("--mcp", action="store_true", default=env("KONTEXT_MCP") == "1", help="also serve MCP tools")
     return p.parse_args(argv)
 
@@ -32,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from kontext.config import Settings
     from kontext.engine import Engine, ModelLoadError
     from kontext.session import Sessions
+    from kontext.startup import Startup, resolve_speed
     from kontext.store import Store
 
     settings = Settings(
@@ -40,14 +46,25 @@ def main(argv: list[str] | None = None) -> None:
         mcp=args.mcp, offload=args.offload, device=args.device,
     )
     try:
-        engine = Engine.load(settings.model, device=settings.device, offload=settings.offload)
-    except (ModelLoadError, ValueError) as e:
+        speed, reason = resolve_speed(args.mode, settings.device)
+        if settings.offload != "none" and args.mode == "auto":
+            # An explicit --offload replaces the automatic choice.
+            speed, reason = resolve_speed("eager", settings.device)[0], f"--offload {settings.offload} (asked for)"
+        print(f"Loading {settings.model or 'the default model'}: {reason}")
+        engine = Engine.load(settings.model, device=settings.device, offload=settings.offload, speed=speed)
+    except (ModelLoadError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
+    startup = Startup(reason)
+    if args.no_warmup:
+        startup.message = "ready (no warm-up)"
+        startup.done.set()
+    else:
+        startup.start(engine)
     store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes)
     store.sweep()
     from ui import build_ui, launch_kwargs
 
-    demo = build_ui(Sessions(engine, store, max_nodes=settings.max_steps), settings)
+    demo = build_ui(Sessions(engine, store, max_nodes=settings.max_steps), settings, startup)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")
     demo.queue(default_concurrency_limit=1).launch(

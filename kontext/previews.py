@@ -32,9 +32,11 @@ class LatentPreviewer:
         low = rng.random((6, 6, 3))
         img = np.asarray(Image.fromarray((low * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC))
         x = torch.from_numpy(img.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-        p = next(vae.parameters())
+        # With offloading the VAE's weights sit in CPU memory until a hook moves them: encode on the
+        # pipeline's execution device, which is where the hook puts them.
+        device = getattr(self.pipe, "_execution_device", None) or next(vae.parameters()).device
         with torch.inference_mode():
-            z = vae.encode(x.to(p.device, p.dtype)).latent_dist.mode().float().cpu()
+            z = vae.encode(x.to(device, vae.dtype)).latent_dist.mode().float().cpu()
         c = z.shape[1]
         target = np.asarray(Image.fromarray(img).resize((z.shape[3], z.shape[2]), Image.BOX), np.float32) / 255.0
         a = torch.cat([z[0].reshape(c, -1).T, torch.ones(z.shape[2] * z.shape[3], 1)], dim=1)

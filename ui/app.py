@@ -8,20 +8,33 @@ import gradio as gr
 
 from kontext.config import Settings, browser_secret
 from kontext.session import Sessions
+from kontext.startup import Startup
 
 from .api import Api
 from .events import Wiring
-from .layout import Page, render_compare, render_editor, render_header, render_settings, render_timeline
+from .layout import (
+    Page,
+    render_compare,
+    render_editor,
+    render_engine_status,
+    render_header,
+    render_settings,
+    render_timeline,
+)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-def build_ui(sessions: Sessions, settings: Settings) -> gr.Blocks:
-    """The whole app as a gr.Blocks. Loads no model: `sessions.engine` is already loaded."""
+def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = None) -> gr.Blocks:
+    """The whole app as a gr.Blocks. Loads no model: `sessions.engine` is already loaded.
+
+    `startup` (optional) reports a background warm-up; the page shows its progress until it is done.
+    """
     page = Page()
     with gr.Blocks(title="Kontext Playground", fill_width=True) as demo:
         page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
         render_header(sessions.engine)
+        render_engine_status(sessions.engine, startup)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 render_editor(page)

@@ -71,6 +71,33 @@ def render_header(engine: Engine) -> None:
         )
 
 
+def engine_status_text(engine: Engine, startup: Any) -> str:
+    speed = engine.speed.label
+    parts = [f"Model `{engine.model_id}` on {engine.device} · speed mode `{speed}`"]
+    if engine.speed.cache:
+        parts.append("**fast mode: step caching skips some computation, so images differ slightly from "
+                     "full quality**")
+    if startup is not None:
+        if startup.error:
+            parts.append(f"⚠️ {startup.error}")
+        elif not startup.done.is_set():
+            parts.append(f"⏳ preparing the model ({startup.message}); the first edit waits for this")
+    return " · ".join(parts)
+
+
+def render_engine_status(engine: Engine, startup: Any) -> None:
+    """One line about the engine; while a warm-up runs, a timer refreshes it until it is done."""
+    status = gr.Markdown(engine_status_text(engine, startup), elem_id="engine-status", elem_classes=["hint"])
+    if startup is None or startup.done.is_set():
+        return
+    timer = gr.Timer(1.0)
+
+    def tick() -> tuple[str, Any]:
+        return engine_status_text(engine, startup), gr.Timer(active=not startup.done.is_set())
+
+    timer.tick(tick, None, [status, timer], queue=False, api_visibility="private")
+
+
 def render_editor(page: Page) -> None:
     page.canvas = gr.Image(
         label="Current image: drop, paste or upload a picture to start", type="filepath", format="png",

@@ -1,0 +1,70 @@
+"""Start-up decisions: which speed mode to run, and warming the model up in the background.
+
+Warm-up (compiling, fitting the preview map) runs in a thread so the page is up at once; the
+first edit simply waits on the engine's lock until it is done, and the page shows the progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .speed import SpeedOptions, choose_low_memory, parse_mode, warm_up
+
+log = logging.getLogger("kontext.startup")
+
+
+def resolve_speed(mode: str, device: str | None) -> tuple[SpeedOptions, str]:
+    """The SpeedOptions for `mode` ("auto" or a bench mode name such as "fp8+compile"), and why.
+
+    "auto" keeps everything on the GPU when it fits and picks a low-memory mode when it does not.
+    """
+    mode = (mode or "auto").strip()
+    if mode != "auto":
+        opts = parse_mode(mode)
+        return opts, f"speed mode {opts.label} (asked for)"
+    import torch
+
+    if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
+        dev = torch.device(device or "cuda")
+        total = torch.cuda.get_device_properties(dev).total_memory
+        offload, quantize, reason = choose_low_memory(int(total))
+        opts = SpeedOptions(offload=offload, quantize=quantize)
+        return opts, f"speed mode {opts.label}, chosen for this GPU: {reason}"
+    return SpeedOptions(), "speed mode eager (no CUDA GPU)"
+
+
+class Startup:
+    """What the page shows about the engine while it gets ready."""
+
+    def __init__(self, reason: str = ""):
+        self.reason = reason
+        self.message = "starting"
+        self.done = threading.Event()
+        self.error: str | None = None
+
+    def _say(self, message: str) -> None:
+        self.message = message
+
+    def run(self, engine) -> None:
+        try:
+            seconds = warm_up(engine, self._say)
+            self.message = f"ready (warm-up {seconds:.1f} s)"
+        except Exception as e:  # noqa: BLE001 - shown on the page; edits report their own errors
+            log.exception("warm-up failed")
+            self.error = f"warm-up failed: {type(e).__name__}: {e}"
+            self.message = self.error
+        finally:
+            self.done.set()
+
+    def start(self, engine) -> threading.Thread:
+        t = threading.Thread(target=self.run, args=(engine,), name="kontext-warm-up", daemon=True)
+        t.start()
+        return t
+
+    def wait(self, timeout: float | None = None) -> bool:
+        start = time.monotonic()
+        ok = self.done.wait(timeout)
+        log.info("waited %.1f s for warm-up", time.monotonic() - start)
+        return ok
