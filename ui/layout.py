@@ -100,7 +100,7 @@ def render_engine_status(engine: Engine, startup: Any) -> None:
 
 def render_editor(page: Page) -> None:
     page.canvas = gr.Image(
-        label="Current image: drop, paste or upload a picture to start", type="filepath", format="png",
+        label="Current image · drop, paste or upload a picture to start a new chain", type="filepath", format="png",
         sources=["upload", "clipboard"], interactive=True, height=520, elem_id="canvas",
         buttons=["download", "fullscreen"],
     )
@@ -132,7 +132,7 @@ def render_editor(page: Page) -> None:
 def render_timeline(page: Page) -> None:
     page.gallery = gr.Gallery(
         label="Timeline: click a step to go back to it (the next edit starts a new branch)",
-        columns=4, height=260, allow_preview=False, object_fit="cover", format="png",
+        columns=4, height="auto", allow_preview=False, object_fit="cover", format="png",
         elem_id="timeline", buttons=[],
     )
     with gr.Row():
