@@ -61,8 +61,8 @@ def _decode(data: bytes, name: str) -> Image.Image:
             raise ValueError(
                 f"{name}: not an image this app reads (allowed: {', '.join(ALLOWED_FORMATS)})"
             ) from None
-        except (OSError, SyntaxError, EOFError) as e:
-            raise ValueError(f"{name}: the file is damaged or truncated ({e})") from None
+        except Exception as e:  # noqa: BLE001 - decoders of damaged files raise all sorts (struct.error, ...)
+            raise ValueError(f"{name}: the file is damaged or truncated ({type(e).__name__})") from None
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)  # animated GIF/WebP: edit the first frame
     return img

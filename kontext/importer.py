@@ -116,6 +116,29 @@ def check_entries(zf: zipfile.ZipFile, limits: Limits) -> dict[str, zipfile.ZipI
     return entries
 
 
+def _check_directory(source: str | Path | BinaryIO, limits: Limits) -> None:
+    """Refuse a ZIP whose central directory is too large before zipfile parses it into memory
+    (zipfile builds one object per entry first; millions of tiny entries would cost gigabytes)."""
+    f = open(source, "rb") if isinstance(source, (str, Path)) else source
+    try:
+        f.seek(0, io.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 65557))  # the end record (22 bytes) plus the longest comment
+        tail = f.read()
+        f.seek(0)
+    finally:
+        if f is not source:
+            f.close()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise ValueError("this file is not a readable ZIP export (no end-of-archive record)")
+    entries, cd_size = struct.unpack("<HL", tail[at + 10: at + 16])
+    # Zip64 archives store 0xFFFF / 0xFFFFFFFF here; an export never needs that many entries or bytes.
+    if entries > limits.max_entries or cd_size > limits.max_entries * 4096:
+        raise ValueError(f"the export lists {entries:,} entries in a {cd_size:,}-byte directory; "
+                         f"at most {limits.max_entries} entries are allowed")
+
+
 class ExportReader:
     """An open export. Use as a context manager; `export` is the checked manifest."""
 
@@ -132,6 +155,7 @@ class ExportReader:
             if len(source) > self.limits.max_zip_bytes:
                 raise ValueError(f"the export file is larger than {self.limits.max_zip_bytes:,} bytes")
             source = io.BytesIO(bytes(source))
+        _check_directory(source, self.limits)
         try:
             self._zf = zipfile.ZipFile(source)
         except Exception as e:  # noqa: BLE001 - BadZipFile, struct errors, bad zip64 records, ...

@@ -4,7 +4,8 @@ Concurrency rules (see DESIGN.md "Reliability facts"):
 - Each session has a lock held only while its history is read-modified-written, never during the
   edit itself, so undo/redo/jump stay instant while an edit runs.
 - An edit remembers its parent when it starts and, when done, is added to the *latest* history
-  under the lock: an undo pressed meanwhile is kept, and two edits of one session both land.
+  under the lock: steps added meanwhile (another edit, an upload, an import) are kept, and two edits
+  of one session both land. The finished edit becomes the current step, as the user asked for it.
 - A turn is committed only after its PNG is durably stored; a cancelled or failed edit commits
   nothing.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +33,8 @@ from .importer import ExportReader, ImportResult, Limits, check_room, merge, ope
 from .store import Store, new_key
 
 SEED_MODES = ("random", "fixed", "locked")
+MAX_CACHED = 1000  # session histories kept in memory
+MAX_LOCKS = 10000
 DRIFT_TURNS = 6  # after this many edits in a row, quality tends to drift
 
 
@@ -64,7 +68,9 @@ class Sessions:
         self.max_nodes = max_nodes
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._cache: dict[str, History] = {}
+        # Histories of recently used sessions; bounded, since any client can invent keys.
+        self._cache: OrderedDict[str, History] = OrderedDict()
+        self._last_sweep = 0.0
 
     # --- keys and locks ------------------------------------------------------------------------
     def new(self) -> str:
@@ -73,6 +79,8 @@ class Sessions:
     def _lock(self, key: str) -> threading.Lock:
         self.store.folder(key)  # validates the key
         with self._locks_guard:
+            if len(self._locks) > MAX_LOCKS:  # forget locks nobody holds, so invented keys cannot pile up
+                self._locks = {k: lk for k, lk in self._locks.items() if lk.locked()}
             return self._locks.setdefault(key, threading.Lock())
 
     def history(self, key: str) -> History:
@@ -83,13 +91,32 @@ class Sessions:
         h = self._cache.get(key)
         if h is None:
             h = self.store.load(key, max_nodes=self.max_nodes)
-            self._cache[key] = h
+            if not h.empty:  # an unknown key costs nothing to remember
+                self._remember(key, h)
+        else:
+            self._cache.move_to_end(key)
         return h
+
+    def _remember(self, key: str, h: History) -> None:
+        self._cache[key] = h
+        self._cache.move_to_end(key)
+        while len(self._cache) > MAX_CACHED:
+            self._cache.popitem(last=False)
 
     def _commit(self, key: str, new: History) -> History:
         self.store.commit(key, new)
-        self._cache[key] = new
+        self._remember(key, new)
         return new
+
+    def sweep(self, keep: str | None = None, every_s: float = 600.0) -> None:
+        """Delete expired sessions and enforce the disk budget, at most every `every_s` seconds."""
+        now = time.time()
+        if now - self._last_sweep < every_s:
+            return
+        self._last_sweep = now
+        removed = {p.name for p in self.store.sweep(now=now, keep=keep)}
+        for k in [k for k in self._cache if self.store.folder(k).name in removed]:
+            self._cache.pop(k, None)
 
     def _update(self, key: str, op: Callable[[History], History]) -> History:
         with self._lock(key):
@@ -179,13 +206,27 @@ class Sessions:
         # most likely get; re-encode under the lock only if another turn landed meanwhile.
         node = replace(node, id=self.history(key).next_id())
         png = metadata.png_bytes(result.image, step_dict(node, self.engine))
+        parent_image = None if parent_id is None else snapshot.node(parent_id).image
         with self._lock(key):
             latest = self._load(key)
+            # The parent must still be the picture this edit started from: after "start over" or
+            # an import, ids restart and the same number can name another image.
+            if parent_id is not None and (parent_id not in latest.nodes
+                                          or latest.nodes[parent_id].image != parent_image):
+                raise ValueError("the step this edit started from is gone (the session was cleared "
+                                 "meanwhile); nothing was added")
+            latest.check_room()
             if latest.next_id() != node.id:
                 node = replace(node, id=latest.next_id())
                 png = metadata.png_bytes(result.image, step_dict(node, self.engine))
-            stored = replace(node, image=self.store.save_image(key, png))
-            committed = self._commit(key, latest.add(stored, parent=parent_id))
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()  # Stop pressed while the PNG was encoded: still nothing committed
+            name = self.store.save_image(key, png)
+            try:
+                committed = self._commit(key, latest.add(replace(node, image=name), parent=parent_id))
+            except BaseException:
+                self.store.discard_images(key, [name])
+                raise
         return committed, committed.current_node
 
     def reroll(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:

@@ -25,6 +25,7 @@ from .history import History
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 IMAGE_RE = re.compile(r"^[0-9a-f]{32}\.png$")
+FOLDER_RE = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MAX_IDLE_S = 7 * 24 * 3600
 DEFAULT_MAX_BYTES = 20 * 2**30
 HISTORY_FILE = "history.json"
@@ -150,7 +151,8 @@ class Store:
         if not self.root.is_dir():
             return rows
         for folder in self.root.iterdir():
-            if not folder.is_dir():
+            # Only folders this store made: a data dir shared with anything else must stay safe.
+            if not folder.is_dir() or not FOLDER_RE.match(folder.name):
                 continue
             hist = folder / HISTORY_FILE
             last = hist.stat().st_mtime if hist.is_file() else folder.stat().st_mtime

@@ -189,3 +189,31 @@ def test_export_then_import_into_a_new_session(client, source):
     assert np.array_equal(a, b)
     with pytest.raises(Exception, match="not a ZIP|zip"):
         client.predict(other, source, api_name="/import_zip")
+
+
+def test_uploads_are_checked_by_kontext_not_converted_by_gradio(client, tmp_path):
+    key = client.predict(api_name="/new_session")
+    rgba = tmp_path / "clear.png"
+    Image.new("RGBA", (64, 64), (255, 0, 0, 0)).save(rgba)
+    img, h = client.predict(key, handle_file(str(rgba)), api_name="/upload")
+    assert Image.open(img).convert("RGB").getpixel((3, 3)) == (255, 255, 255)  # alpha composited on white
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((64, 64), 32768, dtype=np.uint16), "I;16").save(deep)
+    img, _ = client.predict(key, handle_file(str(deep)), api_name="/upload")
+    assert 120 <= Image.open(img).convert("L").getpixel((0, 0)) <= 135  # scaled, not clipped to white
+    psd = _psd(tmp_path)
+    assert Image.open(psd).format == "PSD"  # Pillow reads it, so only our format list refuses it
+    with pytest.raises(Exception, match="not an image this app reads"):
+        client.predict(key, handle_file(str(psd)), api_name="/upload")
+    assert len(client.predict(key, api_name="/history")["steps"]) == 2
+
+
+def _psd(tmp_path):
+    """A file in a format Pillow can read but this app refuses (Photoshop's header, as PSD is)."""
+    path = tmp_path / "layered.psd"
+    # A minimal 1-channel 8-bit 32x32 PSD: header, empty colour-mode/resources/layers, raw image data.
+    header = b"8BPS" + (1).to_bytes(2, "big") + bytes(6) + (1).to_bytes(2, "big") + (32).to_bytes(4, "big") * 2
+    header += (8).to_bytes(2, "big") + (1).to_bytes(2, "big")
+    body = bytes(4) + bytes(4) + bytes(4) + (0).to_bytes(2, "big") + bytes(32 * 32)
+    path.write_bytes(header + body)
+    return path

@@ -348,3 +348,17 @@ def test_valid_tampered_zip_still_imports(engine, good, tmp_path):
     """The fixture itself is valid when re-zipped (so each hostile case fails for its own reason)."""
     s = Sessions(engine, Store(tmp_path / "s"))
     assert len(s.import_zip(s.new(), make_zip(good)).history) == 3
+
+
+def test_huge_central_directory_is_refused_before_parsing(tmp_path):
+    import io
+    import zipfile
+
+    from kontext.importer import Limits, open_export
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(300):
+            zf.writestr(f"e{i}", b"")
+    with pytest.raises(ValueError, match="300 entries"):
+        open_export(buf.getvalue(), Limits(max_steps=10))

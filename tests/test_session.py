@@ -2,6 +2,7 @@ import threading
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from kontext.engine import Cancelled
 from kontext.metadata import read_metadata
@@ -86,10 +87,8 @@ def test_cancel_and_errors_leave_history_unchanged(sessions, photo):
     assert node.prompt == "three"
 
 
-def test_undo_during_an_edit_is_not_lost(sessions, photo):
-    key = started(sessions, photo)
-    sessions.edit(key, "one", FAST)
-    sessions.edit(key, "two", FAST)  # path 1-2-3
+def run_paused(sessions, key, prompt, action, **kw):
+    """Start an edit, run `action` while it is between steps, then let the edit finish."""
     gate, go = threading.Event(), threading.Event()
 
     def on_step(ev):
@@ -97,17 +96,65 @@ def test_undo_during_an_edit_is_not_lost(sessions, photo):
         go.wait(10)
 
     result = {}
-    t = threading.Thread(target=lambda: result.update(r=sessions.edit(key, "three", FAST, on_step=on_step)))
+
+    def work():
+        try:
+            result["r"] = sessions.edit(key, prompt, FAST, on_step=on_step, **kw)
+        except Exception as e:  # noqa: BLE001 - checked by the caller
+            result["e"] = e
+
+    t = threading.Thread(target=work)
     t.start()
     assert gate.wait(10)
-    undone = sessions.undo(key)  # instant while the edit runs
-    assert undone.current == 2
+    out = action()
     go.set()
     t.join(20)
+    return out, result
+
+
+def test_navigation_and_uploads_during_an_edit_are_kept(sessions, photo):
+    key = started(sessions, photo)
+    sessions.edit(key, "one", FAST)
+    sessions.edit(key, "two", FAST)  # path 1-2-3
+
+    def meanwhile():
+        undone = sessions.undo(key)  # instant while the edit runs
+        assert undone.current == 2
+        return sessions.upload(key, photo, name="second.png")  # a new tree: step 4
+
+    h_mid, result = run_paused(sessions, key, "three", meanwhile)
     h, node = result["r"]
-    assert node.parent == 3  # the edit started from step 3
-    assert h.current == node.id
-    assert h.last_child[2] == 3 and len(h) == 4
+    assert h_mid.current == 4 and h.node(4).kind == "upload"  # the upload survived the edit's commit
+    assert node.id == 5 and node.parent == 3  # the edit landed where it started
+    assert h.current == 5 and len(h) == 5 and h.last_child[2] == 3
+
+
+def test_an_edit_whose_start_was_cleared_adds_nothing(sessions, photo):
+    key = started(sessions, photo)
+
+    def start_over():
+        sessions.clear(key)
+        sessions.upload(key, Image.new("RGB", (64, 64), "white"), name="new.png")  # also step 1
+
+    _, result = run_paused(sessions, key, "edit of the old picture", start_over)
+    assert isinstance(result.get("e"), ValueError) and "cleared" in str(result["e"])
+    h = sessions.history(key)
+    assert len(h) == 1 and h.current_node.extra["source"] == "new.png"
+    assert len(list(sessions.store.folder(key).rglob("*.png"))) == 1  # no orphan left behind
+
+
+def test_stop_after_the_last_step_commits_nothing(sessions, photo):
+    key = started(sessions, photo)
+    before = sessions.history(key).to_dict()
+    cancel = threading.Event()
+
+    def on_step(ev):
+        if ev.step == ev.total:
+            cancel.set()  # the engine has finished denoising; the turn is not committed yet
+
+    with pytest.raises(Cancelled):
+        sessions.edit(key, "late stop", FAST, on_step=on_step, cancel=cancel)
+    assert sessions.history(key).to_dict() == before
 
 
 def test_two_concurrent_edits_both_land(sessions, photo):

@@ -93,3 +93,18 @@ def test_bad_limits_are_rejected(tmp_path):
         Store(tmp_path, max_idle_s=0)
     with pytest.raises(ValueError, match="max_bytes"):
         Store(tmp_path, max_bytes=-5)
+
+
+def test_sweep_only_touches_session_folders(tmp_path):
+    store = Store(tmp_path, max_idle_s=1, max_bytes=1)
+    other = tmp_path / "model-cache"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"x" * 1000)
+    past = time.time() - 7200
+    os.utime(other, (past, past))
+    key = new_key()
+    committed(store, key)
+    os.utime(store.folder(key) / "history.json", (past, past))
+    store.sweep()
+    assert other.is_dir() and (other / "weights.bin").is_file()
+    assert not store.exists(key)

@@ -18,6 +18,14 @@ from .events import friendly
 from .runner import Done, stream
 
 
+def whole(name: str, value: Any) -> int:
+    """A whole number from a JSON number, or a ValueError naming the argument (no silent rounding)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+            float("inf"), float("-inf")) or int(value) != value:
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
 class Api:
     def __init__(self, sessions: Sessions):
         self.s = sessions
@@ -57,9 +65,9 @@ class Api:
         Streams {"progress": {"step", "total"}} while running; returns the new image and the history.
         Cancelling the call stops the edit at its next step and leaves the history unchanged.
         """
-        opts = EditOptions(seed_mode=seed_mode, seed=int(seed),
-                           guidance=guidance or None, steps=int(steps) or None,
-                           width=int(width) or None, height=int(height) or None)
+        opts = EditOptions(seed_mode=seed_mode, seed=whole("seed", seed),
+                           guidance=guidance or None, steps=whole("steps", steps) or None,
+                           width=whole("width", width) or None, height=whole("height", height) or None)
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw))
 
     def reroll(self, session: str) -> Any:
@@ -78,12 +86,12 @@ class Api:
 
     def jump(self, session: str, step: float) -> tuple[str | None, dict[str, Any]]:
         """Make any step current (by its number). The next edit from there starts a new branch."""
-        self.s.jump(session, int(step))
+        self.s.jump(session, whole("step", step))
         return self._result(session)
 
     def branch(self, session: str, offset: float) -> tuple[str | None, dict[str, Any]]:
         """Switch to the previous (-1) or next (+1) sibling branch of the current step."""
-        self.s.switch_branch(session, int(offset))
+        self.s.switch_branch(session, whole("offset", offset))
         return self._result(session)
 
     def history(self, session: str) -> dict[str, Any]:
@@ -92,7 +100,7 @@ class Api:
 
     def step_image(self, session: str, step: float) -> str:
         """The PNG of any step (with its generation parameters in the metadata)."""
-        return self.s.image_path(session, int(step))
+        return self.s.image_path(session, whole("step", step))
 
     def export(self, session: str, scope: str = "path") -> list[str]:
         """Export the session as files: a ZIP (every step's PNG + manifest.json with prompts, seeds and
@@ -120,7 +128,7 @@ class Api:
             mode = gr.Textbox(label="seed_mode", value="random")
             nums = [gr.Number(label=n, value=0) for n in ("seed", "guidance", "steps", "width", "height")]
             step = gr.Number(label="step", value=0)
-            image_in = gr.Image(label="image", type="filepath", format="png")
+            image_in = gr.Image(label="image", type="filepath", format="png", image_mode=None)
             image_out = gr.Image(label="image", type="filepath", format="png")
             info = gr.JSON(label="history")
             scope = gr.Textbox(label="scope", value="path")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image as PILImage
 
 from kontext.config import Settings, browser_secret
+from kontext.images import MAX_PIXELS
 from kontext.session import Sessions
 from kontext.startup import Startup
 
@@ -30,8 +32,11 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
 
     `startup` (optional) reports a background warm-up; the page shows its progress until it is done.
     """
+    # Gradio opens uploads with Pillow before we see them: make Pillow refuse bombs there too.
+    PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
     page = Page()
-    with gr.Blocks(title="Kontext Playground", fill_width=True) as demo:
+    # delete_cache: gradio's copies of served images and previews go after a day (checked hourly).
+    with gr.Blocks(title="Kontext Playground", fill_width=True, delete_cache=(3600, 86400)) as demo:
         page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
         render_header(sessions.engine)
         render_engine_status(sessions.engine, startup)
@@ -56,7 +61,8 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
 def launch_kwargs(settings: Settings) -> dict:
     """launch() options: the static ones below plus the session folder, which gradio must be allowed
     to serve images from when it lies outside the working directory (e.g. /data on a Space)."""
-    return dict(LAUNCH_KWARGS, allowed_paths=[str(Path(settings.data_dir).resolve())])
+    data = Path(settings.data_dir).resolve()
+    return dict(LAUNCH_KWARGS, allowed_paths=[str(data)], blocked_paths=[str(data / ".browser-secret")])
 
 
 # Passed to launch(): gradio 6 takes theme/css/js there. ssr_mode and run_history stay off

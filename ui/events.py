@@ -8,6 +8,7 @@ through `Sessions`, which commits only complete turns.
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
 import os
@@ -38,8 +39,8 @@ def friendly(fn: Callable) -> Callable:
         if isinstance(e, Cancelled):
             return gr.Error("Stopped: nothing was changed.", title="Stopped")
         if isinstance(e, (ValueError, RuntimeError)):
-            return gr.Error(str(e))
-        log.exception("unexpected error in %s", fn.__name__)
+            return gr.Error(html.escape(str(e)))  # toasts render HTML; messages may quote file names
+        log.exception("unexpected error in %s", getattr(fn, "__name__", repr(fn)))
         return gr.Error(f"Something went wrong ({type(e).__name__}); your history is unchanged.")
 
     if inspect.isgeneratorfunction(fn):
@@ -106,13 +107,21 @@ class Wiring:
 
     # --- handlers ------------------------------------------------------------------------------
     def load(self, key: str | None) -> list[Any]:
-        """Page load: reuse the browser's session key if it is ours, else make a new one."""
+        """Page load: reuse the browser's session key if it is ours, else make a new one.
+
+        A session that cannot be read (a damaged file) must not lock its owner out: start afresh.
+        """
         try:
             key = check_key(key)
-        except ValueError:
+            self.s.store.touch(key)
+            view_values = self.redraw(key)
+        except Exception:  # noqa: BLE001 - logged; the user gets a working page
+            if key and isinstance(key, str):
+                log.exception("session could not be read; starting a new one")
             key = self.s.new()
-        self.s.store.touch(key)
-        return [key, *self.redraw(key)]
+            view_values = self.redraw(key)
+        self.s.sweep(keep=key)
+        return [key, *view_values]
 
     def upload(self, key: str, path: str | None) -> list[Any]:
         if not path:
@@ -150,7 +159,7 @@ class Wiring:
 
     def stopped(self, key: str) -> list[Any]:
         """After Stop: show the committed state again (a preview never stays on screen)."""
-        gr.Info("Stopped: nothing was changed.")
+        gr.Info("Stopped: nothing was changed.")  # a queued event, so the toast reaches the page
         return [*self.redraw(key), gr.Button(visible=True), gr.Button(visible=False)]
 
     def failed(self, key: str) -> list[Any]:
@@ -240,10 +249,14 @@ class Wiring:
             run.failure(f(self.failed), [p.key], [*views, p.edit_btn, p.stop_btn], queue=False,
                         api_visibility="private")
         p.stop_btn.click(f(self.stopped), [p.key], [*views, p.edit_btn, p.stop_btn], cancels=runs,
-                         queue=False, api_name="ui_stop", api_visibility="undocumented")
+                         concurrency_id="stop", concurrency_limit=None, api_name="ui_stop",
+                         api_visibility="undocumented")
 
         nav = dict(queue=False, api_visibility="undocumented")
-        p.canvas.upload(f(self.upload), [p.key, p.canvas], views, api_name="ui_upload", **nav)
+        # Uploads decode and re-encode up to 40 MP: queued, two at a time, never blocking undo/redo.
+        up = p.canvas.upload(f(self.upload), [p.key, p.canvas], views, api_name="ui_upload",
+                             concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
+        up.failure(f(self.redraw), [p.key], views, queue=False, api_visibility="private")  # drop the rejected picture
         p.undo_btn.click(f(self.undo), [p.key], views, api_name="ui_undo", **nav)
         p.redo_btn.click(f(self.redo), [p.key], views, api_name="ui_redo", **nav)
         p.prev_branch.click(f(self.branch(-1)), [p.key], views, api_name="ui_prev_branch", **nav)

@@ -18,7 +18,7 @@ def label(node: Node) -> str:
     """How a step is named everywhere on the page: '#3 make it blue'."""
     if node.kind == "upload":
         source = node.extra.get("source")
-        return f"#{node.id} original" + (f" ({short(source, 24)})" if source else "")
+        return f"#{node.id} original" + (f" ({short(str(source), 24)})" if source else "")
     return f"#{node.id} {short(node.prompt)}"
 
 
