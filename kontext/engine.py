@@ -292,7 +292,9 @@ def _local_revision(source: str) -> str:
 def _explain_load_error(model: str, e: Exception) -> str:
     name = type(e).__name__
     text = str(e)
-    if os.path.sep in model or model.startswith("."):
+    # A hub id is "owner/name"; anything else with a slash (or that exists here) is a local path.
+    local = os.path.exists(model) or model.startswith((".", "~", os.path.sep)) or model.count("/") > 1
+    if local:
         if not os.path.isdir(model):
             return (f"cannot load {model}: no such folder. "
                     "Pass a diffusers folder with model_index.json, a hub id, or 'tiny'.")
@@ -304,7 +306,8 @@ def _explain_load_error(model: str, e: Exception) -> str:
         )
     if "RepositoryNotFound" in name or "404" in text:
         return f"cannot load {model}: no such model on the hub. Check the id, or pass a local folder or 'tiny'."
-    if "LocalEntryNotFound" in name or "offline" in text.lower() or "connect" in text.lower():
+    low = text.lower()
+    if "LocalEntryNotFound" in name or any(w in low for w in ("offline", "connect", "cached", "outgoing traffic")):
         return (
             f"cannot load {model}: it is not in the local cache and the hub cannot be reached. "
             "Download it once with network access (about 33 GB), or pass a local folder, or use --model tiny."

@@ -111,7 +111,8 @@ def test_upload_edit_undo_timeline_compare(app, browser, tmp_path, viewport):
     ctx.close()
 
 
-def test_text_helper_and_start_over(app, browser, tmp_path):
+def started_page(app, browser, tmp_path):
+    """A fresh page with one uploaded picture (step #1)."""
     src = tmp_path / "photo.png"
     Image.effect_noise((96, 96), 50).convert("RGB").save(src)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -120,6 +121,11 @@ def test_text_helper_and_start_over(app, browser, tmp_path):
     wait_status(page, "Upload an image")
     page.locator("#canvas input[type=file]").set_input_files(str(src))
     wait_status(page, "Step #1")
+    return page
+
+
+def test_text_helper_and_start_over(app, browser, tmp_path):
+    page = started_page(app, browser, tmp_path)
 
     page.get_by_text("Replace text in the image").click()
     page.get_by_label("Text now").fill("OPEN")
@@ -140,14 +146,7 @@ def test_text_helper_and_start_over(app, browser, tmp_path):
 
 
 def test_stop_leaves_everything_as_before(app, browser, tmp_path):
-    src = tmp_path / "photo.png"
-    Image.effect_noise((96, 96), 50).convert("RGB").save(src)
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(app)
-    page.wait_for_selector("#canvas")
-    wait_status(page, "Upload an image")
-    page.locator("#canvas input[type=file]").set_input_files(str(src))
-    wait_status(page, "Step #1")
+    page = started_page(app, browser, tmp_path)
     original = canvas_src(page)
     page.get_by_text("Advanced").click()
     steps = page.locator("#steps input[type=number]")
@@ -165,4 +164,5 @@ def test_stop_leaves_everything_as_before(app, browser, tmp_path):
     assert "Step #1" in status(page)
     assert canvas_src(page) == original
     assert thumbs(page).count() == 1
+    page.wait_for_selector("text=Stopped: nothing was changed.")  # the toast
     page.close()

@@ -74,6 +74,8 @@ def render_header(engine: Engine) -> None:
 def engine_status_text(engine: Engine, startup: Any) -> str:
     speed = engine.speed.label
     parts = [f"Model `{engine.model_id}` on {engine.device} · speed mode `{speed}`"]
+    if startup is not None and startup.reason and "chosen for this GPU" in startup.reason:
+        parts.append(startup.reason.split(": ", 1)[-1])  # why auto mode picked this offload/quantize
     if engine.speed.cache:
         parts.append("**fast mode: step caching skips some computation, so images differ slightly from "
                      "full quality**")
