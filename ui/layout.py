@@ -102,7 +102,8 @@ def render_engine_status(engine: Engine, startup: Any) -> None:
 
 def render_editor(page: Page) -> None:
     page.canvas = gr.Image(
-        label="Current image · drop, paste or upload a picture to start a new chain", type="filepath", format="png",
+        label="Current image", type="filepath", format="png",
+        placeholder="Drop, paste or upload a picture to start (a new picture starts a new chain)",
         image_mode=None,  # hand us the file as sent: kontext.images validates and converts it
         sources=["upload", "clipboard"], interactive=True, height=520, elem_id="canvas",
         buttons=["download", "fullscreen"],
