@@ -111,7 +111,7 @@ def render_editor(page: Page) -> None:
     with gr.Row(equal_height=True):
         page.prompt = gr.Textbox(
             label="Instruction", placeholder="e.g. make the sky stormy, keep everything else the same",
-            lines=1, max_lines=4, max_length=P.MAX_PROMPT_CHARS, scale=6, elem_id="prompt", autofocus=True,
+            lines=1, max_lines=4, max_length=P.MAX_PROMPT_CHARS, scale=6, elem_id="prompt",
         )
         page.edit_btn = gr.Button("Edit", variant="primary", scale=1, min_width=90, elem_id="edit-btn")
         page.stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop-btn", visible=False)
