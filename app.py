@@ -8,18 +8,26 @@ import sys
 from pathlib import Path
 
 
+def default_data_dir() -> str:
+    """sessions/ here, or on a Space with persistent storage /data/sessions, which survives restarts."""
+    if os.environ.get("SPACE_ID") and os.path.isdir("/data") and os.access("/data", os.W_OK):
+        return "/data/sessions"
+    return "sessions"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(description="Kontext Playground: multi-turn image editing with FLUX.1 Kontext [dev]")
     p.add_argument("--model", default=env("KONTEXT_MODEL"),
                    help="'tiny' (embedded demo model), black-forest-labs/FLUX.1-Kontext-dev, or a local folder "
                         "(default: the real model when CUDA is available, else tiny)")
-    p.add_argument("--host", default=env("KONTEXT_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("KONTEXT_PORT", "7860")))
+    # On Hugging Face Spaces gradio's own variables say where to listen (0.0.0.0:7860).
+    p.add_argument("--host", default=env("KONTEXT_HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1")
+    p.add_argument("--port", type=int, default=int(env("KONTEXT_PORT") or env("GRADIO_SERVER_PORT") or "7860"))
     p.add_argument("--device", default=env("KONTEXT_DEVICE"))
     p.add_argument("--offload", default=env("KONTEXT_OFFLOAD", "none"),
                    choices=["none", "model", "group", "sequential"], help="keep idle parts in CPU memory")
-    p.add_argument("--data-dir", default=env("KONTEXT_DATA", "sessions"), help="where sessions are kept")
+    p.add_argument("--data-dir", default=env("KONTEXT_DATA") or default_data_dir(), help="where sessions are kept")
     p.add_argument("--max-idle-hours", type=float, default=float(env("KONTEXT_MAX_IDLE_HOURS", "168")),
                    help="delete sessions unused this long")
     p.add_argument("--max-disk-gb", type=float, default=float(env("KONTEXT_MAX_DISK_GB", "20")),

@@ -1,0 +1,21 @@
+import app
+
+
+def test_defaults_listen_locally(monkeypatch):
+    for var in ("KONTEXT_HOST", "GRADIO_SERVER_NAME", "KONTEXT_PORT", "GRADIO_SERVER_PORT", "KONTEXT_DATA", "SPACE_ID"):
+        monkeypatch.delenv(var, raising=False)
+    args = app.parse_args([])
+    assert (args.host, args.port, args.data_dir, args.mode) == ("127.0.0.1", 7860, "sessions", "auto")
+
+
+def test_spaces_variables_are_honoured(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    args = app.parse_args(["--model", "tiny"])
+    assert (args.host, args.port, args.model) == ("0.0.0.0", 7861, "tiny")
+
+
+def test_flags_win_over_environment(monkeypatch):
+    monkeypatch.setenv("KONTEXT_MODEL", "tiny")
+    args = app.parse_args(["--model", "./my-model", "--port", "9000", "--mode", "fast", "--mcp"])
+    assert (args.model, args.port, args.mode, args.mcp) == ("./my-model", 9000, "fast", True)
