@@ -239,6 +239,23 @@ class Sessions:
                              width=cur.width, height=cur.height)
         return self.edit(key, cur.prompt, rolled, parent=cur.parent, **kw)
 
+    def combine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
+        """Redo every instruction of the current path as one edit of its original image.
+
+        Kontext drifts over many turns (each turn re-encodes the previous output); one combined
+        instruction from the original often keeps more detail. The result is a new branch from the
+        original, so the step-by-step chain stays.
+        """
+        path = self.history(key).path()
+        edits = [n.prompt for n in path[1:] if n.kind == "edit"]
+        if len(edits) < 2:
+            raise ValueError("combine needs at least two edits after the original image")
+        prompt = "; ".join(e.rstrip(" .;") for e in edits)
+        if len(prompt) > P.MAX_PROMPT_CHARS:
+            raise ValueError(f"the combined instruction is {len(prompt)} characters; the limit is "
+                             f"{P.MAX_PROMPT_CHARS}: combine from a later step or shorten instructions")
+        return self.edit(key, prompt, opts, parent=path[0].id, **kw)
+
     # --- navigation (instant, no engine) -------------------------------------------------------
     def undo(self, key: str) -> History:
         return self._update(key, History.undo)
@@ -271,8 +288,9 @@ class Sessions:
         """A hint when the current chain is long enough for Kontext's quality to drift."""
         edits = sum(1 for n in self.history(key).path() if n.kind == "edit")
         if edits >= DRIFT_TURNS:
-            return (f"{edits} edits in a row: Kontext's quality drifts over many turns. "
-                    "If details soften, branch from an earlier step or combine instructions.")
+            return (f"{edits} edits in a row: Kontext's quality drifts over many turns. If details soften, "
+                    "press \"Redo path as one edit\" (all instructions at once, from the original) or branch "
+                    "from an earlier step.")
         return ""
 
     # --- export and import ---------------------------------------------------------------------

@@ -217,3 +217,13 @@ def _psd(tmp_path):
     body = bytes(4) + bytes(4) + bytes(4) + (0).to_bytes(2, "big") + bytes(32 * 32)
     path.write_bytes(header + body)
     return path
+
+
+def test_combine_endpoint(client, source):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    edit(client, key, "one")
+    edit(client, key, "two")
+    _, h = client.predict(key, api_name="/combine")
+    last = h["steps"][-1]
+    assert last["parent"] == 1 and last["prompt"] == "one; two" and h["current"] == last["id"]

@@ -200,3 +200,16 @@ def test_history_bound(engine, store, photo):
     with pytest.raises(ValueError, match="history is full"):
         s.upload(key, photo)
     assert len(s.history(key)) == 2
+
+
+def test_combine_redoes_the_path_as_one_edit_from_the_original(sessions, photo):
+    key = started(sessions, photo)
+    with pytest.raises(ValueError, match="at least two edits"):
+        sessions.combine(key)
+    sessions.edit(key, "make it blue.", FAST)
+    sessions.edit(key, "add a hat", FAST)
+    h, node = sessions.combine(key, FAST)
+    assert node.parent == 1 and node.prompt == "make it blue; add a hat"
+    assert [n.id for n in h.children(1)] == [2, node.id]  # a new branch; the chain is still there
+    first = h.node(2)
+    assert (node.width, node.height) == (first.width, first.height)  # sized from the original, like step 2

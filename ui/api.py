@@ -74,6 +74,11 @@ class Api:
         """Repeat the current step's instruction from the same parent with a new random seed (a sibling branch)."""
         yield from self._stream(session, lambda **kw: self.s.reroll(session, **kw))
 
+    def combine(self, session: str) -> Any:
+        """Redo every instruction of the current path as one edit of its original image (a new branch).
+        Useful when quality has drifted over many turns."""
+        yield from self._stream(session, lambda **kw: self.s.combine(session, **kw))
+
     def undo(self, session: str) -> tuple[str | None, dict[str, Any]]:
         """Go back one step (to the current step's parent). At the original image nothing changes."""
         self.s.undo(session)
@@ -143,6 +148,7 @@ class Api:
         trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", **common)
         trigger.click(f(self.edit), [key, text, mode, *nums], pair, api_name="edit", **gpu)
         trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)
+        trigger.click(f(self.combine), [key], pair, api_name="combine", **gpu)
         trigger.click(f(self.undo), [key], pair, api_name="undo", **common)
         trigger.click(f(self.redo), [key], pair, api_name="redo", **common)
         trigger.click(f(self.jump), [key, step], pair, api_name="jump", **common)

@@ -131,10 +131,12 @@ class Wiring:
 
     def edit(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, mode: str = "edit") -> Any:
-        """Stream one turn: progress and previews, then the redrawn page. mode: edit, reroll or text."""
+        """Stream one turn: progress and previews, then the redrawn page. mode: edit, reroll, combine or text."""
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size)
         if mode == "reroll":
             run = functools.partial(self.s.reroll, key, opts)
+        elif mode == "combine":
+            run = functools.partial(self.s.combine, key, opts)
         elif mode == "text":
             run = functools.partial(self.s.edit, key, prompt, opts, parent=None)
         else:
@@ -244,6 +246,8 @@ class Wiring:
                                  api_name="ui_reroll", **gpu),
             p.t2i_btn.click(f(functools.partial(self.edit, mode="text")), controls, edit_outputs,
                             api_name="ui_text", **gpu),
+            p.extra["combine_btn"].click(f(functools.partial(self.edit, mode="combine")), controls, edit_outputs,
+                                         api_name="ui_combine", **gpu),
         ]
         for run in runs:  # after an error, put the buttons and the committed image back
             run.failure(f(self.failed), [p.key], [*views, p.edit_btn, p.stop_btn], queue=False,

@@ -119,6 +119,8 @@ def render_editor(page: Page) -> None:
         page.undo_btn = gr.Button("↶ Undo", size="sm", interactive=False, elem_id="undo-btn", min_width=70)
         page.redo_btn = gr.Button("↷ Redo", size="sm", interactive=False, elem_id="redo-btn", min_width=70)
         page.reroll_btn = gr.Button("Re-roll", size="sm", elem_id="reroll-btn", min_width=80)
+        page.extra["combine_btn"] = gr.Button("Redo path as one edit", size="sm", elem_id="combine-btn",
+                                              min_width=120)
         page.prev_branch = gr.Button("◀", size="sm", elem_id="prev-branch", min_width=40, visible=False)
         page.branch = gr.Markdown("", elem_id="branch")
         page.next_branch = gr.Button("▶", size="sm", elem_id="next-branch", min_width=40, visible=False)
@@ -136,7 +138,7 @@ def render_editor(page: Page) -> None:
 def render_timeline(page: Page) -> None:
     page.gallery = gr.Gallery(
         label="Timeline: click a step to go back to it (the next edit starts a new branch)",
-        columns=4, height="auto", allow_preview=False, object_fit="cover", format="png",
+        columns=4, height=320, allow_preview=False, object_fit="cover", format="png",
         elem_id="timeline", buttons=[],
     )
     with gr.Row():
@@ -186,7 +188,8 @@ def render_settings(page: Page, engine: Engine) -> None:
     page.new_btn = gr.Button("Start over (clears this session)", size="sm", variant="secondary", elem_id="new-btn")
     page.confirm = gr.Checkbox(visible=False, value=False)
     gr.Markdown(
-        f"Tip: after about {DRIFT_TURNS} edits in a row details can soften; branch from an earlier step "
-        "or say several changes in one instruction. Ctrl+Z / Ctrl+Shift+Z undo and redo outside the text box.",
+        f"Tip: after about {DRIFT_TURNS} edits in a row details can soften: *Redo path as one edit* applies all "
+        "instructions at once to the original, or branch from an earlier step. "
+        "Ctrl+Z / Ctrl+Shift+Z undo and redo outside the text box.",
         elem_classes=["hint"],
     )
