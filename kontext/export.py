@@ -56,6 +56,10 @@ def step_file(node_id: int) -> str:
     return f"steps/{node_id:04d}.png"
 
 
+def reference_file(name: str) -> str:
+    return f"references/{name}"
+
+
 def select(history: History, scope: str = "path") -> list[Node]:
     """The steps an export of `scope` holds, in id order (parents before children)."""
     if scope not in SCOPES:
@@ -165,12 +169,18 @@ def write_export(
     frames: dict[int, Image.Image] = {}
     thumbs: dict[int, Image.Image] = {}
     steps = []
+    references: dict[str, str] = {}  # reference image name -> sha256
     with zipfile.ZipFile(dest, "w") as zf:
         for node in nodes:
             png = read_image(node.image)
             # PNGs are already compressed: store them as they are (fast, and the bytes stay exact).
             zf.writestr(_zip_info(step_file(node.id)), png, compress_type=zipfile.ZIP_STORED)
             steps.append(manifest_step(node, png))
+            ref = node.extra.get("reference")
+            if isinstance(ref, str) and ref not in references:
+                data = read_image(ref)
+                zf.writestr(_zip_info(reference_file(ref)), data, compress_type=zipfile.ZIP_STORED)
+                references[ref] = hashlib.sha256(data).hexdigest()
             if extras:
                 # Keep only small copies, so memory stays bounded on a 200-step tree at 1 MP.
                 im = sheets.thumbnail(png, FRAME_SIDE)
@@ -178,6 +188,8 @@ def write_export(
                     frames[node.id] = im
                 thumbs[node.id] = im
         manifest = build_manifest(history, steps, scope, engine)
+        if references:
+            manifest["references"] = references
         zf.writestr(_zip_info(MANIFEST), json.dumps(manifest, indent=1, ensure_ascii=False),
                     compress_type=zipfile.ZIP_DEFLATED)
         if extras:

@@ -33,6 +33,7 @@ from .images import MAX_FILE_BYTES, MAX_SIDE, MIN_SIDE, open_image
 from .metadata import APP_NAME, png_info
 
 STEP_NAME_RE = re.compile(r"^steps/[0-9]{1,9}\.png$")
+REFERENCE_RE = re.compile(r"^[0-9a-f]{32}\.png$")  # a stored image name, as kontext.store makes them
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_ID = 10**9
@@ -53,7 +54,7 @@ class Limits:
 
     @property
     def max_entries(self) -> int:
-        return self.max_steps + self.extra_entries
+        return 2 * self.max_steps + self.extra_entries  # a PNG per step, at most one reference each
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Export:
     sha256: Mapping[int, str]
     current: int
     last_child: Mapping[int, int] = field(default_factory=dict)
+    references: Mapping[str, str] = field(default_factory=dict)  # reference image name -> sha256
 
 
 # --- the ZIP container --------------------------------------------------------------------------
@@ -219,6 +221,18 @@ class ExportReader:
                              f"{node.width}x{node.height}")
         return data, open_image(data, f"{what} ({node.image})")
 
+    def reference(self, name: str) -> tuple[bytes, Image.Image]:
+        """A reference image's PNG bytes and decoded image, checked against the manifest's sha256."""
+        entry = f"references/{name}"
+        if entry not in self._entries:
+            raise ValueError(f"the export has no {entry}, which a step names as its reference")
+        data = self._read(entry, self.limits.max_image_bytes)
+        if hashlib.sha256(data).hexdigest() != self.export.references[name]:
+            raise ValueError(f"{entry} does not match its sha256 in the manifest (the file was changed or damaged)")
+        if not data.startswith(PNG_SIGNATURE):
+            raise ValueError(f"{entry} is not a PNG")
+        return data, open_image(data, entry)
+
 
 def open_export(source: str | Path | bytes | BinaryIO, limits: Limits | None = None) -> ExportReader:
     """Open and check an export's container and manifest; images are checked as they are read."""
@@ -333,8 +347,18 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
     for k, v in raw_last.items():  # only a hint for redo: keep the consistent pairs, drop the rest
         if isinstance(k, str) and k.isdigit() and _int(v) and nodes.get(v) and nodes[v].parent == int(k):
             last[int(k)] = v
+    refs = m.get("references") or {}
+    if not isinstance(refs, Mapping) or len(refs) > limits.max_steps:
+        raise ValueError(f"manifest.json 'references' must be a JSON object of at most {limits.max_steps} images")
+    for name, sha in refs.items():
+        if not (isinstance(name, str) and REFERENCE_RE.match(name) and isinstance(sha, str) and SHA_RE.match(sha)):
+            raise ValueError(f"manifest.json 'references' has a bad entry {name!r:.60}")
+    for n in nodes.values():
+        ref = n.extra.get("reference")
+        if ref is not None and ref not in refs:
+            raise ValueError(f"manifest step {n.id}: its reference image {ref!r:.60} is not in 'references'")
     return Export(manifest=m, nodes=tuple(sorted(nodes.values(), key=lambda n: n.id)), sha256=shas,
-                  current=current, last_child=last)
+                  current=current, last_child=last, references=dict(refs))
 
 
 # --- merging into a session ---------------------------------------------------------------------
@@ -418,13 +442,18 @@ def renumbered_png(data: bytes, node: Node, ids: Mapping[int, int]) -> bytes:
     return b"".join(out)
 
 
-def merge(history: History, export: Export, ids: Mapping[int, int], images: Mapping[int, str]) -> History:
-    """`history` plus the export's steps (renamed by `ids`, stored as `images`), the import current."""
+def merge(history: History, export: Export, ids: Mapping[int, int], images: Mapping[int, str],
+          references: Mapping[str, str] | None = None) -> History:
+    """`history` plus the export's steps (renamed by `ids`, stored as `images`, their reference images
+    stored as `references`: export name -> stored name), the import current."""
     check_room(history, export)
     added = {}
     for n in export.nodes:
         parent = None if n.parent is None else ids[n.parent]
-        added[ids[n.id]] = replace(n, id=ids[n.id], parent=parent, image=images[n.id])
+        extra = dict(n.extra)
+        if "reference" in extra:
+            extra["reference"] = (references or {})[extra["reference"]]
+        added[ids[n.id]] = replace(n, id=ids[n.id], parent=parent, image=images[n.id], extra=extra)
     if set(added) & set(history.nodes):
         raise ValueError("the imported step ids collide with the session's; try the import again")
     last = dict(history.last_child)

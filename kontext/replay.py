@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .compose import side_by_side
 from .export import engine_info, library_versions
 from .history import Node
 from .importer import ExportReader, Limits, open_export
@@ -103,6 +104,9 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
             file.write_bytes(data)  # the source as recorded, so the folder holds the whole chain
         else:
             context = None if node.parent is None else outputs[node.parent]
+            ref = node.extra.get("reference")
+            if ref is not None and context is not None:  # edited with a reference: the same pair again
+                context = side_by_side(context, reader.reference(ref)[1])
             try:
                 result = engine.edit(context, node.prompt, seed=node.seed, guidance=node.guidance,
                                      steps=node.steps, width=node.width, height=node.height)

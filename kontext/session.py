@@ -25,6 +25,7 @@ from PIL import Image
 
 from . import metadata, sheets
 from . import params as P
+from .compose import side_by_side
 from .engine import Cancelled, Engine, StepEvent
 from .export import select, write_export
 from .history import History, Node
@@ -48,6 +49,7 @@ class EditOptions:
     steps: int | None = None
     width: int | None = None
     height: int | None = None
+    reference: str | None = None  # a stored reference image (Sessions.add_reference), right of the context
 
 
 def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
@@ -154,6 +156,20 @@ class Sessions:
             stored = replace(node, image=self.store.save_image(key, png))
             return self._commit(key, old.add(stored, parent=None))
 
+    def add_reference(self, key: str, source: Any) -> str:
+        """Store a reference image (style, character, object) for later edits; return its name."""
+        img = open_image(source, "reference")
+        png = metadata.png_bytes(img, {"kind": "upload", "prompt": "reference image"})
+        with self._lock(key):
+            return self.store.save_image(key, png)
+
+    def reference_image(self, key: str, name: str) -> Image.Image:
+        try:
+            data = self.store.read_image_bytes(key, name)
+        except FileNotFoundError:
+            raise ValueError("the reference image is gone (the session was cleared); add it again") from None
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
     def resolve_seed(self, history: History, parent: int | None, opts: EditOptions) -> int:
         if opts.seed_mode not in SEED_MODES:
             raise ValueError(f"seed_mode must be one of {SEED_MODES}, got {opts.seed_mode!r}")
@@ -189,16 +205,25 @@ class Sessions:
         context = None
         if parent_id is not None:
             context = self.image(key, parent_id).convert("RGB")
+        width, height, extra = opts.width, opts.height, {}
+        if opts.reference is not None:
+            if context is None:
+                raise ValueError("a reference image needs a current image to edit; to use a picture as a "
+                                 "style reference alone, upload it and say 'Using this style, ...'")
+            if width is None:  # the output keeps the current image's aspect, not the pair's
+                width, height = self.engine.output_size(context)
+            context = side_by_side(context, self.reference_image(key, opts.reference))
+            extra["reference"] = opts.reference
         seed = self.resolve_seed(snapshot, parent_id, opts)
         result = self.engine.edit(
             context, prompt, seed=seed, guidance=opts.guidance, steps=opts.steps,
-            width=opts.width, height=opts.height, on_step=on_step, cancel=cancel,
+            width=width, height=height, on_step=on_step, cancel=cancel,
         )
         node = Node(
             id=0, parent=parent_id, kind="edit" if context is not None else "text", image="",
             prompt=P.check_prompt(prompt), seed=result.seed, guidance=result.guidance,
             steps=result.steps, width=result.width, height=result.height, model=result.model,
-            seconds=round(result.seconds, 3), created=time.time(), extra=dict(result.extra),
+            seconds=round(result.seconds, 3), created=time.time(), extra={**result.extra, **extra},
         )
         if cancel is not None and cancel.is_set():
             raise Cancelled()  # stopped after the last step: still never committed
@@ -236,7 +261,7 @@ class Sessions:
         if cur is None or cur.kind == "upload":
             raise ValueError("nothing to re-roll: the current step is not an edit")
         rolled = EditOptions(seed_mode="random", guidance=cur.guidance, steps=cur.steps,
-                             width=cur.width, height=cur.height)
+                             width=cur.width, height=cur.height, reference=cur.extra.get("reference"))
         return self.edit(key, cur.prompt, rolled, parent=cur.parent, **kw)
 
     def combine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
@@ -328,10 +353,13 @@ class Sessions:
         snapshot = self.history(key)
         limits = limits or Limits(max_steps=snapshot.max_nodes)
         names: dict[int, str] = {}  # original id -> stored image, to remove if anything fails
+        refs: dict[str, str] = {}  # the export's reference image name -> stored name
         try:
             with open_export(source, limits) as reader:
                 check_room(snapshot, reader.export)
                 ids = plan_ids(reader.export, snapshot)
+                for name in reader.export.references:
+                    refs[name] = self.store.save_image(key, reader.reference(name)[0])
                 self._store_import(key, reader, ids, names)
                 with self._lock(key):
                     latest = self._load(key)
@@ -341,13 +369,14 @@ class Sessions:
                         names.clear()
                         ids = plan_ids(reader.export, latest)
                         self._store_import(key, reader, ids, names)
-                    committed = self._commit(key, merge(latest, reader.export, ids, names))
+                    committed = self._commit(key, merge(latest, reader.export, ids, names, refs))
                     names.clear()  # committed: from here on these images belong to the history
+                    refs.clear()
         except BaseException:
             # Under the lock: edits save their images under it, so removing the (then empty)
             # session folder cannot race with one.
             with self._lock(key):
-                self.store.discard_images(key, names.values())
+                self.store.discard_images(key, [*names.values(), *refs.values()])
             raise
         return ImportResult(committed, ids)
 

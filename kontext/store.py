@@ -42,6 +42,11 @@ def check_key(key: object) -> str:
     return key
 
 
+def referenced_images(history: History) -> list[str]:
+    """Reference images that steps were made with (kept in each step's `extra`)."""
+    return [n.extra["reference"] for n in history.nodes.values() if isinstance(n.extra.get("reference"), str)]
+
+
 def _fsync_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as f:
@@ -138,7 +143,7 @@ class Store:
         images = self.folder(key) / "images"
         if not images.is_dir():
             return
-        named = {n.image for n in history.nodes.values()}
+        named = {n.image for n in history.nodes.values()} | set(referenced_images(history))
         cutoff = time.time() - 3600  # an edit in flight may have written its image a moment ago
         for p in images.iterdir():
             if p.name not in named and p.stat().st_mtime < cutoff:

@@ -227,3 +227,16 @@ def test_combine_endpoint(client, source):
     _, h = client.predict(key, api_name="/combine")
     last = h["steps"][-1]
     assert last["parent"] == 1 and last["prompt"] == "one; two" and h["current"] == last["id"]
+
+
+def test_edit_with_a_reference_image(client, source, tmp_path):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    ref = tmp_path / "style.png"
+    Image.effect_noise((64, 64), 90).convert("RGB").save(ref)
+    img, h = client.predict(key, "restyle the left image like the right one", "random", 0, 0, 2, 0, 0,
+                            handle_file(str(ref)), api_name="/edit")
+    step = h["steps"][-1]
+    assert step["extra"]["reference"].endswith(".png")
+    assert Image.open(img).size == (step["width"], step["height"])
+    assert abs(step["width"] / step["height"] - 1.5) < 0.1  # the photo's aspect, not the pair's

@@ -166,3 +166,18 @@ def test_stop_leaves_everything_as_before(app, browser, tmp_path):
     assert thumbs(page).count() == 1
     page.wait_for_selector("text=Stopped: nothing was changed.")  # the toast
     page.close()
+
+
+def test_edit_with_a_reference_image(app, browser, tmp_path):
+    page = started_page(app, browser, tmp_path)
+    ref = tmp_path / "style.png"
+    Image.effect_noise((64, 64), 90).convert("RGB").save(ref)
+    page.get_by_text("Reference image: a style").click()
+    page.locator("#ref-image input[type=file]").set_input_files(str(ref))
+    page.wait_for_selector("#ref-status :text('Reference set')")  # stored on upload
+    page.fill("#prompt textarea", "restyle the left image like the right one")
+    page.click("#edit-btn")
+    wait_status(page, "Step #2 · seed")
+    page.wait_for_function("document.querySelector('#timeline').innerText.includes('with reference')")
+    page.screenshot(path=str(ARTIFACTS / "browser-desktop-reference.png"), full_page=True)
+    page.close()

@@ -57,17 +57,21 @@ class Api:
             yield gr.skip(), {"progress": {"step": item.step, "total": item.total}}
 
     def edit(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
-             guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0) -> Any:
+             guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0,
+             reference: str | None = None) -> Any:
         """Edit the current image with an instruction (or, with no image yet, generate one from text).
 
         seed_mode: "random" (new seed), "fixed" (use `seed`) or "locked" (reuse the current step's seed).
         guidance, steps, width, height: 0 means the model's default (size: match the input's aspect).
         Streams {"progress": {"step", "total"}} while running; returns the new image and the history.
         Cancelling the call stops the edit at its next step and leaves the history unchanged.
+        reference: an optional second image (a style, character or object) placed to the right of the
+        current image; say which is which in the prompt ("... the left image ... the right image").
         """
         opts = EditOptions(seed_mode=seed_mode, seed=whole("seed", seed),
                            guidance=guidance or None, steps=whole("steps", steps) or None,
-                           width=whole("width", width) or None, height=whole("height", height) or None)
+                           width=whole("width", width) or None, height=whole("height", height) or None,
+                           reference=self.s.add_reference(session, reference) if reference else None)
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw))
 
     def reroll(self, session: str) -> Any:
@@ -134,6 +138,7 @@ class Api:
             nums = [gr.Number(label=n, value=0) for n in ("seed", "guidance", "steps", "width", "height")]
             step = gr.Number(label="step", value=0)
             image_in = gr.Image(label="image", type="filepath", format="png", image_mode=None)
+            reference_in = gr.Image(label="reference", type="filepath", format="png", image_mode=None)
             image_out = gr.Image(label="image", type="filepath", format="png")
             info = gr.JSON(label="history")
             scope = gr.Textbox(label="scope", value="path")
@@ -146,7 +151,7 @@ class Api:
         f = friendly
         trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
         trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", **common)
-        trigger.click(f(self.edit), [key, text, mode, *nums], pair, api_name="edit", **gpu)
+        trigger.click(f(self.edit), [key, text, mode, *nums, reference_in], pair, api_name="edit", **gpu)
         trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)
         trigger.click(f(self.combine), [key], pair, api_name="combine", **gpu)
         trigger.click(f(self.undo), [key], pair, api_name="undo", **common)

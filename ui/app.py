@@ -40,6 +40,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
         page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
         render_header(sessions.engine)
         render_engine_status(sessions.engine, startup)
+        page.extra["ref_name"] = gr.State(None)  # the stored reference image this tab edits with
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 render_editor(page)

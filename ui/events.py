@@ -62,7 +62,7 @@ def friendly(fn: Callable) -> Callable:
 
 
 def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any, steps: Any,
-            size: str | None) -> EditOptions:
+            size: str | None, reference: str | None = None) -> EditOptions:
     """Build EditOptions from the page's controls (sizes by menu label)."""
     wh = dict(P.size_choices(engine_profile)).get(size or "Match input", None)
     return EditOptions(
@@ -72,6 +72,7 @@ def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any,
         steps=None if steps is None else int(steps),
         width=wh[0] if wh else None,
         height=wh[1] if wh else None,
+        reference=reference or None,
     )
 
 
@@ -130,9 +131,9 @@ class Wiring:
         return self.redraw(key)
 
     def edit(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
-             size: str, mode: str = "edit") -> Any:
+             size: str, reference: str | None = None, mode: str = "edit") -> Any:
         """Stream one turn: progress and previews, then the redrawn page. mode: edit, reroll, combine or text."""
-        opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size)
+        opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference)
         if mode == "reroll":
             run = functools.partial(self.s.reroll, key, opts)
         elif mode == "combine":
@@ -211,6 +212,12 @@ class Wiring:
             return [self.compare(key, other.id, cur.id), other.id, cur.id]
         return preset
 
+    def set_reference(self, key: str, path: str | None) -> tuple[str | None, str]:
+        """Store the reference once; edits then name it (the tab keeps the name in a gr.State)."""
+        if not path:
+            return None, ""
+        return self.s.add_reference(key, path), "**Reference set**: the next edits use it."
+
     def export(self, key: str, scope: str) -> list[str]:
         return share.export_files(self.s, key, scope or "path")
 
@@ -234,7 +241,8 @@ class Wiring:
         p, f = self.p, friendly
         views = self.view_outputs
         edit_outputs = [*views, p.seed, p.prompt, p.edit_btn, p.stop_btn]
-        controls = [p.key, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size]
+        x = p.extra
+        controls = [p.key, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"]]
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
         gpu = dict(concurrency_id="gpu", concurrency_limit=1, api_visibility="undocumented")
 
@@ -272,7 +280,11 @@ class Wiring:
         trio = [p.slider, p.cmp_a, p.cmp_b]
         p.cmp_prev.click(f(self.compare_preset("previous")), [p.key], trio, api_name="ui_cmp_prev", **nav)
         p.cmp_orig.click(f(self.compare_preset("original")), [p.key], trio, api_name="ui_cmp_orig", **nav)
-        x = p.extra
+        x["ref_image"].upload(f(self.set_reference), [p.key, x["ref_image"]], [x["ref_name"], x["ref_status"]],
+                              api_name="ui_reference", concurrency_id="upload", concurrency_limit=2,
+                              api_visibility="undocumented")
+        x["ref_image"].clear(lambda: (None, ""), None, [x["ref_name"], x["ref_status"]], queue=False,
+                             api_visibility="private")
         x["text_btn"].click(f(self.text_prompt), [x["old_text"], x["new_text"]], [p.prompt], api_name="ui_text_prompt",
                             **nav)
         x["export_btn"].click(f(self.export), [p.key, x["scope"]], [x["files"]], api_name="ui_export",

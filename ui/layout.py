@@ -125,6 +125,17 @@ def render_editor(page: Page) -> None:
         page.branch = gr.Markdown("", elem_id="branch")
         page.next_branch = gr.Button("▶", size="sm", elem_id="next-branch", min_width=40, visible=False)
         page.t2i_btn = gr.Button("New picture from text", size="sm", elem_id="t2i-btn", min_width=120)
+    with gr.Accordion("Reference image: a style, character or object to use", open=False, elem_id="reference"):
+        with gr.Row(equal_height=True):
+            page.extra["ref_image"] = gr.Image(
+                label="Reference", type="filepath", format="png", image_mode=None, sources=["upload", "clipboard"],
+                height=160, scale=1, elem_id="ref-image", show_label=False)
+            gr.Markdown(
+                "While a reference is set, each edit sees the current image with the reference to its right. "
+                "Say which is which, e.g. *restyle the left image in the style of the right image* or "
+                "*put the person from the right image into the left scene*. The result keeps the current "
+                "image's size. Remove the reference (×) to edit without it.", elem_classes=["hint"])
+        page.extra["ref_status"] = gr.Markdown("", elem_id="ref-status")
     with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper"):
         with gr.Row(equal_height=True):
             page.extra["old_text"] = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)

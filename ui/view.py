@@ -25,7 +25,8 @@ def label(node: Node) -> str:
 def caption(node: Node) -> str:
     if node.kind == "upload":
         return f"#{node.id} · original · {node.width}×{node.height}"
-    return f"#{node.id} · {short(node.prompt, 40)} · seed {node.seed} · {node.seconds:.1f}s"
+    ref = " · with reference" if node.extra.get("reference") else ""
+    return f"#{node.id} · {short(node.prompt, 40)} · seed {node.seed} · {node.seconds:.1f}s{ref}"
 
 
 def timeline(h: History) -> list[Node]:
@@ -73,8 +74,9 @@ def status_text(h: History, model: str) -> str:
         return "Upload an image (or paste / drop one), or type a prompt to generate a first picture."
     if node.kind == "upload":
         return f"**Step #{node.id}**: original image, {node.width}×{node.height}. Type an instruction to edit it."
+    ref = " · with a reference image" if node.extra.get("reference") else ""
     return (f"**Step #{node.id}** · seed `{node.seed}` · {node.seconds:.2f} s · {node.width}×{node.height} · "
-            f"{node.steps} steps · guidance {node.guidance:g} · {model}")
+            f"{node.steps} steps · guidance {node.guidance:g} · {model}{ref}")
 
 
 @dataclass
