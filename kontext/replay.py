@@ -109,7 +109,8 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
                 context = side_by_side(context, reader.reference(ref)[1])
             try:
                 result = engine.edit(context, node.prompt, seed=node.seed, guidance=node.guidance,
-                                     steps=node.steps, width=node.width, height=node.height)
+                                     steps=node.steps, width=node.width, height=node.height,
+                                     fit_context=bool(node.extra.get("draft")))
             except ValueError as e:
                 raise ValueError(f"step {node.id} cannot be replayed with this model: {e}") from None
             image = result.image

@@ -50,6 +50,7 @@ class EditOptions:
     width: int | None = None
     height: int | None = None
     reference: str | None = None  # a stored reference image (Sessions.add_reference), right of the context
+    draft: bool = False  # a quarter of the area, context scaled down too: a quick look before refining
 
 
 def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
@@ -206,6 +207,13 @@ class Sessions:
         if parent_id is not None:
             context = self.image(key, parent_id).convert("RGB")
         width, height, extra = opts.width, opts.height, {}
+        if opts.draft:
+            if width is not None:
+                raise ValueError("a draft picks its own size: choose 'Match input' with draft")
+            extra["draft"] = True
+            aspect = context.width / context.height if context is not None else 1.0
+            prof = self.engine.profile
+            width, height = P.fit_area(aspect, max(prof.default_area // 4, prof.min_side**2), prof)
         if opts.reference is not None:
             if context is None:
                 raise ValueError("a reference image needs a current image to edit; to use a picture as a "
@@ -217,7 +225,7 @@ class Sessions:
         seed = self.resolve_seed(snapshot, parent_id, opts)
         result = self.engine.edit(
             context, prompt, seed=seed, guidance=opts.guidance, steps=opts.steps,
-            width=width, height=height, on_step=on_step, cancel=cancel,
+            width=width, height=height, on_step=on_step, cancel=cancel, fit_context=opts.draft,
         )
         node = Node(
             id=0, parent=parent_id, kind="edit" if context is not None else "text", image="",
@@ -260,9 +268,21 @@ class Sessions:
         cur = h.current_node
         if cur is None or cur.kind == "upload":
             raise ValueError("nothing to re-roll: the current step is not an edit")
+        draft = bool(cur.extra.get("draft"))
         rolled = EditOptions(seed_mode="random", guidance=cur.guidance, steps=cur.steps,
-                             width=cur.width, height=cur.height, reference=cur.extra.get("reference"))
+                             width=None if draft else cur.width, height=None if draft else cur.height,
+                             reference=cur.extra.get("reference"), draft=draft)
         return self.edit(key, cur.prompt, rolled, parent=cur.parent, **kw)
+
+    def refine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
+        """Run the current draft again at full size: same parent, prompt, seed, guidance, steps and
+        reference (a sibling branch). `opts` may set the size; the default matches the input."""
+        cur = self.history(key).current_node
+        if cur is None or not cur.extra.get("draft"):
+            raise ValueError("nothing to refine: the current step is not a draft")
+        full = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
+                           width=opts.width, height=opts.height, reference=cur.extra.get("reference"))
+        return self.edit(key, cur.prompt, full, parent=cur.parent, **kw)
 
     def combine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
         """Redo every instruction of the current path as one edit of its original image.

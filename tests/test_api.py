@@ -240,3 +240,15 @@ def test_edit_with_a_reference_image(client, source, tmp_path):
     assert step["extra"]["reference"].endswith(".png")
     assert Image.open(img).size == (step["width"], step["height"])
     assert abs(step["width"] / step["height"] - 1.5) < 0.1  # the photo's aspect, not the pair's
+
+
+def test_draft_then_refine_endpoints(client, source):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    _, h = client.predict(key, "quick", "fixed", 5, 0, 2, 0, 0, None, True, api_name="/edit")
+    draft = h["steps"][-1]
+    assert draft["extra"]["draft"] is True
+    _, h = client.predict(key, api_name="/refine")
+    full = h["steps"][-1]
+    assert full["seed"] == 5 and full["parent"] == draft["parent"] and "draft" not in full["extra"]
+    assert full["width"] * full["height"] > 3 * draft["width"] * draft["height"]

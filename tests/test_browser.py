@@ -181,3 +181,16 @@ def test_edit_with_a_reference_image(app, browser, tmp_path):
     page.wait_for_function("document.querySelector('#timeline').innerText.includes('with reference')")
     page.screenshot(path=str(ARTIFACTS / "browser-desktop-reference.png"), full_page=True)
     page.close()
+
+
+def test_draft_then_refine(app, browser, tmp_path):
+    page = started_page(app, browser, tmp_path)
+    page.locator("#draft input").check()
+    page.fill("#prompt textarea", "a quick look")
+    page.click("#edit-btn")
+    wait_status(page, "draft")
+    page.click("#refine-btn")
+    wait_status(page, "Step #3 · seed")
+    assert "draft" not in status(page)
+    assert thumbs(page).count() == 2  # the refined step is a sibling of the draft, on its own branch
+    page.close()

@@ -213,3 +213,33 @@ def test_combine_redoes_the_path_as_one_edit_from_the_original(sessions, photo):
     assert [n.id for n in h.children(1)] == [2, node.id]  # a new branch; the chain is still there
     first = h.node(2)
     assert (node.width, node.height) == (first.width, first.height)  # sized from the original, like step 2
+
+
+def test_draft_then_refine(sessions, monkeypatch):
+    key = sessions.new()
+    sessions.upload(key, Image.effect_noise((192, 128), 40).convert("RGB"), name="big.png")
+    seen = []
+    real = sessions.engine.pipe.__class__.__call__
+
+    def spy(pipe, *a, **kw):
+        seen.append((kw["image"].size, kw["_auto_resize"]))
+        return real(pipe, *a, **kw)
+
+    monkeypatch.setattr(sessions.engine.pipe.__class__, "__call__", spy)
+    _, full = sessions.edit(key, "full", FAST)
+    sessions.undo(key)
+    _, draft = sessions.edit(key, "quick look", EditOptions(steps=2, draft=True, seed_mode="fixed", seed=9))
+    assert draft.extra["draft"] is True
+    assert draft.width * draft.height <= full.width * full.height // 3  # about a quarter of the area
+    assert abs(draft.width / draft.height - 1.5) < 0.2
+    assert seen[-1] == ((draft.width, draft.height), False)  # the context was scaled down too
+    with pytest.raises(ValueError, match="Match input"):
+        sessions.edit(key, "x", EditOptions(draft=True, width=64, height=64))
+    _, rolled = sessions.reroll(key)
+    assert rolled.extra.get("draft") and rolled.seed != draft.seed
+    sessions.jump(key, draft.id)
+    h, refined = sessions.refine(key)
+    assert refined.parent == draft.parent and refined.seed == 9 and refined.prompt == "quick look"
+    assert (refined.width, refined.height) == (full.width, full.height) and not refined.extra.get("draft")
+    with pytest.raises(ValueError, match="not a draft"):
+        sessions.refine(key)

@@ -58,7 +58,7 @@ class Api:
 
     def edit(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
              guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0,
-             reference: str | None = None) -> Any:
+             reference: str | None = None, draft: bool = False) -> Any:
         """Edit the current image with an instruction (or, with no image yet, generate one from text).
 
         seed_mode: "random" (new seed), "fixed" (use `seed`) or "locked" (reuse the current step's seed).
@@ -67,16 +67,23 @@ class Api:
         Cancelling the call stops the edit at its next step and leaves the history unchanged.
         reference: an optional second image (a style, character or object) placed to the right of the
         current image; say which is which in the prompt ("... the left image ... the right image").
+        draft: a quarter of the size with the context scaled down too, several times faster; `refine`
+        then re-runs it at full size with the same seed.
         """
         opts = EditOptions(seed_mode=seed_mode, seed=whole("seed", seed),
                            guidance=guidance or None, steps=whole("steps", steps) or None,
                            width=whole("width", width) or None, height=whole("height", height) or None,
-                           reference=self.s.add_reference(session, reference) if reference else None)
+                           reference=self.s.add_reference(session, reference) if reference else None,
+                           draft=bool(draft))
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw))
 
     def reroll(self, session: str) -> Any:
         """Repeat the current step's instruction from the same parent with a new random seed (a sibling branch)."""
         yield from self._stream(session, lambda **kw: self.s.reroll(session, **kw))
+
+    def refine(self, session: str) -> Any:
+        """Re-run the current draft at full size with the same seed, prompt and settings (a sibling branch)."""
+        yield from self._stream(session, lambda **kw: self.s.refine(session, **kw))
 
     def combine(self, session: str) -> Any:
         """Redo every instruction of the current path as one edit of its original image (a new branch).
@@ -139,6 +146,7 @@ class Api:
             step = gr.Number(label="step", value=0)
             image_in = gr.Image(label="image", type="filepath", format="png", image_mode=None)
             reference_in = gr.Image(label="reference", type="filepath", format="png", image_mode=None)
+            draft_in = gr.Checkbox(label="draft", value=False)
             image_out = gr.Image(label="image", type="filepath", format="png")
             info = gr.JSON(label="history")
             scope = gr.Textbox(label="scope", value="path")
@@ -151,7 +159,8 @@ class Api:
         f = friendly
         trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
         trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", **common)
-        trigger.click(f(self.edit), [key, text, mode, *nums, reference_in], pair, api_name="edit", **gpu)
+        trigger.click(f(self.edit), [key, text, mode, *nums, reference_in, draft_in], pair, api_name="edit", **gpu)
+        trigger.click(f(self.refine), [key], pair, api_name="refine", **gpu)
         trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)
         trigger.click(f(self.combine), [key], pair, api_name="combine", **gpu)
         trigger.click(f(self.undo), [key], pair, api_name="undo", **common)

@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
@@ -62,9 +63,9 @@ def friendly(fn: Callable) -> Callable:
 
 
 def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any, steps: Any,
-            size: str | None, reference: str | None = None) -> EditOptions:
+            size: str | None, reference: str | None = None, draft: bool = False) -> EditOptions:
     """Build EditOptions from the page's controls (sizes by menu label)."""
-    wh = dict(P.size_choices(engine_profile)).get(size or "Match input", None)
+    wh = None if draft else dict(P.size_choices(engine_profile)).get(size or "Match input", None)
     return EditOptions(
         seed_mode=seed_mode or "random",
         seed=None if seed is None or seed == "" else int(seed),
@@ -73,6 +74,7 @@ def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any,
         width=wh[0] if wh else None,
         height=wh[1] if wh else None,
         reference=reference or None,
+        draft=bool(draft),
     )
 
 
@@ -131,13 +133,17 @@ class Wiring:
         return self.redraw(key)
 
     def edit(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
-             size: str, reference: str | None = None, mode: str = "edit") -> Any:
-        """Stream one turn: progress and previews, then the redrawn page. mode: edit, reroll, combine or text."""
-        opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference)
+             size: str, reference: str | None = None, draft: bool = False, mode: str = "edit") -> Any:
+        """Stream one turn: progress and previews, then the redrawn page.
+
+        mode: edit, reroll, combine, refine or text."""
+        opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference, draft)
         if mode == "reroll":
             run = functools.partial(self.s.reroll, key, opts)
         elif mode == "combine":
             run = functools.partial(self.s.combine, key, opts)
+        elif mode == "refine":
+            run = functools.partial(self.s.refine, key, replace(opts, draft=False))
         elif mode == "text":
             run = functools.partial(self.s.edit, key, prompt, opts, parent=None)
         else:
@@ -242,7 +248,7 @@ class Wiring:
         views = self.view_outputs
         edit_outputs = [*views, p.seed, p.prompt, p.edit_btn, p.stop_btn]
         x = p.extra
-        controls = [p.key, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"]]
+        controls = [p.key, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"], x["draft"]]
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
         gpu = dict(concurrency_id="gpu", concurrency_limit=1, api_visibility="undocumented")
 
@@ -254,8 +260,10 @@ class Wiring:
                                  api_name="ui_reroll", **gpu),
             p.t2i_btn.click(f(functools.partial(self.edit, mode="text")), controls, edit_outputs,
                             api_name="ui_text", **gpu),
-            p.extra["combine_btn"].click(f(functools.partial(self.edit, mode="combine")), controls, edit_outputs,
-                                         api_name="ui_combine", **gpu),
+            x["combine_btn"].click(f(functools.partial(self.edit, mode="combine")), controls, edit_outputs,
+                                   api_name="ui_combine", **gpu),
+            x["refine_btn"].click(f(functools.partial(self.edit, mode="refine")), controls, edit_outputs,
+                                  api_name="ui_refine", **gpu),
         ]
         for run in runs:  # after an error, put the buttons and the committed image back
             run.failure(f(self.failed), [p.key], [*views, p.edit_btn, p.stop_btn], queue=False,

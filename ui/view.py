@@ -26,7 +26,8 @@ def caption(node: Node) -> str:
     if node.kind == "upload":
         return f"#{node.id} · original · {node.width}×{node.height}"
     ref = " · with reference" if node.extra.get("reference") else ""
-    return f"#{node.id} · {short(node.prompt, 40)} · seed {node.seed} · {node.seconds:.1f}s{ref}"
+    draft = " · draft" if node.extra.get("draft") else ""
+    return f"#{node.id} · {short(node.prompt, 40)} · seed {node.seed} · {node.seconds:.1f}s{ref}{draft}"
 
 
 def timeline(h: History) -> list[Node]:
@@ -75,6 +76,7 @@ def status_text(h: History, model: str) -> str:
     if node.kind == "upload":
         return f"**Step #{node.id}**: original image, {node.width}×{node.height}. Type an instruction to edit it."
     ref = " · with a reference image" if node.extra.get("reference") else ""
+    ref += " · **draft**: *Refine draft at full size* re-runs it with the same seed" if node.extra.get("draft") else ""
     return (f"**Step #{node.id}** · seed `{node.seed}` · {node.seconds:.2f} s · {node.width}×{node.height} · "
             f"{node.steps} steps · guidance {node.guidance:g} · {model}{ref}")
 
