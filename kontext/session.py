@@ -35,7 +35,7 @@ from .store import Store, new_key
 
 SEED_MODES = ("random", "fixed", "locked")
 MAX_CACHED = 1000  # session histories kept in memory
-MAX_LOCKS = 10000
+LOCK_STRIPES = 256
 DRIFT_TURNS = 6  # after this many edits in a row, quality tends to drift
 
 
@@ -69,8 +69,9 @@ class Sessions:
         self.engine = engine
         self.store = store
         self.max_nodes = max_nodes
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # Striped locks: a fixed set shared by hash, so invented keys cannot grow memory and no lock
+        # is ever replaced while a thread is about to take it. Critical sections are milliseconds.
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         # Histories of recently used sessions; bounded, since any client can invent keys.
         self._cache: OrderedDict[str, History] = OrderedDict()
         self._last_sweep = 0.0
@@ -80,11 +81,8 @@ class Sessions:
         return new_key()
 
     def _lock(self, key: str) -> threading.Lock:
-        self.store.folder(key)  # validates the key
-        with self._locks_guard:
-            if len(self._locks) > MAX_LOCKS:  # forget locks nobody holds, so invented keys cannot pile up
-                self._locks = {k: lk for k, lk in self._locks.items() if lk.locked()}
-            return self._locks.setdefault(key, threading.Lock())
+        folder = self.store.folder(key)  # validates the key; its name is a hash of it
+        return self._locks[int(folder.name[:8], 16) % LOCK_STRIPES]
 
     def history(self, key: str) -> History:
         with self._lock(key):
