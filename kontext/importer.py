@@ -354,9 +354,15 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
         if not (isinstance(name, str) and REFERENCE_RE.match(name) and isinstance(sha, str) and SHA_RE.match(sha)):
             raise ValueError(f"manifest.json 'references' has a bad entry {name!r:.60}")
     for n in nodes.values():
-        ref = n.extra.get("reference")
-        if ref is not None and ref not in refs:
+        if "reference" not in n.extra:
+            continue
+        ref = n.extra["reference"]
+        if not isinstance(ref, str) or ref not in refs:
             raise ValueError(f"manifest step {n.id}: its reference image {ref!r:.60} is not in 'references'")
+        if n.kind != "edit":
+            raise ValueError(f"manifest step {n.id}: only an edit can have a reference image")
+    used = {n.extra["reference"] for n in nodes.values() if "reference" in n.extra}
+    refs = {name: sha for name, sha in refs.items() if name in used}  # store only what a step uses
     return Export(manifest=m, nodes=tuple(sorted(nodes.values(), key=lambda n: n.id)), sha256=shas,
                   current=current, last_child=last, references=dict(refs))
 
@@ -451,7 +457,7 @@ def merge(history: History, export: Export, ids: Mapping[int, int], images: Mapp
     for n in export.nodes:
         parent = None if n.parent is None else ids[n.parent]
         extra = dict(n.extra)
-        if "reference" in extra:
+        if extra.get("reference") is not None:  # parse_manifest checked that it names a stored one
             extra["reference"] = (references or {})[extra["reference"]]
         added[ids[n.id]] = replace(n, id=ids[n.id], parent=parent, image=images[n.id], extra=extra)
     if set(added) & set(history.nodes):

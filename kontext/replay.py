@@ -95,6 +95,7 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
     export = reader.export
     waiting = Counter(n.parent for n in export.nodes)  # children still to run, per step
     outputs: dict[int, Image.Image] = {}
+    references: dict[str, Image.Image] = {}
     rows = []
     for node in export.nodes:
         data, recorded = reader.png(node)
@@ -106,11 +107,13 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
             context = None if node.parent is None else outputs[node.parent]
             ref = node.extra.get("reference")
             if ref is not None and context is not None:  # edited with a reference: the same pair again
-                context = side_by_side(context, reader.reference(ref)[1])
+                if ref not in references:
+                    references[ref] = reader.reference(ref)[1]  # read (and counted) once per export
+                context = side_by_side(context, references[ref])
             try:
                 result = engine.edit(context, node.prompt, seed=node.seed, guidance=node.guidance,
                                      steps=node.steps, width=node.width, height=node.height,
-                                     fit_context=bool(node.extra.get("draft")))
+                                     fit_context=bool(node.extra.get("draft")) or ref is not None)
             except ValueError as e:
                 raise ValueError(f"step {node.id} cannot be replayed with this model: {e}") from None
             image = result.image

@@ -12,6 +12,7 @@ Concurrency rules (see DESIGN.md "Reliability facts"):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import time
@@ -74,6 +75,8 @@ class Sessions:
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         # Histories of recently used sessions; bounded, since any client can invent keys.
         self._cache: OrderedDict[str, History] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._references: dict[tuple[str, str], str] = {}  # (key, sha256 of the PNG) -> stored name
         self._last_sweep = 0.0
 
     # --- keys and locks ------------------------------------------------------------------------
@@ -82,27 +85,34 @@ class Sessions:
 
     def _lock(self, key: str) -> threading.Lock:
         folder = self.store.folder(key)  # validates the key; its name is a hash of it
-        return self._locks[int(folder.name[:8], 16) % LOCK_STRIPES]
+        return self._locks[int(folder.name[:8], 16) % LOCK_STRIPES]  # Store.sweep relies on this mapping
 
     def history(self, key: str) -> History:
         with self._lock(key):
             return self._load(key)
 
     def _load(self, key: str) -> History:
-        h = self._cache.get(key)
-        if h is None:
-            h = self.store.load(key, max_nodes=self.max_nodes)
-            if not h.empty:  # an unknown key costs nothing to remember
-                self._remember(key, h)
-        else:
-            self._cache.move_to_end(key)
+        with self._cache_lock:
+            h = self._cache.get(key)
+            if h is not None:
+                self._cache.move_to_end(key)
+                return h
+        h = self.store.load(key, max_nodes=self.max_nodes)
+        if not h.empty:  # an unknown key costs nothing to remember
+            self._remember(key, h)
         return h
 
     def _remember(self, key: str, h: History) -> None:
-        self._cache[key] = h
-        self._cache.move_to_end(key)
-        while len(self._cache) > MAX_CACHED:
-            self._cache.popitem(last=False)
+        # One cache for all sessions, but session locks are per key (striped): guard it on its own.
+        with self._cache_lock:
+            self._cache[key] = h
+            self._cache.move_to_end(key)
+            while len(self._cache) > MAX_CACHED:
+                self._cache.popitem(last=False)
+
+    def _forget(self, key: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(key, None)
 
     def _commit(self, key: str, new: History) -> History:
         self.store.commit(key, new)
@@ -110,14 +120,22 @@ class Sessions:
         return new
 
     def sweep(self, keep: str | None = None, every_s: float = 600.0) -> None:
-        """Delete expired sessions and enforce the disk budget, at most every `every_s` seconds."""
+        """Delete expired sessions and enforce the disk budget, at most every `every_s` seconds.
+
+        Each session is deleted under its own lock, so an edit's commit never races the deletion.
+        """
         now = time.time()
         if now - self._last_sweep < every_s:
             return
         self._last_sweep = now
-        removed = {p.name for p in self.store.sweep(now=now, keep=keep)}
-        for k in [k for k in self._cache if self.store.folder(k).name in removed]:
-            self._cache.pop(k, None)
+
+        def lock_for(folder_name: str) -> threading.Lock:
+            return self._locks[int(folder_name[:8], 16) % LOCK_STRIPES]
+
+        removed = {p.name for p in self.store.sweep(now=now, keep=keep, lock_for=lock_for)}
+        with self._cache_lock:
+            for k in [k for k in self._cache if self.store.folder(k).name in removed]:
+                self._cache.pop(k, None)
 
     def _update(self, key: str, op: Callable[[History], History]) -> History:
         with self._lock(key):
@@ -147,26 +165,46 @@ class Sessions:
         w, h = img.size
         node = Node(id=0, parent=None, kind="upload", image="", width=w, height=h,
                     prompt=name and f"uploaded {name}"[:200], extra={"source": name[:200]} if name else {})
+        # Encode outside the lock (seconds at 40 MP) with the id the step will most likely get.
+        node = replace(node, id=self.history(key).next_id())
+        png = metadata.png_bytes(img, step_dict(node))
         with self._lock(key):
             old = self._load(key)
             old.check_room()
-            node = replace(node, id=old.next_id())
-            png = metadata.png_bytes(img, step_dict(node))
+            if old.next_id() != node.id:
+                node = replace(node, id=old.next_id())
+                png = metadata.png_bytes(img, step_dict(node))
             stored = replace(node, image=self.store.save_image(key, png))
             return self._commit(key, old.add(stored, parent=None))
 
     def add_reference(self, key: str, source: Any) -> str:
-        """Store a reference image (style, character, object) for later edits; return its name."""
+        """Store a reference image (style, character, object) for later edits; return its name.
+
+        It is scaled down to the model's largest side (the pair never uses more) and stored once per
+        session: adding the same picture again returns the same name.
+        """
         img = open_image(source, "reference")
+        side = self.engine.profile.max_side
+        if max(img.size) > side:
+            img.thumbnail((side, side), Image.LANCZOS)
         png = metadata.png_bytes(img, {"kind": "upload", "prompt": "reference image"})
+        digest = hashlib.sha256(png).hexdigest()
         with self._lock(key):
-            return self.store.save_image(key, png)
+            known = self._references.get((key, digest))
+            if known and self.store.image_path(key, known).is_file():
+                return known
+            name = self.store.save_image(key, png)
+            if len(self._references) > MAX_CACHED:
+                self._references.clear()  # only a shortcut; the files stay
+            self._references[(key, digest)] = name
+            return name
 
     def reference_image(self, key: str, name: str) -> Image.Image:
         try:
             data = self.store.read_image_bytes(key, name)
         except FileNotFoundError:
-            raise ValueError("the reference image is gone (the session was cleared); add it again") from None
+            raise ValueError("the reference image is no longer stored (unused references are removed "
+                             "after an hour, and start over removes all): add it again") from None
         return Image.open(io.BytesIO(data)).convert("RGB")
 
     def resolve_seed(self, history: History, parent: int | None, opts: EditOptions) -> int:
@@ -223,7 +261,9 @@ class Sessions:
         seed = self.resolve_seed(snapshot, parent_id, opts)
         result = self.engine.edit(
             context, prompt, seed=seed, guidance=opts.guidance, steps=opts.steps,
-            width=width, height=height, on_step=on_step, cancel=cancel, fit_context=opts.draft,
+            width=width, height=height, on_step=on_step, cancel=cancel,
+            # A pair is wider than Kontext's trained resolutions: keep its aspect instead of squashing it.
+            fit_context=opts.draft or opts.reference is not None,
         )
         node = Node(
             id=0, parent=parent_id, kind="edit" if context is not None else "text", image="",
@@ -297,7 +337,8 @@ class Sessions:
         if len(prompt) > P.MAX_PROMPT_CHARS:
             raise ValueError(f"the combined instruction is {len(prompt)} characters; the limit is "
                              f"{P.MAX_PROMPT_CHARS}: combine from a later step or shorten instructions")
-        return self.edit(key, prompt, opts, parent=path[0].id, **kw)
+        # The combined steps may have used different references (or none): combine without one.
+        return self.edit(key, prompt, replace(opts, reference=None), parent=path[0].id, **kw)
 
     # --- navigation (instant, no engine) -------------------------------------------------------
     def undo(self, key: str) -> History:
@@ -325,7 +366,7 @@ class Sessions:
     def clear(self, key: str) -> None:
         with self._lock(key):
             self.store.delete(key)
-            self._cache.pop(key, None)
+            self._forget(key)
 
     def drift_warning(self, key: str) -> str:
         """A hint when the current chain is long enough for Kontext's quality to drift."""

@@ -10,6 +10,7 @@ does not reveal anyone's session key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,7 +20,9 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .history import History
 
@@ -29,6 +32,7 @@ FOLDER_RE = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MAX_IDLE_S = 7 * 24 * 3600
 DEFAULT_MAX_BYTES = 20 * 2**30
 HISTORY_FILE = "history.json"
+BUSY_S = 600  # the disk budget never deletes a session used this recently
 
 
 def new_key() -> str:
@@ -151,7 +155,8 @@ class Store:
 
     # --- expiry --------------------------------------------------------------------------------
     def usage(self) -> list[tuple[Path, float, int]]:
-        """(folder, last use, bytes) of every session, oldest first."""
+        """(folder, last use, bytes) of every session, oldest first. Last use is the newest file
+        (an edit in flight writes its image before its history), so busy sessions look recent."""
         rows = []
         if not self.root.is_dir():
             return rows
@@ -159,16 +164,19 @@ class Store:
             # Only folders this store made: a data dir shared with anything else must stay safe.
             if not folder.is_dir() or not FOLDER_RE.match(folder.name):
                 continue
-            hist = folder / HISTORY_FILE
-            last = hist.stat().st_mtime if hist.is_file() else folder.stat().st_mtime
-            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-            rows.append((folder, last, size))
+            try:
+                stats = [p.stat() for p in folder.rglob("*") if p.is_file()]
+                last = max([st.st_mtime for st in stats] + [folder.stat().st_mtime])
+            except OSError:  # files come and go while sessions are used: look again next time
+                continue
+            rows.append((folder, last, sum(st.st_size for st in stats)))
         return sorted(rows, key=lambda r: r[1])
 
-    def sweep(self, now: float | None = None, keep: str | None = None) -> list[Path]:
-        """Delete sessions idle longer than max_idle_s, then the oldest until under max_bytes.
-
-        `keep` (a session key) is never deleted by the byte budget: it is the one being used.
+    def sweep(self, now: float | None = None, keep: str | None = None,
+              lock_for: Callable[[str], Any] | None = None) -> list[Path]:
+        """Delete sessions idle longer than max_idle_s, then the least recently used until under
+        max_bytes, sparing `keep` (a session key: the one being used) and sessions used in the last
+        few minutes. `lock_for(folder name)` gives the lock to hold while a folder is deleted.
         """
         now = time.time() if now is None else now
         kept = self.folder(keep) if keep else None
@@ -178,9 +186,10 @@ class Store:
             total = sum(r[2] for r in rows)
             for folder, last, size in rows:
                 expired = now - last > self.max_idle_s
-                over = total > self.max_bytes and folder != kept
+                over = total > self.max_bytes and folder != kept and now - last > BUSY_S
                 if expired or over:
-                    shutil.rmtree(folder, ignore_errors=True)
+                    with lock_for(folder.name) if lock_for else contextlib.nullcontext():
+                        shutil.rmtree(folder, ignore_errors=True)
                     removed.append(folder)
                     total -= size
         return removed

@@ -9,6 +9,8 @@ def test_defaults_listen_locally(monkeypatch):
 
 
 def test_spaces_variables_are_honoured(monkeypatch):
+    for var in ("KONTEXT_HOST", "KONTEXT_PORT"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
     args = app.parse_args(["--model", "tiny"])
@@ -17,5 +19,8 @@ def test_spaces_variables_are_honoured(monkeypatch):
 
 def test_flags_win_over_environment(monkeypatch):
     monkeypatch.setenv("KONTEXT_MODEL", "tiny")
+    monkeypatch.setenv("KONTEXT_PORT", "8000")
+    monkeypatch.setenv("KONTEXT_MODE", "eager")
     args = app.parse_args(["--model", "./my-model", "--port", "9000", "--mode", "fast", "--mcp"])
     assert (args.model, args.port, args.mode, args.mcp) == ("./my-model", 9000, "fast", True)
+    assert app.parse_args([]).mode == "eager"  # and the environment wins over the default

@@ -110,3 +110,32 @@ def test_import_rejects_a_step_naming_a_missing_reference(sessions, with_referen
                 zf.writestr(info, src.read(info))
     with pytest.raises(ValueError, match="references/"):
         sessions.import_zip(sessions.new(), out.getvalue())
+
+
+@pytest.mark.parametrize("bad", [None, [], 5, "0" * 32 + ".png"])
+def test_import_rejects_bad_reference_fields_with_a_plain_error(sessions, with_reference, bad):
+    import json
+
+    key, ref = with_reference
+    sessions.edit(key, "with ref", EditOptions(steps=1, reference=ref))
+    buf = io.BytesIO()
+    sessions.export(key, buf, extras=False)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    manifest = json.loads(src.read("manifest.json"))
+    manifest["steps"][-1]["extra"]["reference"] = bad
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for info in src.infolist():
+            zf.writestr(info, json.dumps(manifest) if info.filename == "manifest.json" else src.read(info))
+    target = sessions.new()
+    with pytest.raises(ValueError, match="reference image"):
+        sessions.import_zip(target, out.getvalue())
+    assert not sessions.store.folder(target).exists()  # nothing stored, nothing left behind
+
+
+def test_the_same_reference_is_stored_once_and_scaled_down(sessions, with_reference):
+    key, ref = with_reference
+    again = sessions.add_reference(key, sessions.reference_image(key, ref))
+    assert again == ref
+    big = sessions.add_reference(key, Image.new("RGB", (3000, 1500), "white"))
+    assert max(sessions.reference_image(key, big).size) == sessions.engine.profile.max_side

@@ -216,6 +216,10 @@ def test_combine_redoes_the_path_as_one_edit_from_the_original(sessions, photo):
 
 
 def test_draft_then_refine(sessions, monkeypatch):
+    from dataclasses import replace as dc_replace
+
+    # As the real model: context snapped to trained resolutions, unless the edit is a draft.
+    monkeypatch.setattr(sessions.engine, "profile", dc_replace(sessions.engine.profile, auto_resize=True))
     key = sessions.new()
     sessions.upload(key, Image.effect_noise((192, 128), 40).convert("RGB"), name="big.png")
     seen = []
@@ -232,7 +236,8 @@ def test_draft_then_refine(sessions, monkeypatch):
     assert draft.extra["draft"] is True
     assert draft.width * draft.height <= full.width * full.height // 3  # about a quarter of the area
     assert abs(draft.width / draft.height - 1.5) < 0.2
-    assert seen[-1] == ((draft.width, draft.height), False)  # the context was scaled down too
+    assert seen[0][1] is True  # the full edit let the pipeline snap the context
+    assert seen[-1] == ((draft.width, draft.height), False)  # the draft's context was scaled down too
     with pytest.raises(ValueError, match="Match input"):
         sessions.edit(key, "x", EditOptions(draft=True, width=64, height=64))
     _, rolled = sessions.reroll(key)

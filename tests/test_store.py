@@ -18,6 +18,13 @@ def committed(store, key, n=1):
     return h
 
 
+def age(folder, seconds):
+    """Make every file of a session folder look last used `seconds` ago."""
+    t = time.time() - seconds
+    for p in [folder, *folder.rglob("*")]:
+        os.utime(p, (t, t))
+
+
 def test_commit_and_load_roundtrip(tmp_path):
     store = Store(tmp_path)
     key = new_key()
@@ -70,8 +77,7 @@ def test_expiry_deletes_idle_sessions(tmp_path):
     old, new = new_key(), new_key()
     committed(store, old)
     committed(store, new)
-    past = time.time() - 7200
-    os.utime(store.folder(old) / "history.json", (past, past))
+    age(store.folder(old), 7200)
     removed = store.sweep()
     assert removed == [store.folder(old)]
     assert not store.folder(old).exists() and store.exists(new)
@@ -82,10 +88,21 @@ def test_disk_budget_removes_least_recently_used(tmp_path):
     keys = [new_key() for _ in range(3)]
     for i, k in enumerate(keys):
         committed(store, k)
-        t = time.time() - 100 + i
-        os.utime(store.folder(k) / "history.json", (t, t))
+        age(store.folder(k), 3000 - i)
     store.sweep(keep=keys[2])
     assert [store.exists(k) for k in keys] == [False, False, True]
+
+
+def test_disk_budget_spares_sessions_in_use(tmp_path):
+    store = Store(tmp_path, max_bytes=1)
+    idle, busy = new_key(), new_key()
+    committed(store, idle)
+    committed(store, busy)
+    age(store.folder(idle), 3000)
+    age(store.folder(busy), 3000)
+    store.save_image(busy, b"an edit in flight")  # written just now, before its history
+    store.sweep()
+    assert not store.exists(idle) and store.exists(busy)
 
 
 def test_bad_limits_are_rejected(tmp_path):
@@ -104,7 +121,7 @@ def test_sweep_only_touches_session_folders(tmp_path):
     os.utime(other, (past, past))
     key = new_key()
     committed(store, key)
-    os.utime(store.folder(key) / "history.json", (past, past))
+    age(store.folder(key), 7200)
     store.sweep()
     assert other.is_dir() and (other / "weights.bin").is_file()
     assert not store.exists(key)

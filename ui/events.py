@@ -13,7 +13,6 @@ import inspect
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import gradio as gr
@@ -123,7 +122,10 @@ class Wiring:
                 log.exception("session could not be read; starting a new one")
             key = self.s.new()
             view_values = self.redraw(key)
-        self.s.sweep(keep=key)
+        try:
+            self.s.sweep(keep=key)
+        except Exception:  # noqa: BLE001 - housekeeping must never stop the page from loading
+            log.exception("session sweep failed")
         return [key, *view_values]
 
     def upload(self, key: str, path: str | None) -> list[Any]:
@@ -137,13 +139,16 @@ class Wiring:
         """Stream one turn: progress and previews, then the redrawn page.
 
         mode: edit, reroll, combine, refine or text."""
-        opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference, draft)
+        if mode in ("text", "combine"):
+            reference = None  # nothing to put it beside / the combined steps had their own
+        opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,
+                       draft and mode != "refine")  # refine: full size, from the size menu
         if mode == "reroll":
             run = functools.partial(self.s.reroll, key, opts)
         elif mode == "combine":
             run = functools.partial(self.s.combine, key, opts)
         elif mode == "refine":
-            run = functools.partial(self.s.refine, key, replace(opts, draft=False))
+            run = functools.partial(self.s.refine, key, opts)
         elif mode == "text":
             run = functools.partial(self.s.edit, key, prompt, opts, parent=None)
         else:
