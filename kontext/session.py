@@ -368,9 +368,10 @@ class Sessions:
             self.store.delete(key)
             self._forget(key)
 
-    def drift_warning(self, key: str) -> str:
+    def drift_warning(self, key: str, history: History | None = None) -> str:
         """A hint when the current chain is long enough for Kontext's quality to drift."""
-        edits = sum(1 for n in self.history(key).path() if n.kind == "edit")
+        h = self.history(key) if history is None else history
+        edits = sum(1 for n in h.path() if n.kind == "edit")
         if edits >= DRIFT_TURNS:
             return (f"{edits} edits in a row: Kontext's quality drifts over many turns. If details soften, "
                     "press \"Redo path as one edit\" (all instructions at once, from the original) or branch "

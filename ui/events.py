@@ -99,7 +99,7 @@ class Wiring:
             gr.Button(visible=multi),
             gr.Button(interactive=snap.can_undo),
             gr.Button(interactive=snap.can_redo),
-            gr.Dropdown(choices=snap.choices, value=self.s.history(key).current),
+            gr.Dropdown(choices=snap.choices, value=snap.current),
             snap.tree,
             snap.compare,
             gr.Dropdown(choices=snap.choices, value=snap.compare_ids[0]),

@@ -98,6 +98,7 @@ class Snapshot:
     compare: tuple[str, str] | None
     compare_ids: tuple[int | None, int | None]
     drift: str
+    current: int | None
 
 
 def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot:
@@ -123,7 +124,8 @@ def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot
         can_redo=h.can_redo,
         compare=compare,
         compare_ids=ids,
-        drift=sessions.drift_warning(key) if cur else "",
+        drift=sessions.drift_warning(key, h) if cur else "",
+        current=h.current,
     )
 
 
