@@ -112,6 +112,12 @@ def fit_area(aspect: float, area: int, profile: Profile) -> tuple[int, int]:
     return w, h
 
 
+def draft_size(image_size: tuple[int, int] | None, profile: Profile) -> tuple[int, int]:
+    """A draft's output size: the image's aspect at a quarter of the default area (square from text)."""
+    aspect = image_size[0] / image_size[1] if image_size is not None else 1.0
+    return fit_area(aspect, max(profile.default_area // 4, profile.min_side**2), profile)
+
+
 def preferred_resolution(aspect: float) -> tuple[int, int]:
     """The trained Kontext resolution closest to `aspect` (width / height)."""
     return min(PREFERRED_RESOLUTIONS, key=lambda wh: abs(aspect - wh[0] / wh[1]))

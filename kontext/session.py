@@ -26,13 +26,16 @@ from PIL import Image
 
 from . import metadata, sheets
 from . import params as P
+from .admission import TurnQueue
 from .compose import side_by_side
-from .engine import Cancelled, Engine, StepEvent
+from .engine import Cancelled, EditResult, Engine
 from .export import select, write_export
+from .gpu import LocalGpu
 from .history import History, Node
 from .images import open_image
 from .importer import ExportReader, ImportResult, Limits, check_room, merge, open_export, plan_ids, renumbered_png
 from .store import Store, new_key
+from .turns import Progress, TurnRequest
 
 SEED_MODES = ("random", "fixed", "locked")
 MAX_CACHED = 1000  # session histories kept in memory
@@ -54,6 +57,16 @@ class EditOptions:
     draft: bool = False  # a quarter of the area, context scaled down too: a quick look before refining
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A planned step: where it goes in the tree, and the pipeline call that makes its image."""
+
+    parent: int | None
+    parent_image: str | None  # the parent's stored image, to check the parent is still the same picture
+    request: TurnRequest
+    extra: dict[str, Any]
+
+
 def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
     """What a PNG and an export record about a step."""
     d = node.to_dict()
@@ -66,10 +79,13 @@ def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
 class Sessions:
     """All sessions of one app: a store on disk plus the engine that makes the images."""
 
-    def __init__(self, engine: Engine, store: Store, max_nodes: int | None = None):
+    def __init__(self, engine: Engine, store: Store, max_nodes: int | None = None, *,
+                 gpu: Any = None, queue: TurnQueue | None = None):
         self.engine = engine
         self.store = store
         self.max_nodes = max_nodes
+        self.gpu = gpu or LocalGpu(engine)  # kontext.gpu: this process, or ZeroGPU's worker
+        self.queue = queue or TurnQueue()
         # Striped locks: a fixed set shared by hash, so invented keys cannot grow memory and no lock
         # is ever replaced while a thread is about to take it. Critical sections are milliseconds.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
@@ -222,19 +238,12 @@ class Sessions:
             return P.check_seed(opts.seed) if opts.seed is not None else P.new_seed()
         return P.new_seed()
 
-    def edit(
-        self,
-        key: str,
-        prompt: str,
-        opts: EditOptions = EditOptions(),
-        *,
-        parent: int | None | type[...] = ...,
-        on_step: Callable[[StepEvent], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> tuple[History, Node]:
-        """Run one turn from `parent` (default: the current step; None: text-to-image, a new tree).
+    def plan(self, key: str, prompt: str, opts: EditOptions = EditOptions(), *,
+             parent: int | None | type[...] = ..., preview_every: int = 0) -> Turn:
+        """Every rule for running a step, in one place: the parent, the context image (with a
+        reference beside it), the draft size, the seed, and the engine's checks of every value.
 
-        Returns the committed history and the new step. On any error or cancel nothing changes.
+        Raises ValueError for bad input before any GPU time is spent.
         """
         snapshot = self.history(key)
         parent_id = snapshot.current if parent is ... else parent
@@ -247,9 +256,7 @@ class Sessions:
             if width is not None:
                 raise ValueError("a draft picks its own size: choose 'Match input' with draft")
             extra["draft"] = True
-            aspect = context.width / context.height if context is not None else 1.0
-            prof = self.engine.profile
-            width, height = P.fit_area(aspect, max(prof.default_area // 4, prof.min_side**2), prof)
+            width, height = P.draft_size(context.size if context is not None else None, self.engine.profile)
         if opts.reference is not None:
             if context is None:
                 raise ValueError("a reference image needs a current image to edit; to use a picture as a "
@@ -259,17 +266,53 @@ class Sessions:
             context = side_by_side(context, self.reference_image(key, opts.reference))
             extra["reference"] = opts.reference
         seed = self.resolve_seed(snapshot, parent_id, opts)
-        result = self.engine.edit(
-            context, prompt, seed=seed, guidance=opts.guidance, steps=opts.steps,
-            width=width, height=height, on_step=on_step, cancel=cancel,
+        args = self.engine.validate(context, prompt, seed, opts.guidance, opts.steps, width, height)
+        request = TurnRequest(
+            context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
+            steps=args["steps"], width=args["width"], height=args["height"],
             # A pair is wider than Kontext's trained resolutions: keep its aspect instead of squashing it.
-            fit_context=opts.draft or opts.reference is not None,
+            fit_context=opts.draft or opts.reference is not None, preview_every=preview_every,
         )
+        parent_image = None if parent_id is None else snapshot.node(parent_id).image
+        return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra)
+
+    def edit(
+        self,
+        key: str,
+        prompt: str,
+        opts: EditOptions = EditOptions(),
+        *,
+        parent: int | None | type[...] = ...,
+        on_step: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        preview_every: int = 0,
+    ) -> tuple[History, Node]:
+        """Run one turn from `parent` (default: the current step; None: text-to-image, a new tree).
+
+        The turn first takes its place in the GPU queue (one running or waiting turn per session;
+        `on_step` hears Progress(step=0, waiting=n) meanwhile), then runs where `self.gpu` says
+        (this process, or ZeroGPU's worker) and is committed here. Returns the committed history
+        and the new step. On any error or cancel nothing changes.
+        """
+        def waiting(ahead: int) -> None:
+            if on_step is not None:
+                on_step(Progress(0, 0, None, ahead))
+
+        is_cancelled = (lambda: cancel.is_set()) if cancel is not None else (lambda: False)
+        with self.queue.turn(key, is_cancelled, waiting):
+            turn = self.plan(key, prompt, opts, parent=parent, preview_every=preview_every)
+            result = self.gpu.run(turn.request, on_step, cancel)
+            return self.commit(key, turn, result, cancel)
+
+    def commit(self, key: str, turn: Turn, result: EditResult,
+               cancel: threading.Event | None = None) -> tuple[History, Node]:
+        """Store the finished turn's PNG and add its step to the latest history, under the lock."""
+        parent_id = turn.parent
         node = Node(
-            id=0, parent=parent_id, kind="edit" if context is not None else "text", image="",
-            prompt=P.check_prompt(prompt), seed=result.seed, guidance=result.guidance,
+            id=0, parent=parent_id, kind="edit" if turn.request.context is not None else "text", image="",
+            prompt=turn.request.prompt, seed=result.seed, guidance=result.guidance,
             steps=result.steps, width=result.width, height=result.height, model=result.model,
-            seconds=round(result.seconds, 3), created=time.time(), extra={**result.extra, **extra},
+            seconds=round(result.seconds, 3), created=time.time(), extra={**result.extra, **turn.extra},
         )
         if cancel is not None and cancel.is_set():
             raise Cancelled()  # stopped after the last step: still never committed
@@ -277,13 +320,12 @@ class Sessions:
         # most likely get; re-encode under the lock only if another turn landed meanwhile.
         node = replace(node, id=self.history(key).next_id())
         png = metadata.png_bytes(result.image, step_dict(node, self.engine))
-        parent_image = None if parent_id is None else snapshot.node(parent_id).image
         with self._lock(key):
             latest = self._load(key)
             # The parent must still be the picture this edit started from: after "start over" or
             # an import, ids restart and the same number can name another image.
             if parent_id is not None and (parent_id not in latest.nodes
-                                          or latest.nodes[parent_id].image != parent_image):
+                                          or latest.nodes[parent_id].image != turn.parent_image):
                 raise ValueError("the step this edit started from is gone (the session was cleared "
                                  "meanwhile); nothing was added")
             latest.check_room()

@@ -1,4 +1,5 @@
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -157,16 +158,63 @@ def test_stop_after_the_last_step_commits_nothing(sessions, photo):
     assert sessions.history(key).to_dict() == before
 
 
-def test_two_concurrent_edits_both_land(sessions, photo):
+def test_a_second_edit_of_a_running_session_is_refused_not_queued(sessions, photo):
+    from kontext.admission import Busy
+
     key = started(sessions, photo)
-    out = []
-    threads = [threading.Thread(target=lambda p=p: out.append(sessions.edit(key, p, FAST)[1])) for p in ("a", "b")]
-    for t in threads:
+    other = started(sessions, photo)
+
+    def meanwhile():
+        with pytest.raises(Busy, match="already running or waiting"):
+            sessions.edit(key, "second", FAST)
+        waits, out = [], {}
+
+        def queued():  # another session waits for the one GPU slot, and says how many are ahead
+            out["r"] = sessions.edit(other, "other session", FAST, on_step=lambda p: waits.append(p.waiting))
+
+        t = threading.Thread(target=queued)
         t.start()
-    for t in threads:
-        t.join(30)
-    h = sessions.history(key)
-    assert len(h) == 3 and {n.prompt for n in h.children(1)} == {"a", "b"}
+        deadline = time.time() + 10
+        while not waits and time.time() < deadline:
+            time.sleep(0.05)
+        return t, waits, out
+
+    (t, waits, out), result = run_paused(sessions, key, "first", meanwhile)
+    t.join(30)
+    assert result["r"][1].prompt == "first" and [n.prompt for n in sessions.history(key).children(1)] == ["first"]
+    assert waits and waits[0] == 1  # one turn (the paused one) was ahead of it
+    assert out["r"][1].prompt == "other session"  # and it ran once the slot was free
+    sessions.edit(key, "third", FAST)  # the ticket was given back
+
+
+def test_a_full_queue_is_refused_and_a_waiting_turn_can_be_stopped(engine, store, photo):
+    from kontext.admission import Busy, TurnQueue
+
+    q = TurnQueue(slots=1, max_waiting=1)
+    s = Sessions(engine, store, queue=q)
+    keys = [started(s, photo) for _ in range(3)]
+    cancel = threading.Event()
+    errors = {}
+
+    def wait_then_stop():
+        try:
+            s.edit(keys[1], "waits", FAST, cancel=cancel)
+        except Exception as e:  # noqa: BLE001 - checked below
+            errors["waiting"] = e
+
+    def busy():
+        t = threading.Thread(target=wait_then_stop)
+        t.start()
+        while q.waiting == 0:
+            time.sleep(0.02)
+        with pytest.raises(Busy, match="busy"):
+            s.edit(keys[2], "no room", FAST)
+        cancel.set()
+        t.join(10)
+
+    run_paused(s, keys[0], "runs", busy)
+    assert isinstance(errors["waiting"], Cancelled) and q.waiting == 0
+    assert len(s.history(keys[1])) == 1  # the stopped turn added nothing
 
 
 def test_switch_branch_and_drift_warning(sessions, photo):

@@ -12,10 +12,10 @@ from typing import Any
 import gradio as gr
 
 from kontext.session import EditOptions, Sessions
+from kontext.turns import Done, stream
 
 from . import share, view
 from .events import friendly
-from .runner import Done, stream
 
 
 def whole(name: str, value: Any) -> int:
@@ -50,11 +50,14 @@ class Api:
         return self._result(session)
 
     def _stream(self, session: str, run: Any) -> Any:
-        for item in stream(run):
+        for item in stream(lambda report, cancel: run(on_step=report, cancel=cancel)):
             if isinstance(item, Done):
                 yield self._result(session)
                 return
-            yield gr.skip(), {"progress": {"step": item.step, "total": item.total}}
+            if item.total == 0:
+                yield gr.skip(), {"progress": {"waiting": item.waiting}}
+            else:
+                yield gr.skip(), {"progress": {"step": item.step, "total": item.total}}
 
     def edit(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
              guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0,
@@ -63,7 +66,9 @@ class Api:
 
         seed_mode: "random" (new seed), "fixed" (use `seed`) or "locked" (reuse the current step's seed).
         guidance, steps, width, height: 0 means the model's default (size: match the input's aspect).
-        Streams {"progress": {"step", "total"}} while running; returns the new image and the history.
+        Streams {"progress": {"step", "total"}} while running ({"progress": {"waiting": n}} while n turns are
+        ahead in the GPU queue); returns the new image and the history. One turn per session at a time:
+        a second call while one runs or waits is refused with a message.
         Cancelling the call stops the edit at its next step and leaves the history unchanged.
         reference: an optional second image (a style, character or object) placed to the right of the
         current image; say which is which in the prompt ("... the left image ... the right image").

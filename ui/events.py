@@ -21,10 +21,10 @@ from kontext import params as P
 from kontext.engine import Cancelled
 from kontext.session import EditOptions, Sessions
 from kontext.store import check_key
+from kontext.turns import Done, stream
 
 from . import share, view
 from .layout import Page
-from .runner import Done, stream
 
 log = logging.getLogger("kontext.ui")
 PREVIEW_EVERY = 2  # steps between live previews
@@ -143,32 +143,30 @@ class Wiring:
             reference = None  # nothing to put it beside / the combined steps had their own
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,
                        draft and mode != "refine")  # refine: full size, from the size menu
-        if mode == "reroll":
-            run = functools.partial(self.s.reroll, key, opts)
-        elif mode == "combine":
-            run = functools.partial(self.s.combine, key, opts)
-        elif mode == "refine":
-            run = functools.partial(self.s.refine, key, opts)
-        elif mode == "text":
-            run = functools.partial(self.s.edit, key, prompt, opts, parent=None)
+        call = {"reroll": self.s.reroll, "combine": self.s.combine, "refine": self.s.refine}.get(mode)
+        if call is not None:
+            run = functools.partial(call, key, opts)
         else:
-            run = functools.partial(self.s.edit, key, prompt, opts)
+            run = functools.partial(self.s.edit, key, prompt, opts, **({"parent": None} if mode == "text" else {}))
         busy = [gr.Button(visible=False), gr.Button(visible=True)]
         skip = [gr.skip()] * len(self.view_outputs)
         yield [*skip[:2], "Starting…", *skip[3:], gr.skip(), gr.skip(), *busy]
 
-        def preview(ev: Any) -> Any:
-            if ev.step % PREVIEW_EVERY and ev.step != 1:
-                return None
-            return self.s.engine.preview(ev)
+        def turn(report: Any, cancel: Any) -> Any:
+            return run(on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
 
-        for item in stream(run, preview=preview):
+        for item in stream(turn):
             if isinstance(item, Done):
                 _, node = item.value
                 yield [*self.redraw(key), node.seed, "", gr.Button(visible=True), gr.Button(visible=False)]
                 return
+            if item.total == 0:
+                ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
+                status = f"Waiting for the GPU: {ahead} ahead of this one…"
+            else:
+                status = f"Step {item.step} of {item.total}…"
             out = [item.preview if item.preview is not None else gr.skip(), gr.skip(),
-                   f"Step {item.step} of {item.total}…", *skip[3:], gr.skip(), gr.skip(), *busy]
+                   status, *skip[3:], gr.skip(), gr.skip(), *busy]
             yield out
 
     def stopped(self, key: str) -> list[Any]:

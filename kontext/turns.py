@@ -1,0 +1,134 @@
+"""One turn's GPU work as plain values, and streaming its progress from a thread.
+
+A `TurnRequest` holds everything the pipeline call needs (the context image as a PIL image, the
+prompt, the resolved seed and parameters) and nothing else, so it pickles: on ZeroGPU it crosses
+into a forked GPU worker, and `Progress` / `Done` / `Failed` come back the same way
+(`kontext/gpu.py`). On a dedicated GPU or the CPU the same request runs in this process.
+
+`stream(run)` runs `run(report, cancel)` in a thread and yields its progress: a generator consumer
+(a Gradio handler, the ZeroGPU worker) can then be closed between yields, which sets the cancel flag,
+and the engine stops at its next step with nothing committed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """A pipeline call with every value resolved (seed drawn, size chosen, context composed)."""
+
+    context: Image.Image | None  # RGB; None for text-to-image
+    prompt: str
+    seed: int
+    guidance: float
+    steps: int
+    width: int
+    height: int
+    fit_context: bool = False  # scale the context to the output's area (draft, reference pairs)
+    preview_every: int = 0  # steps between live previews; 0 for none
+
+    @property
+    def tokens(self) -> int:
+        """Image tokens the transformer sees (output plus context), in 16x16-pixel patches."""
+        out = self.width * self.height // 256
+        if self.context is None:
+            return out
+        if self.fit_context:
+            return 2 * out
+        return out + min(self.context.width * self.context.height, 1024 * 1024) // 256
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    preview: Any = None  # a small PIL image, or None
+    waiting: int = 0  # turns ahead of this one in the GPU queue (step 0 while waiting)
+
+
+@dataclass
+class Done:
+    value: Any
+
+
+@dataclass
+class Failed:
+    """An error raised where the turn ran, carried back as a value (it pickles; tracebacks do not)."""
+
+    error: BaseException
+
+
+def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] | None = None,
+             cancel: threading.Event | None = None) -> Any:
+    """Run `req` on `engine` (an Engine); report each step, with a preview every `preview_every`."""
+
+    def on_step(ev: Any) -> None:
+        if report is None:
+            return
+        img = None
+        if req.preview_every and (ev.step == 1 or ev.step % req.preview_every == 0) and ev.step < ev.total:
+            try:
+                img = engine.preview(ev)
+            except Exception:  # noqa: BLE001 - a preview must never break an edit
+                img = None
+        report(Progress(ev.step, ev.total, img))
+
+    return engine.edit(req.context, req.prompt, seed=req.seed, guidance=req.guidance, steps=req.steps,
+                       width=req.width, height=req.height, fit_context=req.fit_context,
+                       on_step=on_step, cancel=cancel)
+
+
+def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],
+           poll_s: float = 0.25) -> Iterator[Progress | Done]:
+    """Call `run(report, cancel)` in a thread; yield Progress while it works, then Done.
+
+    Errors raised by `run` are re-raised here. If the consumer stops iterating, the run is cancelled.
+    The thread runs in a copy of the caller's context, so request-scoped values (Gradio's request,
+    which ZeroGPU bills the GPU time to) are seen there too.
+    """
+    events: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+
+    def work() -> None:
+        try:
+            events.put(Done(run(events.put, cancel)))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
+            events.put(e)
+
+    ctx = contextvars.copy_context()
+    thread = threading.Thread(target=ctx.run, args=(work,), name="kontext-turn", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = events.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+            batch = [item]
+            while not events.empty():
+                batch.append(events.get_nowait())
+            for x in batch:
+                if isinstance(x, BaseException):
+                    raise x
+            done = next((x for x in batch if isinstance(x, Done)), None)
+            if done is not None:
+                yield done
+                return
+            # Only the newest progress matters, so the UI never lags behind the run.
+            last = batch[-1]
+            if last.preview is None:
+                preview = next((x.preview for x in reversed(batch) if x.preview is not None), None)
+                last = Progress(last.step, last.total, preview, last.waiting)
+            yield last
+    finally:
+        cancel.set()  # no-op when the run is already done
+        thread.join(timeout=5)  # let a cancelled pipeline reach its next step before the caller moves on
