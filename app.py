@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def default_data_dir() -> str:
-    """sessions/ here, or on a Space with persistent storage /data/sessions, which survives restarts."""
+    """sessions/ here, or on a Space with a persistent disk attached /data/sessions, which survives restarts."""
     if os.environ.get("SPACE_ID") and os.path.isdir("/data") and os.access("/data", os.W_OK):
         return "/data/sessions"
     return "sessions"
@@ -37,11 +37,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "offload-model, offload-group, ... (see BENCHMARKS.md)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up edit at start-up")
     p.add_argument("--mcp", action="store_true", default=env("KONTEXT_MCP") == "1", help="also serve MCP tools")
+    p.add_argument("--gpu-slots", type=int, default=int(env("KONTEXT_GPU_SLOTS", "1")),
+                   help="edits that run at once (ZeroGPU can lend more than one GPU; one elsewhere)")
+    p.add_argument("--max-waiting", type=int, default=int(env("KONTEXT_MAX_WAITING", "16")),
+                   help="edits that may wait for the GPU; more are told the server is busy")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from kontext.gpu import on_zerogpu  # imports no torch
+
+    zerogpu = on_zerogpu()
+    if zerogpu:
+        # Before torch: ZeroGPU patches torch's CUDA calls on import, and refuses if CUDA is set up already.
+        import spaces  # noqa: F401
+    from kontext.admission import TurnQueue
     from kontext.config import Settings
     from kontext.engine import Engine, ModelLoadError
     from kontext.session import Sessions
@@ -51,31 +62,39 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         model=args.model, host=args.host, port=args.port, data_dir=Path(args.data_dir),
         max_idle_s=args.max_idle_hours * 3600, max_bytes=int(args.max_disk_gb * 2**30),
-        mcp=args.mcp, offload=args.offload, device=args.device,
+        mcp=args.mcp, offload=args.offload, device=args.device or ("cuda" if zerogpu else None),
+        gpu_slots=args.gpu_slots, max_waiting=args.max_waiting, zerogpu=zerogpu,
     )
     try:
-        speed, reason = resolve_speed(args.mode, settings.device)
-        if settings.offload != "none" and args.mode == "auto":
-            # An explicit --offload replaces the automatic choice.
-            speed, reason = resolve_speed("eager", settings.device)[0], f"--offload {settings.offload} (asked for)"
+        queue = TurnQueue(slots=settings.gpu_slots, max_waiting=settings.max_waiting)
+        speed, reason = resolve_speed(args.mode, settings.device, settings.offload, zerogpu=zerogpu)
         print(f"Loading {settings.model or 'the default model'}: {reason}")
-        engine = Engine.load(settings.model, device=settings.device, offload=settings.offload, speed=speed)
+        engine = Engine.load(settings.model, device=settings.device, speed=speed)
     except (ModelLoadError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     startup = Startup(reason)
-    if args.no_warmup:
+    gpu = None
+    if zerogpu:
+        from kontext import gpu as zero
+
+        zero.install(engine)  # the forked GPU worker inherits the loaded model
+        gpu = zero.RemoteGpu(zero.zerogpu_function())
+        startup.message = "ready (ZeroGPU lends the GPU per edit, so nothing is warmed up in advance)"
+        startup.done.set()
+    elif args.no_warmup:
         startup.message = "ready (no warm-up)"
         startup.done.set()
     else:
         startup.start(engine)
     store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes)
     store.sweep()
-    from ui import build_ui, launch_kwargs
+    from ui import build_ui, launch_kwargs, queue_kwargs
 
-    demo = build_ui(Sessions(engine, store, max_nodes=settings.max_steps), settings, startup)
+    sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue)
+    demo = build_ui(sessions, settings, startup)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")
-    demo.queue(default_concurrency_limit=1).launch(
+    demo.queue(**queue_kwargs(settings)).launch(
         server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **launch_kwargs(settings),
     )
 

@@ -23,6 +23,9 @@ class Settings:
     offload: str = "none"
     device: str | None = None
     secret: str | None = None  # encrypts the session key kept in the browser
+    gpu_slots: int = 1  # edits that run at once
+    max_waiting: int = 16  # edits that may wait for a slot
+    zerogpu: bool = False  # on a ZeroGPU Space: the GPU is lent per edit
 
 
 def browser_secret(settings: Settings) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from . import params as P
+from .hub import explain_load_error
 from .images import to_rgb
 from .previews import LatentPreviewer
 from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, speed_context
@@ -131,7 +132,7 @@ class Engine:
         try:
             pipe = FluxKontextPipeline.from_pretrained(source, dtype=torch_dtype)
         except Exception as e:  # noqa: BLE001 - turned into one plain message below
-            raise ModelLoadError(_explain_load_error(model, e)) from e
+            raise ModelLoadError(explain_load_error(model, e)) from e
         profile = P.TINY_PROFILE if is_tiny else P.REAL_PROFILE
         return cls.from_pipeline(pipe, model, profile, device, revision=revision, speed=speed)
 
@@ -299,31 +300,3 @@ def _local_revision(source: str) -> str:
     except Exception:  # noqa: BLE001 - a revision is nice to have, never required
         pass
     return ""
-
-
-def _explain_load_error(model: str, e: Exception) -> str:
-    name = type(e).__name__
-    text = str(e)
-    # A hub id is "owner/name"; anything else with a slash (or that exists here) is a local path.
-    local = os.path.exists(model) or model.startswith((".", "~", os.path.sep)) or model.count("/") > 1
-    if local:
-        if not os.path.isdir(model):
-            return (f"cannot load {model}: no such folder. "
-                    "Pass a diffusers folder with model_index.json, a hub id, or 'tiny'.")
-        return f"cannot load {model}: it is not a FluxKontextPipeline folder ({name}: {text[:200]})"
-    if "GatedRepo" in name or "401" in text or "403" in text or "gated" in text.lower():
-        return (
-            f"cannot load {model}: the repository is gated. Accept its licence on the Hugging Face "
-            "website, then set HF_TOKEN to a token with access (or run `hf auth login`)."
-        )
-    if "RepositoryNotFound" in name or "404" in text:
-        return f"cannot load {model}: no such model on the hub. Check the id, or pass a local folder or 'tiny'."
-    low = text.lower()
-    if "LocalEntryNotFound" in name or any(w in low for w in ("offline", "connect", "cached", "outgoing traffic")):
-        return (
-            f"cannot load {model}: it is not in the local cache and the hub cannot be reached. "
-            "Download it once with network access (about 33 GB), or pass a local folder, or use --model tiny."
-        )
-    if "OutOfMemory" in name:
-        return f"cannot load {model}: out of memory. Try --offload model, or a machine with more memory."
-    return f"cannot load {model}: {name}: {text[:300]}"

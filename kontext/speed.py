@@ -132,6 +132,12 @@ def parse_mode(name: str) -> SpeedOptions:
         raise ValueError(f"mode {name!r}: {e}") from None
 
 
+# (at least this many GiB of GPU memory, offload, quantize): what --mode auto picks, largest first.
+LOW_MEMORY_TIERS: tuple[tuple[int, str, str | None], ...] = (
+    (40, "none", None), (30, "model", None), (20, "model", "int8"), (0, "group", "int8"),
+)
+
+
 def choose_low_memory(total_gpu_bytes: int) -> tuple[str, str | None, str]:
     """Pick (offload, quantize, reason) for a GPU with this much memory.
 
@@ -141,16 +147,28 @@ def choose_low_memory(total_gpu_bytes: int) -> tuple[str, str | None, str]:
     if isinstance(total_gpu_bytes, bool) or not isinstance(total_gpu_bytes, int) or total_gpu_bytes <= 0:
         raise ValueError(f"total_gpu_bytes must be a positive whole number, got {total_gpu_bytes!r}")
     gib = total_gpu_bytes / 2**30
-    if gib >= 40:
-        return "none", None, f"{gib:.0f} GiB holds the whole model (about 32 GiB in bf16) and a 1 MP edit"
-    if gib >= 30:
-        return "model", None, (f"{gib:.0f} GiB holds the transformer (about 22 GiB in bf16) but not all parts "
-                               "at once: model offload keeps one part on the GPU at a time")
-    if gib >= 20:
-        return "model", "int8", (f"{gib:.0f} GiB leaves too little room beside the 22 GiB bf16 transformer: "
-                                 "int8 weights halve it to about 11 GiB, and model offload keeps one part at a time")
-    return "group", "int8", (f"{gib:.0f} GiB cannot hold the transformer: group offload streams its layers from "
-                             "CPU memory while it runs, and int8 weights halve what has to move")
+    offload, quantize = next((o, q) for floor, o, q in LOW_MEMORY_TIERS if gib >= floor)
+    reasons = {
+        ("none", None): "holds the whole model (about 32 GiB in bf16) and a 1 MP edit",
+        ("model", None): ("holds the transformer (about 22 GiB in bf16) but not all parts at once: "
+                          "model offload keeps one part on the GPU at a time"),
+        ("model", "int8"): ("leaves too little room beside the 22 GiB bf16 transformer: int8 weights halve it "
+                            "to about 11 GiB, and model offload keeps one part at a time"),
+        ("group", "int8"): ("cannot hold the transformer: group offload streams its layers from CPU memory "
+                            "while it runs, and int8 weights halve what has to move"),
+    }
+    return offload, quantize, f"{gib:.0f} GiB {reasons[offload, quantize]}"
+
+
+def memory_hint() -> str:
+    """What --mode auto does with each amount of GPU memory, in words (the same table it uses)."""
+    parts = []
+    for floor, offload, quantize in LOW_MEMORY_TIERS:
+        what = "everything on the GPU" if offload == "none" else f"{offload} offload"
+        if quantize:
+            what += f" with {quantize} weights"
+        parts.append(f"{what} from {floor} GiB" if floor else f"{what} below that")
+    return "; ".join(parts)
 
 
 # --- applying --------------------------------------------------------------------------------------

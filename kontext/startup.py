@@ -6,6 +6,7 @@ first edit simply waits on the engine's lock until it is done, and the page show
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -15,24 +16,45 @@ from .speed import SpeedOptions, choose_low_memory, parse_mode, warm_up
 log = logging.getLogger("kontext.startup")
 
 
-def resolve_speed(mode: str, device: str | None) -> tuple[SpeedOptions, str]:
+ZEROGPU_REFUSED = ("compile", "offload", "quantize")
+
+
+def resolve_speed(mode: str, device: str | None, offload: str = "none",
+                  zerogpu: bool = False) -> tuple[SpeedOptions, str]:
     """The SpeedOptions for `mode` ("auto" or a bench mode name such as "fp8+compile"), and why.
 
-    "auto" keeps everything on the GPU when it fits and picks a low-memory mode when it does not.
+    "auto" keeps everything on the GPU when it fits and picks a low-memory mode when it does not;
+    an explicit `offload` replaces only auto's offload choice (int8 weights it would add stay).
+    On ZeroGPU the GPU is lent per call in a forked worker: JIT compile is not supported there,
+    offload and quantizing would touch CUDA outside it, so those are refused and auto is eager.
     """
     mode = (mode or "auto").strip()
+    if zerogpu:
+        opts = SpeedOptions() if mode == "auto" else parse_mode(mode)
+        asked = [name for name in ZEROGPU_REFUSED if getattr(opts, name) not in (False, None, "none")]
+        if offload != "none":
+            asked.append("offload")
+        if asked:
+            raise ValueError(f"speed mode {mode!r} uses {', '.join(sorted(set(asked)))}, which ZeroGPU does not "
+                             "support (the GPU is lent per edit in a forked worker): use --mode auto or eager")
+        return opts, f"speed mode {opts.label} (ZeroGPU: eager bf16, the GPU is lent per edit)"
     if mode != "auto":
         opts = parse_mode(mode)
+        if offload != "none":
+            opts = dataclasses.replace(opts, offload=offload)
         return opts, f"speed mode {opts.label} (asked for)"
     import torch
 
     if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
         dev = torch.device(device or "cuda")
         total = torch.cuda.get_device_properties(dev).total_memory
-        offload, quantize, reason = choose_low_memory(int(total))
-        opts = SpeedOptions(offload=offload, quantize=quantize)
+        auto_offload, quantize, reason = choose_low_memory(int(total))
+        if offload != "none":
+            reason = f"--offload {offload} (asked for) instead of {auto_offload}; {reason}"
+        opts = SpeedOptions(offload=offload if offload != "none" else auto_offload, quantize=quantize)
         return opts, f"speed mode {opts.label}, chosen for this GPU: {reason}"
-    return SpeedOptions(), "speed mode eager (no CUDA GPU)"
+    opts = SpeedOptions(offload=offload)
+    return opts, f"speed mode {opts.label} (no CUDA GPU)"
 
 
 class Startup:

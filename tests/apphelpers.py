@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
 from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -15,15 +22,36 @@ def free_port() -> int:
 @contextmanager
 def running_app(sessions, data_dir, mcp: bool = False):
     from kontext.config import Settings
-    from ui import build_ui, launch_kwargs
+    from ui import build_ui, launch_kwargs, queue_kwargs
 
     settings = Settings(model="tiny", data_dir=data_dir)
     demo = build_ui(sessions, settings)
     port = free_port()
-    demo.queue(default_concurrency_limit=1).launch(
+    demo.queue(**queue_kwargs(settings)).launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, mcp_server=mcp,
         **launch_kwargs(settings))
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+def launch_app(args: list[str], log_path: Path, env: dict | None = None, timeout_s: float = 120):
+    """Start `app.py ARGS` in its own process; return (process, gradio_client.Client) once it answers."""
+    from gradio_client import Client
+
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **(env or {}))
+    log = open(log_path, "ab")
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=env,
+                            stdout=log, stderr=log)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(log_path.read_text()[-3000:])
+        try:
+            return proc, Client(f"http://127.0.0.1:{port}/", verbose=False)
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError("server did not start")

@@ -1,37 +1,20 @@
 """kill -9 in the middle of an edit loses no committed turn and shows nothing half-written."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from PIL import Image
 
-from apphelpers import free_port
+from apphelpers import free_port, launch_app
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def launch(data: Path, port: int) -> subprocess.Popen:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    log = open(data / f"server-{port}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "app.py", "--model", "tiny", "--port", str(port),
-                             "--data-dir", str(data / "sessions")], cwd=ROOT, env=env, stdout=log, stderr=log)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((data / f"server-{port}.log").read_text()[-2000:])
-        try:
-            return proc, Client(f"http://127.0.0.1:{port}/", verbose=False)
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("server did not start")
+def launch(data: Path, port: int):
+    return launch_app(["--model", "tiny", "--data-dir", str(data / "sessions")], data / f"server-{port}.log")
 
 
 def test_kill_9_during_an_edit_keeps_committed_turns(tmp_path, tiny_dir):

@@ -39,3 +39,45 @@ def test_warm_up_failure_is_shown_not_raised(engine, monkeypatch):
 def test_fast_mode_is_labelled_on_the_page(engine, monkeypatch):
     monkeypatch.setattr(engine, "speed", SpeedOptions(cache="fbcache"))
     assert "differ slightly" in engine_status_text(engine, None)
+
+
+def test_zerogpu_is_eager_and_refuses_what_needs_cuda_outside_the_worker():
+    opts, reason = resolve_speed("auto", "cuda", zerogpu=True)
+    assert opts == SpeedOptions() and "ZeroGPU" in reason
+    assert resolve_speed("fast", "cuda", zerogpu=True)[0].cache == "fbcache"  # pure Python hooks are fine
+    for mode, word in (("compile", "compile"), ("int8", "quantize"), ("offload-model", "offload")):
+        with pytest.raises(ValueError, match=f"uses .*{word}.*ZeroGPU does not support"):
+            resolve_speed(mode, "cuda", zerogpu=True)
+    with pytest.raises(ValueError, match="offload"):
+        resolve_speed("auto", "cuda", offload="model", zerogpu=True)
+
+
+class FakeProps:
+    def __init__(self, gib):
+        self.total_memory = int(gib * 2**30)
+
+
+def fake_gpu(monkeypatch, gib):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev: FakeProps(gib))
+
+
+def test_an_explicit_offload_keeps_the_int8_auto_would_add(monkeypatch):
+    fake_gpu(monkeypatch, 24)
+    opts, reason = resolve_speed("auto", "cuda")
+    assert (opts.offload, opts.quantize) == ("model", "int8")
+    opts, reason = resolve_speed("auto", "cuda", offload="group")
+    assert (opts.offload, opts.quantize) == ("group", "int8") and "--offload group (asked for)" in reason
+
+
+def test_the_memory_hint_says_what_auto_does():
+    from kontext.speed import LOW_MEMORY_TIERS, choose_low_memory, memory_hint
+
+    hint = memory_hint()
+    for floor, offload, quantize in LOW_MEMORY_TIERS:
+        got = choose_low_memory(int(max(floor, 8) * 2**30))
+        assert got[:2] == (offload, quantize)
+        assert (f"from {floor} GiB" if floor else "below that") in hint
+    assert "model offload with int8 weights from 20 GiB" in hint and "24 GB" not in hint

@@ -160,7 +160,8 @@ class Api:
             trigger = gr.Button()
         pair = [image_out, info]
         common = dict(api_visibility="public", queue=False)
-        gpu = dict(api_visibility="public", concurrency_id="gpu", concurrency_limit=1)
+        q = self.s.queue  # turns wait in kontext's TurnQueue (see ui/events.py)
+        gpu = dict(api_visibility="public", concurrency_id="gpu", concurrency_limit=q.slots + q.max_waiting + 1)
         f = friendly
         trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
         trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", **common)

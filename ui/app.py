@@ -66,6 +66,13 @@ def launch_kwargs(settings: Settings) -> dict:
     return dict(LAUNCH_KWARGS, allowed_paths=[str(data)], blocked_paths=[str(data / ".browser-secret")])
 
 
+def queue_kwargs(settings: Settings) -> dict:
+    """demo.queue() options. GPU events do not wait in gradio's queue but in kontext's TurnQueue
+    (ui/events.py, ui/api.py), which refuses a second turn of a session and says who is ahead;
+    max_size bounds everything else, so a flood of requests is refused instead of piling up."""
+    return dict(default_concurrency_limit=1, max_size=4 * (settings.gpu_slots + settings.max_waiting) + 16)
+
+
 # Passed to launch(): gradio 6 takes theme/css/js there. ssr_mode and run_history stay off
 # (DESIGN.md: a token leak through run-history endpoints in gradio 6.27-6.31).
 LAUNCH_KWARGS = dict(

@@ -253,7 +253,11 @@ class Wiring:
         x = p.extra
         controls = [p.key, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"], x["draft"]]
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
-        gpu = dict(concurrency_id="gpu", concurrency_limit=1, api_visibility="undocumented")
+        # Turns wait in kontext's TurnQueue, not gradio's: start each handler at once (up to what the
+        # TurnQueue can admit, plus one to say "busy"), so waiting and refusals are ours to report.
+        q = self.s.queue
+        gpu = dict(concurrency_id="gpu", concurrency_limit=q.slots + q.max_waiting + 1,
+                   api_visibility="undocumented")
 
         edit_fn = f(self.edit)
         runs = [
