@@ -1,4 +1,4 @@
-"""Command line: `python -m kontext edit|replay|bench ...`. Errors are one plain line and exit 2."""
+"""Command line: `python -m kontext edit|replay|bench|doctor ...`. Errors are one plain line and exit 2."""
 
 from __future__ import annotations
 
@@ -42,12 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_args
 
     add_bench_args(b)
+    sub.add_parser("doctor", add_help=False, help="check a checkout and this machine the way a Hugging Face Space "
+                                                  "meets them (doctor --help for its options)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:
+        from .doctor import run
+
+        return run(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "model", None) is None:
         args.model = os.environ.get("KONTEXT_MODEL") or None
