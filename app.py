@@ -41,6 +41,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="edits that run at once (ZeroGPU can lend more than one GPU; one elsewhere)")
     p.add_argument("--max-waiting", type=int, default=int(env("KONTEXT_MAX_WAITING", "16")),
                    help="edits that may wait for the GPU; more are told the server is busy")
+    p.add_argument("--mirror", default=env("KONTEXT_MIRROR"),
+                   help="a private Hugging Face dataset (owner/name) to mirror sessions to, so a restarted "
+                        "Space keeps them; needs HF_TOKEN with write access (default: off)")
+    p.add_argument("--mirror-every", type=float, default=float(env("KONTEXT_MIRROR_EVERY", "60")),
+                   help="seconds between mirror pushes")
+    p.add_argument("--login", default=env("KONTEXT_LOGIN", "none"), choices=["none", "hf"],
+                   help="hf: editing needs a Hugging Face sign-in (a Space with hf_oauth: true)")
+    p.add_argument("--auth", default=env("KONTEXT_AUTH"),
+                   help="self-hosted: user:password[,user:password...] for the whole app and its API")
     return p.parse_args(argv)
 
 
@@ -53,18 +62,31 @@ def main(argv: list[str] | None = None) -> None:
         # Before torch: ZeroGPU patches torch's CUDA calls on import, and refuses if CUDA is set up already.
         import spaces  # noqa: F401
     from kontext.admission import TurnQueue
-    from kontext.config import Settings
+    from kontext.config import Settings, parse_auth
     from kontext.engine import Engine, ModelLoadError
     from kontext.session import Sessions
     from kontext.startup import Startup, resolve_speed
     from kontext.store import Store
 
+    try:
+        auth = parse_auth(args.auth)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     settings = Settings(
         model=args.model, host=args.host, port=args.port, data_dir=Path(args.data_dir),
         max_idle_s=args.max_idle_hours * 3600, max_bytes=int(args.max_disk_gb * 2**30),
         mcp=args.mcp, offload=args.offload, device=args.device or ("cuda" if zerogpu else None),
         gpu_slots=args.gpu_slots, max_waiting=args.max_waiting, zerogpu=zerogpu,
+        on_space=bool(os.environ.get("SPACE_ID")), mirror=args.mirror, mirror_every_s=args.mirror_every,
+        login=args.login, auth=auth,
     )
+    if settings.login == "hf" and os.environ.get("SYSTEM") != "spaces":
+        from kontext.hub import token
+
+        if not token():
+            sys.exit("error: --login hf needs a Space with hf_oauth: true in its front matter; locally, gradio "
+                     "signs you in as the account of `hf auth login`, so log in first")
+    mirror = start_mirror(settings)
     try:
         queue = TurnQueue(slots=settings.gpu_slots, max_waiting=settings.max_waiting)
         speed, reason = resolve_speed(args.mode, settings.device, settings.offload, zerogpu=zerogpu)
@@ -88,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         startup.start(engine)
     store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes)
     store.sweep()
+    if mirror is not None:
+        mirror.start()
+        stop_mirror_on_exit(mirror)
     from ui import build_ui, launch_kwargs, queue_kwargs
 
     sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue)
@@ -97,6 +122,36 @@ def main(argv: list[str] | None = None) -> None:
     demo.queue(**queue_kwargs(settings)).launch(
         server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **launch_kwargs(settings),
     )
+
+
+def start_mirror(settings):
+    """Restore the mirrored sessions before anything reads the data folder; None when mirroring is off."""
+    if not settings.mirror:
+        return None
+    from kontext.hub import token
+    from kontext.mirror import HubRemote, Mirror
+
+    if not token():
+        sys.exit("error: --mirror needs a Hugging Face token with write access: set HF_TOKEN")
+    try:
+        mirror = Mirror(settings.data_dir, HubRemote(settings.mirror, token()), every_s=settings.mirror_every_s)
+        print(f"Mirroring sessions to the private dataset {settings.mirror}: "
+              f"{mirror.restore()} sessions restored")
+    except Exception as e:  # noqa: BLE001 - one plain line; the hub's own message says why
+        sys.exit(f"error: cannot mirror sessions to {settings.mirror}: {type(e).__name__}: {e}")
+    return mirror
+
+
+def stop_mirror_on_exit(mirror) -> None:
+    """A Space is stopped with SIGTERM: push the last steps before the process ends."""
+    import atexit
+    import signal
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt  # gradio's launch() closes the server on this; atexit then pushes
+
+    atexit.register(mirror.stop)
+    signal.signal(signal.SIGTERM, on_term)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from . import params as P
 from .hub import explain_load_error
 from .images import to_rgb
 from .previews import LatentPreviewer
-from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, speed_context
+from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, memory_hint, speed_context
 from .tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
 
 REAL_MODEL_ID = "black-forest-labs/FLUX.1-Kontext-dev"
@@ -155,7 +155,7 @@ class Engine:
             torch.cuda.empty_cache()
             raise ModelLoadError(
                 f"not enough GPU memory to hold {model} on {device}: "
-                "start with --offload model (about 24 GB of GPU memory) or --offload sequential"
+                f"start with --mode auto, which fits the GPU's memory ({memory_hint()})"
             )
         return cls(pipe, model, profile, device, revision, speed=speed)
 

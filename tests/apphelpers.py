@@ -20,11 +20,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(sessions, data_dir, mcp: bool = False):
+def running_app(sessions, data_dir, mcp: bool = False, **settings_kw):
     from kontext.config import Settings
     from ui import build_ui, launch_kwargs, queue_kwargs
 
-    settings = Settings(model="tiny", data_dir=data_dir)
+    settings = Settings(model="tiny", data_dir=data_dir, **settings_kw)
     demo = build_ui(sessions, settings)
     port = free_port()
     demo.queue(**queue_kwargs(settings)).launch(

@@ -15,6 +15,7 @@ from kontext.session import EditOptions, Sessions
 from kontext.turns import Done, stream
 
 from . import share, view
+from .access import check_signed_in
 from .events import friendly
 
 
@@ -27,8 +28,9 @@ def whole(name: str, value: Any) -> int:
 
 
 class Api:
-    def __init__(self, sessions: Sessions):
+    def __init__(self, sessions: Sessions, login: str = "none"):
         self.s = sessions
+        self.login = login
 
     def _result(self, key: str) -> tuple[str | None, dict[str, Any]]:
         h = self.s.history(key)
@@ -61,7 +63,7 @@ class Api:
 
     def edit(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
              guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0,
-             reference: str | None = None, draft: bool = False) -> Any:
+             reference: str | None = None, draft: bool = False, profile: gr.OAuthProfile | None = None) -> Any:
         """Edit the current image with an instruction (or, with no image yet, generate one from text).
 
         seed_mode: "random" (new seed), "fixed" (use `seed`) or "locked" (reuse the current step's seed).
@@ -75,6 +77,7 @@ class Api:
         draft: a quarter of the size with the context scaled down too, several times faster; `refine`
         then re-runs it at full size with the same seed.
         """
+        check_signed_in(self.login, profile)
         opts = EditOptions(seed_mode=seed_mode, seed=whole("seed", seed),
                            guidance=guidance or None, steps=whole("steps", steps) or None,
                            width=whole("width", width) or None, height=whole("height", height) or None,
@@ -82,17 +85,20 @@ class Api:
                            draft=bool(draft))
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw))
 
-    def reroll(self, session: str) -> Any:
+    def reroll(self, session: str, profile: gr.OAuthProfile | None = None) -> Any:
         """Repeat the current step's instruction from the same parent with a new random seed (a sibling branch)."""
+        check_signed_in(self.login, profile)
         yield from self._stream(session, lambda **kw: self.s.reroll(session, **kw))
 
-    def refine(self, session: str) -> Any:
+    def refine(self, session: str, profile: gr.OAuthProfile | None = None) -> Any:
         """Re-run the current draft at full size with the same seed, prompt and settings (a sibling branch)."""
+        check_signed_in(self.login, profile)
         yield from self._stream(session, lambda **kw: self.s.refine(session, **kw))
 
-    def combine(self, session: str) -> Any:
+    def combine(self, session: str, profile: gr.OAuthProfile | None = None) -> Any:
         """Redo every instruction of the current path as one edit of its original image (a new branch).
         Useful when quality has drifted over many turns."""
+        check_signed_in(self.login, profile)
         yield from self._stream(session, lambda **kw: self.s.combine(session, **kw))
 
     def undo(self, session: str) -> tuple[str | None, dict[str, Any]]:

@@ -38,7 +38,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
     # delete_cache: gradio's copies of served images and previews go after a day (checked hourly).
     with gr.Blocks(title="Kontext Playground", fill_width=True, delete_cache=(3600, 86400)) as demo:
         page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
-        render_header(sessions.engine)
+        render_header(sessions.engine, settings)
         render_engine_status(sessions.engine, startup)
         page.extra["ref_name"] = gr.State(None)  # the stored reference image this tab edits with
         with gr.Row(equal_height=False):
@@ -51,11 +51,11 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
                     with gr.Tab("Compare", id="compare-tab", elem_id="compare-tab"):
                         render_compare(page)
                 render_settings(page, sessions.engine)
-        wiring = Wiring(page, sessions)
+        wiring = Wiring(page, sessions, login=settings.login)
         wiring.wire()
         demo.load(wiring.load, [page.key], [page.key, *wiring.view_outputs], queue=False,
                   api_name="ui_load", api_visibility="undocumented")
-        Api(sessions).wire()
+        Api(sessions, login=settings.login).wire()
     return demo
 
 
@@ -63,7 +63,10 @@ def launch_kwargs(settings: Settings) -> dict:
     """launch() options: the static ones below plus the session folder, which gradio must be allowed
     to serve images from when it lies outside the working directory (e.g. /data on a Space)."""
     data = Path(settings.data_dir).resolve()
-    return dict(LAUNCH_KWARGS, allowed_paths=[str(data)], blocked_paths=[str(data / ".browser-secret")])
+    kw = dict(LAUNCH_KWARGS, allowed_paths=[str(data)], blocked_paths=[str(data / ".browser-secret")])
+    if settings.auth:
+        kw["auth"] = list(settings.auth)  # self-hosted: the whole app and its API need a password
+    return kw
 
 
 def queue_kwargs(settings: Settings) -> dict:

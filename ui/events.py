@@ -24,6 +24,7 @@ from kontext.store import check_key
 from kontext.turns import Done, stream
 
 from . import share, view
+from .access import check_signed_in
 from .layout import Page
 
 log = logging.getLogger("kontext.ui")
@@ -39,7 +40,8 @@ def friendly(fn: Callable) -> Callable:
         if isinstance(e, Cancelled):
             return gr.Error("Stopped: nothing was changed.", title="Stopped")
         if isinstance(e, (ValueError, RuntimeError)):
-            return gr.Error(html.escape(str(e)))  # toasts render HTML; messages may quote file names
+            # Toasts render HTML and messages may quote file names: escape tags, keep quotes readable.
+            return gr.Error(html.escape(str(e), quote=False))
         log.exception("unexpected error in %s", getattr(fn, "__name__", repr(fn)))
         return gr.Error(f"Something went wrong ({type(e).__name__}); your history is unchanged.")
 
@@ -78,9 +80,10 @@ def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any,
 
 
 class Wiring:
-    def __init__(self, page: Page, sessions: Sessions):
+    def __init__(self, page: Page, sessions: Sessions, login: str = "none"):
         self.p = page
         self.s = sessions
+        self.login = login
         p = page
         # Everything a redraw touches, in the order `redraw` returns values.
         self.view_outputs = [p.canvas, p.gallery, p.status, p.branch, p.prev_branch, p.next_branch,
@@ -135,10 +138,12 @@ class Wiring:
         return self.redraw(key)
 
     def edit(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
-             size: str, reference: str | None = None, draft: bool = False, mode: str = "edit") -> Any:
+             size: str, reference: str | None = None, draft: bool = False, mode: str = "edit",
+             profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
 
-        mode: edit, reroll, combine, refine or text."""
+        mode: edit, reroll, combine, refine or text. `profile` is gradio's: the signed-in HF user."""
+        check_signed_in(self.login, profile)
         if mode in ("text", "combine"):
             reference = None  # nothing to put it beside / the combined steps had their own
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,

@@ -8,8 +8,11 @@ from typing import Any
 import gradio as gr
 
 from kontext import params as P
+from kontext.config import Settings, storage_note
+from kontext.doctor import HARDWARE_HINT
 from kontext.engine import Engine
 from kontext.session import DRIFT_TURNS
+from kontext.speed import memory_hint
 
 EXAMPLES = [
     # What Kontext is known for, phrased the way BFL's prompting guide recommends.
@@ -58,17 +61,42 @@ class Page:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def render_header(engine: Engine) -> None:
-    gr.Markdown("# Kontext Playground\nEdit a picture step by step with FLUX.1 Kontext [dev]: "
-                "each instruction edits the previous result.", elem_id="title")
+def render_header(engine: Engine, settings: Settings | None = None) -> None:
+    settings = settings or Settings()
+    with gr.Row(elem_id="header-row"):
+        gr.Markdown("# Kontext Playground\nEdit a picture step by step with FLUX.1 Kontext [dev]: "
+                    "each instruction edits the previous result.", elem_id="title")
+        if settings.login == "hf":
+            gr.LoginButton(size="sm", scale=0, min_width=220, elem_id="login")
     if engine.model_id == "tiny":
-        gr.Markdown(
-            "**Demo mode: the embedded tiny model is running.** Its weights are random, so its images are "
-            "noise; everything else (history, branches, compare, export) works as with the real model. "
-            "To edit real pictures, start on a GPU with `python app.py --model black-forest-labs/FLUX.1-Kontext-dev` "
-            "(about 24 GB of GPU memory with `--offload model`, and an `HF_TOKEN` with access to the gated model).",
-            elem_id="tiny-banner", elem_classes=["banner"],
-        )
+        gr.Markdown(tiny_banner(settings), elem_id="tiny-banner", elem_classes=["banner"])
+    gr.Markdown(storage_note(settings) + (" " + zerogpu_note() if settings.zerogpu else ""),
+                elem_id="storage-note", elem_classes=["hint"])
+
+
+def zerogpu_note() -> str:
+    from PIL import Image
+
+    from kontext.gpu import turn_seconds
+    from kontext.turns import TurnRequest
+
+    typical = TurnRequest(context=Image.new("RGB", (1024, 1024)), prompt="x", seed=0, guidance=2.5, steps=28,
+                          width=1024, height=1024)
+    return (f"This Space runs on ZeroGPU: a GPU is lent for each edit, and the time it asks for (about "
+            f"{turn_seconds(typical)} s for 28 steps at 1 MP) counts against your daily ZeroGPU quota; "
+            "signed-in visitors get more.")
+
+
+def tiny_banner(settings: Settings) -> str:
+    """Why the images are noise, and what to do to edit real pictures, for where the app runs."""
+    text = ("**Demo mode: the embedded tiny model is running.** Its weights are random, so its images are "
+            "noise; everything else (history, branches, compare, export) works as with the real model. ")
+    if settings.on_space:
+        return text + ("This Space has no GPU: in its settings " + HARDWARE_HINT + ", and add the secret "
+                       "`HF_TOKEN` of an account that accepted the model's licence.")
+    return text + ("To edit real pictures, start on a GPU with `python app.py --model "
+                   "black-forest-labs/FLUX.1-Kontext-dev` and an `HF_TOKEN` with access to the gated model. "
+                   f"`--mode auto` fits the GPU's memory: {memory_hint()}.")
 
 
 def engine_status_text(engine: Engine, startup: Any) -> str:

@@ -1,0 +1,189 @@
+"""Mirror the session folder to a private Hugging Face dataset, so a restarted Space keeps its sessions.
+
+A Space's own disk is empty after every restart (a persistent disk is no longer a default offer).
+With `--mirror owner/name` and a token that may write there, the app copies every committed step
+to that dataset repo (created private if missing) within `every_s` seconds, and once more when it
+shuts down; at start-up it brings back what the dataset holds before anything is read. Off by default.
+
+What is copied is what the store has committed: each session's history.json and the images it
+names (images are written before their history and never change, so a history is never copied
+without its images); half-written files, orphans and temp files are not. A session deleted here
+(start over, expiry, the disk budget) is deleted there at the next push. `.browser-secret` goes
+along, so the keys browsers hold still open their sessions after the restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from .history import History
+from .store import FOLDER_RE, HISTORY_FILE, IMAGE_RE, referenced_images
+
+log = logging.getLogger("kontext.mirror")
+SECRET_FILE = ".browser-secret"
+
+
+class Remote(Protocol):
+    def files(self) -> set[str]: ...
+    def push(self, adds: dict[str, Path], deletes: list[str], message: str) -> None: ...
+    def pull(self, dest: Path) -> None: ...
+
+
+class FolderRemote:
+    """A local folder standing in for the dataset (tests, or a mounted bucket)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def files(self) -> set[str]:
+        if not self.root.is_dir():
+            return set()
+        return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
+
+    def push(self, adds: dict[str, Path], deletes: list[str], message: str) -> None:
+        for rel, src in adds.items():
+            dst = self.root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+        for rel in deletes:
+            (self.root / rel).unlink(missing_ok=True)
+        for d in sorted({p.parent for p in self.root.rglob("*")}, key=lambda p: -len(p.parts)):
+            if d != self.root and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+
+    def pull(self, dest: Path) -> None:
+        for rel in self.files():
+            dst = dest / rel
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.root / rel, dst)
+
+
+class HubRemote:
+    """A private dataset repo on the Hugging Face Hub, written with one commit per push."""
+
+    def __init__(self, repo_id: str, token: str | None):
+        from huggingface_hub import HfApi
+
+        self.repo_id = repo_id
+        self.api = HfApi(token=token)
+        self.api.create_repo(repo_id, repo_type="dataset", private=True, exist_ok=True)
+
+    def files(self) -> set[str]:
+        return set(self.api.list_repo_files(self.repo_id, repo_type="dataset")) - {".gitattributes"}
+
+    def push(self, adds: dict[str, Path], deletes: list[str], message: str) -> None:
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        ops: list[Any] = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=src.read_bytes())
+                          for rel, src in sorted(adds.items(), key=lambda kv: kv[0].endswith(HISTORY_FILE))]
+        ops += [CommitOperationDelete(path_in_repo=rel) for rel in deletes]
+        self.api.create_commit(self.repo_id, ops, commit_message=message, repo_type="dataset")
+
+    def pull(self, dest: Path) -> None:
+        from huggingface_hub import snapshot_download
+
+        have = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()} if dest.is_dir() else set()
+        missing = sorted(self.files() - have)
+        if missing:
+            snapshot_download(self.repo_id, repo_type="dataset", local_dir=dest, allow_patterns=missing,
+                              token=self.api.token)
+
+
+def committed_files(root: Path) -> dict[str, Path]:
+    """Every file a committed session consists of, keyed by its path relative to `root`."""
+    out: dict[str, Path] = {}
+    if not root.is_dir():
+        return out
+    secret = root / SECRET_FILE
+    if secret.is_file():
+        out[SECRET_FILE] = secret
+    for folder in root.iterdir():
+        history = folder / HISTORY_FILE
+        if not FOLDER_RE.match(folder.name) or not history.is_file():
+            continue
+        try:
+            h = History.from_dict(json.loads(history.read_text("utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # replaced or removed meanwhile, or damaged: the next push looks again
+        for name in {n.image for n in h.nodes.values()} | set(referenced_images(h)):
+            if IMAGE_RE.match(name) and (folder / "images" / name).is_file():
+                out[f"{folder.name}/images/{name}"] = folder / "images" / name
+        out[f"{folder.name}/{HISTORY_FILE}"] = history
+    return out
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Mirror:
+    def __init__(self, root: str | Path, remote: Remote, every_s: float = 60.0):
+        if every_s <= 0:
+            raise ValueError(f"every_s must be positive, got {every_s}")
+        self.root = Path(root)
+        self.remote = remote
+        self.every_s = every_s
+        self._pushed: dict[str, str] | None = None  # remote path -> sha256 of what we sent
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def restore(self) -> int:
+        """Bring back what the remote holds and this disk lacks; return how many sessions it has."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.remote.pull(self.root)
+        return sum(1 for p in self.root.iterdir() if FOLDER_RE.match(p.name) and (p / HISTORY_FILE).is_file())
+
+    def push(self) -> tuple[int, int]:
+        """Send what changed since the last push; return (files added, files deleted)."""
+        with self._lock:
+            if self._pushed is None:
+                self._pushed = {rel: "" for rel in self.remote.files()}  # unknown content: compare by name
+            local = committed_files(self.root)
+            adds: dict[str, Path] = {}
+            digests: dict[str, str] = {}
+            for rel, path in local.items():
+                if rel.endswith(".png") and rel in self._pushed:
+                    continue  # images never change once written
+                try:
+                    digests[rel] = _digest(path)
+                except OSError:
+                    continue
+                if self._pushed.get(rel) != digests[rel]:
+                    adds[rel] = path
+            deletes = sorted(set(self._pushed) - set(local))
+            if not adds and not deletes:
+                return 0, 0
+            self.remote.push(adds, deletes, f"kontext sessions: {len(adds)} added, {len(deletes)} deleted")
+            for rel in deletes:
+                self._pushed.pop(rel, None)
+            for rel in adds:
+                self._pushed[rel] = digests[rel]
+            return len(adds), len(deletes)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.push()
+            except Exception:  # noqa: BLE001 - a failed push is retried next time; the app goes on
+                log.exception("mirroring sessions failed; will retry")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="kontext-mirror", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background pushes and push once more (on shutdown)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.push()

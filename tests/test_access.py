@@ -1,0 +1,77 @@
+"""Who may edit: the Hugging Face sign-in gate, password auth when self-hosted, the busy answers,
+and what the page says about storage and hardware."""
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from apphelpers import running_app
+from kontext.config import Settings, parse_auth, storage_note
+from kontext.session import Sessions
+from kontext.store import Store
+from ui.layout import tiny_banner
+
+pytestmark = pytest.mark.slow
+
+
+def source(tmp_path):
+    path = tmp_path / "source.png"
+    Image.effect_noise((96, 64), 40).convert("RGB").save(path)
+    return handle_file(str(path))
+
+
+def on_a_space_with_oauth(monkeypatch):
+    """What a Space with `hf_oauth: true` sets (gradio then serves the real OAuth routes)."""
+    import gradio.oauth
+
+    monkeypatch.setenv("SYSTEM", "spaces")
+    monkeypatch.setenv("SPACE_ID", "me/kontext")
+    for name, value in (("OAUTH_CLIENT_ID", "id"), ("OAUTH_CLIENT_SECRET", "secret"),
+                        ("OAUTH_SCOPES", "openid profile"), ("OPENID_PROVIDER_URL", "http://127.0.0.1:9")):
+        monkeypatch.setattr(gradio.oauth, name, value)
+
+
+def test_with_the_hf_gate_a_signed_out_visitor_cannot_spend_gpu_time(engine, tmp_path, monkeypatch):
+    on_a_space_with_oauth(monkeypatch)
+    sessions = Sessions(engine, Store(tmp_path / "sessions"))
+    with running_app(sessions, tmp_path, login="hf") as url:
+        c = Client(url, verbose=False)
+        key = c.predict(api_name="/new_session")
+        c.predict(key, source(tmp_path), api_name="/upload")  # no GPU needed: allowed
+        for call in (lambda: c.predict(key, "x", "random", 0, 0, 2, 0, 0, api_name="/edit"),
+                     lambda: c.predict(key, api_name="/reroll"),
+                     lambda: c.predict(key, "x", "random", 0, 2.5, 2, "Match input", None, False,
+                                       api_name="/ui_edit")):
+            with pytest.raises(Exception, match="sign in with Hugging Face.*Space's owner"):
+                call()
+        assert len(sessions.history(key)) == 1
+        assert c.predict(key, api_name="/history")["path"] == [1]  # everything else is served
+
+
+def test_self_hosted_password_auth_guards_the_api(engine, tmp_path):
+    sessions = Sessions(engine, Store(tmp_path / "sessions"))
+    with running_app(sessions, tmp_path, auth=parse_auth("ann:pw1")) as url:
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own auth error type
+            Client(url, verbose=False).predict(api_name="/new_session")
+        key = Client(url, auth=("ann", "pw1"), verbose=False).predict(api_name="/new_session")
+        assert len(key) == 64
+
+
+def test_auth_flag_is_checked():
+    assert parse_auth("a:b, c:d:e") == (("a", "b"), ("c", "d:e"))
+    with pytest.raises(ValueError, match="user:password"):
+        parse_auth("nopassword")
+
+
+def test_the_page_says_how_long_sessions_last(tmp_path):
+    assert "until the Space restarts" in storage_note(Settings(on_space=True, data_dir=tmp_path / "s"))
+    assert "survive restarts" in storage_note(Settings(data_dir=tmp_path / "s"))
+    note = storage_note(Settings(on_space=True, mirror="me/sessions", mirror_every_s=60, data_dir=tmp_path))
+    assert "mirrored to a private dataset within 60 s" in note and "restart keeps them" in note
+
+
+def test_the_demo_banner_names_hardware_on_a_space_and_auto_mode_elsewhere():
+    on_space = tiny_banner(Settings(on_space=True))
+    assert "ZeroGPU" in on_space and "L40S" in on_space and "HF_TOKEN" in on_space
+    here = tiny_banner(Settings())
+    assert "model offload with int8 weights from 20 GiB" in here and "24 GB" not in here
