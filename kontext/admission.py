@@ -13,17 +13,19 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from .errors import UserError
 
-class Busy(ValueError):
+
+class Busy(UserError):
     """The turn was refused at admission; the message says why and what to do."""
 
 
 class TurnQueue:
     def __init__(self, slots: int = 1, max_waiting: int = 16):
         if slots < 1:
-            raise ValueError(f"slots must be at least 1, got {slots}")
+            raise UserError(f"slots must be at least 1, got {slots}")
         if max_waiting < 0:
-            raise ValueError(f"max_waiting must be 0 or more, got {max_waiting}")
+            raise UserError(f"max_waiting must be 0 or more, got {max_waiting}")
         self.slots = slots
         self.max_waiting = max_waiting
         self._cond = threading.Condition()

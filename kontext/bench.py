@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import params as P
+from .errors import UserError
 from .speed import SpeedOptions, parse_mode, warm_up
 
 # Size names at full scale: (side in px, edit?). A model with a smaller default area (the tiny one, or
@@ -56,21 +57,21 @@ def run_bench(args: argparse.Namespace) -> int:
 
     modes = [(m.strip(), parse_mode(m)) for m in args.modes.split(",") if m.strip()]
     if not modes:
-        raise ValueError("--modes is empty: name at least one mode, e.g. eager")
+        raise UserError("--modes is empty: name at least one mode, e.g. eager")
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in sizes if s not in SIZES]
     if bad or not sizes:
-        raise ValueError(f"--sizes must be from {', '.join(SIZES)}; got {args.sizes!r}")
+        raise UserError(f"--sizes must be from {', '.join(SIZES)}; got {args.sizes!r}")
     if args.steps is not None:
         P.check_steps(args.steps)
     if not 1 <= args.runs <= 100:
-        raise ValueError(f"--runs must be from 1 to 100, got {args.runs}")
+        raise UserError(f"--runs must be from 1 to 100, got {args.runs}")
     P.check_seed(args.seed)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.model == RANDOM_FULL and not device.startswith("cuda"):
-        raise ValueError(f"--model {RANDOM_FULL} builds the 17 B-parameter model and needs a CUDA GPU with "
+        raise UserError(f"--model {RANDOM_FULL} builds the 17 B-parameter model and needs a CUDA GPU with "
                          "about 40 GB; on a CPU use --model tiny")
 
     _import_models()  # once, so the first mode's load time is not the imports' time

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import UserError
+
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
@@ -84,9 +86,9 @@ def _edit(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
-        raise ValueError(f"--out must end in .png (PNG keeps the metadata), got {out.name}")
+        raise UserError(f"--out must end in .png (PNG keeps the metadata), got {out.name}")
     if not out.parent.is_dir():
-        raise ValueError(f"--out folder does not exist: {out.parent}")
+        raise UserError(f"--out folder does not exist: {out.parent}")
     image = open_image(args.image, "--image") if args.image else None
     engine = Engine.load(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
     t0 = time.perf_counter()

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UserError
 from .store import DEFAULT_MAX_BYTES, DEFAULT_MAX_IDLE_S
 
 
@@ -59,7 +60,7 @@ def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
             continue
         user, sep, password = item.partition(":")
         if not sep or not user or not password:
-            raise ValueError(f"--auth wants user:password pairs separated by commas, got {item.split(':')[0]!r}:…")
+            raise UserError(f"--auth wants user:password pairs separated by commas, got {item.split(':')[0]!r}:…")
         pairs.append((user, password))
     return tuple(pairs)
 

@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from . import params as P
+from .errors import UserError
 from .hub import explain_load_error
 from .images import to_rgb
 from .previews import LatentPreviewer
@@ -115,7 +116,7 @@ class Engine:
 
         model = (model or default_model()).strip()
         if offload not in OFFLOAD_MODES:
-            raise ValueError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
+            raise UserError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
         speed = _merge_offload(speed, offload)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -123,7 +124,7 @@ class Engine:
         if dtype is None:
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
         if dtype not in ("bfloat16", "float16", "float32"):
-            raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}")
+            raise UserError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}")
         torch_dtype = getattr(torch, dtype)
 
         is_tiny = model == TINY_ID
@@ -180,13 +181,13 @@ class Engine:
     ) -> dict[str, Any]:
         """Check every argument; return the call's resolved parameters (the seed drawn if None)."""
         if image is not None and not isinstance(image, Image.Image):
-            raise ValueError(f"image must be a PIL image or None, got {type(image).__name__}")
+            raise UserError(f"image must be a PIL image or None, got {type(image).__name__}")
         prompt = P.check_prompt(prompt)
         seed = P.new_seed() if seed is None else P.check_seed(seed)
         guidance = self.profile.default_guidance if guidance is None else P.check_guidance(guidance)
         steps = self.profile.default_steps if steps is None else P.check_steps(steps)
         if (width is None) != (height is None):
-            raise ValueError("width and height must be given together (or neither, to match the input)")
+            raise UserError("width and height must be given together (or neither, to match the input)")
         if width is None:
             width, height = self.output_size(image)
         width, height = P.check_size(width, height, self.profile)
@@ -265,7 +266,7 @@ class Engine:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            raise RuntimeError(
+            raise UserError(
                 f"out of GPU memory at {w}x{h}: choose a smaller output size or start the app with --offload model"
             )
         return EditResult(
@@ -283,7 +284,7 @@ def _merge_offload(speed: SpeedOptions | None, offload: str) -> SpeedOptions:
     if offload == "none" or speed.offload == offload:
         return speed
     if speed.offload != "none":
-        raise ValueError(f"offload={offload!r} and speed.offload={speed.offload!r} disagree; give one of them")
+        raise UserError(f"offload={offload!r} and speed.offload={speed.offload!r} disagree; give one of them")
     return dataclasses.replace(speed, offload=offload)
 
 

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from . import __version__, sheets
+from .errors import UserError
 from .history import History, Node
 from .metadata import APP_NAME
 
@@ -63,9 +64,9 @@ def reference_file(name: str) -> str:
 def select(history: History, scope: str = "path") -> list[Node]:
     """The steps an export of `scope` holds, in id order (parents before children)."""
     if scope not in SCOPES:
-        raise ValueError(f"export scope must be one of {SCOPES}, got {scope!r}")
+        raise UserError(f"export scope must be one of {SCOPES}, got {scope!r}")
     if history.current is None:
-        raise ValueError("nothing to export: this session has no steps yet")
+        raise UserError("nothing to export: this session has no steps yet")
     if scope == "path":
         return history.path()
     if scope == "all":

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .errors import UserError
 from .turns import Done, Failed, Progress, TurnRequest, run_turn, stream
 
 # Measured on a full H200 (BENCHMARKS.md, "Earlier probe measurements"): one eager bf16 step costs
@@ -58,7 +59,7 @@ def check_fits(req: TurnRequest) -> None:
     """Refuse a turn that would need more GPU time than one ZeroGPU call may ask for."""
     need = math.ceil((FIXED_S + req.steps * step_seconds(req)) * MARGIN)
     if need > MAX_TURN_S:
-        raise ValueError(
+        raise UserError(
             f"this edit ({req.steps} steps at {req.width}x{req.height}) needs about {need} s of GPU time; "
             f"a ZeroGPU call may ask for at most {MAX_TURN_S} s: use fewer steps or a smaller output size")
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from .errors import UserError
+
 DEFAULT_MAX_NODES = 200
 KINDS = ("upload", "text", "edit")
 
@@ -49,7 +51,7 @@ class Node:
     def from_dict(d: Mapping[str, Any]) -> Node:
         kind = d.get("kind")
         if kind not in KINDS:
-            raise ValueError(f"node kind must be one of {KINDS}, got {kind!r}")
+            raise UserError(f"node kind must be one of {KINDS}, got {kind!r}")
         return Node(
             id=int(d["id"]), parent=None if d.get("parent") is None else int(d["parent"]),
             kind=kind, image=str(d["image"]), prompt=str(d.get("prompt", "")),
@@ -92,7 +94,7 @@ class History:
         try:
             return self.nodes[node_id]
         except KeyError:
-            raise ValueError(f"step {node_id} does not exist in this history") from None
+            raise UserError(f"step {node_id} does not exist in this history") from None
 
     def children(self, node_id: int | None) -> list[Node]:
         """Children of a node in creation order; `None` lists the roots."""
@@ -141,7 +143,7 @@ class History:
     def check_room(self) -> None:
         """Raise the plain "history is full" error if one more step would exceed the bound."""
         if len(self.nodes) >= self.max_nodes:
-            raise ValueError(
+            raise UserError(
                 f"history is full: at most {self.max_nodes} steps per session; "
                 "export it and start a new session to go on"
             )
@@ -160,7 +162,7 @@ class History:
         if parent_id is not None:
             self.node(parent_id)  # raises if it does not exist
         if node.kind == "edit" and parent_id is None:
-            raise ValueError("an edit needs a parent step; start from an image or a text prompt first")
+            raise UserError("an edit needs a parent step; start from an image or a text prompt first")
         new = replace(node, id=self.next_id(), parent=parent_id, created=node.created or time.time())
         nodes = dict(self.nodes)
         nodes[new.id] = new
@@ -207,34 +209,34 @@ class History:
     def from_dict(d: Mapping[str, Any], max_nodes: int | None = None) -> History:
         """Rebuild a history, checking that it is a well-formed tree (for imports and stored files)."""
         if not isinstance(d, Mapping) or d.get("format") != 1:
-            raise ValueError("history must be a mapping with format 1")
+            raise UserError("history must be a mapping with format 1")
         raw = d.get("nodes")
         if not isinstance(raw, list):
-            raise ValueError("history 'nodes' must be a list")
+            raise UserError("history 'nodes' must be a list")
         nodes: dict[int, Node] = {}
         for item in raw:
             if not isinstance(item, Mapping):
-                raise ValueError("each history node must be a mapping")
+                raise UserError("each history node must be a mapping")
             try:
                 n = Node.from_dict(item)
             except (KeyError, TypeError) as e:
-                raise ValueError(f"history node is missing or has a bad field: {e}") from None
+                raise UserError(f"history node is missing or has a bad field: {e}") from None
             if n.id in nodes:
-                raise ValueError(f"history has step {n.id} twice")
+                raise UserError(f"history has step {n.id} twice")
             nodes[n.id] = n
         limit = max_nodes or int(d.get("max_nodes") or DEFAULT_MAX_NODES)
         if len(nodes) > limit:
-            raise ValueError(f"history has {len(nodes)} steps; the limit is {limit}")
+            raise UserError(f"history has {len(nodes)} steps; the limit is {limit}")
         for n in nodes.values():
             if n.parent is not None and n.parent not in nodes:
-                raise ValueError(f"step {n.id} names a parent {n.parent} that does not exist")
+                raise UserError(f"step {n.id} names a parent {n.parent} that does not exist")
             if n.parent is not None and n.parent >= n.id:
-                raise ValueError(f"step {n.id} must come after its parent {n.parent}")
+                raise UserError(f"step {n.id} must come after its parent {n.parent}")
         current = d.get("current")
         if current is not None and current not in nodes:
-            raise ValueError(f"current step {current} does not exist")
+            raise UserError(f"current step {current} does not exist")
         if current is None and nodes:
-            raise ValueError("a non-empty history needs a current step")
+            raise UserError("a non-empty history needs a current step")
         last: dict[int, int] = {}
         for k, v in (d.get("last_child") or {}).items():
             k, v = int(k), int(v)

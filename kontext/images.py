@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import UserError
+
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 MIN_SIDE = 16
 MAX_SIDE = 8192
@@ -34,35 +36,37 @@ def open_image(source: str | Path | bytes | Image.Image, name: str = "image") ->
         if isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
-                raise ValueError(f"{name}: file not found: {path}")
+                raise UserError(f"{name}: file not found: {path}")
             if path.stat().st_size > MAX_FILE_BYTES:
-                raise ValueError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
+                raise UserError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
             data = path.read_bytes()
         else:
             data = bytes(source)
             if len(data) > MAX_FILE_BYTES:
-                raise ValueError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
+                raise UserError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
         img = _decode(data, name)
     return to_rgb(img)
 
 
 def _decode(data: bytes, name: str) -> Image.Image:
+    if not data:
+        raise UserError(f"{name}: the file is empty")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             _check_size(img.size, name)  # before decoding any pixels
             img.load()
-        except ValueError:
+        except UserError:
             raise
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-            raise ValueError(f"{name}: more than {MAX_PIXELS:,} pixels") from None
+            raise UserError(f"{name}: more than {MAX_PIXELS:,} pixels") from None
         except Image.UnidentifiedImageError:
-            raise ValueError(
+            raise UserError(
                 f"{name}: not an image this app reads (allowed: {', '.join(ALLOWED_FORMATS)})"
             ) from None
         except Exception as e:  # noqa: BLE001 - decoders of damaged files raise all sorts (struct.error, ...)
-            raise ValueError(f"{name}: the file is damaged or truncated ({type(e).__name__})") from None
+            raise UserError(f"{name}: the file is damaged or truncated ({type(e).__name__})") from None
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)  # animated GIF/WebP: edit the first frame
     return img
@@ -71,21 +75,25 @@ def _decode(data: bytes, name: str) -> Image.Image:
 def _check_size(size: tuple[int, int], name: str) -> None:
     w, h = size
     if w < MIN_SIDE or h < MIN_SIDE:
-        raise ValueError(f"{name}: {w}x{h} is too small; each side must be at least {MIN_SIDE} px")
+        raise UserError(f"{name}: {w}x{h} is too small; each side must be at least {MIN_SIDE} px")
     if w > MAX_SIDE or h > MAX_SIDE:
-        raise ValueError(f"{name}: {w}x{h} is too large; each side must be at most {MAX_SIDE} px")
+        raise UserError(f"{name}: {w}x{h} is too large; each side must be at most {MAX_SIDE} px")
     if w * h > MAX_PIXELS:
-        raise ValueError(f"{name}: {w}x{h} has more than {MAX_PIXELS:,} pixels")
+        raise UserError(f"{name}: {w}x{h} has more than {MAX_PIXELS:,} pixels")
     if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise ValueError(f"{name}: aspect ratio {w}x{h} is more extreme than {MAX_ASPECT:g}:1")
+        raise UserError(f"{name}: aspect ratio {w}x{h} is more extreme than {MAX_ASPECT:g}:1")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode to 8-bit RGB: alpha is composited on white, 16-bit is scaled, EXIF rotation applied."""
+    """Any mode to 8-bit sRGB: alpha is composited on white, 16-bit is scaled, EXIF rotation applied,
+    an embedded colour profile converted to sRGB; the result carries no metadata (`info` is empty)."""
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not reject the picture
         pass
+    icc = img.info.get("icc_profile")
+    if icc and img.mode in ("RGB", "RGBA", "CMYK", "L"):
+        img = _to_srgb(img, icc)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I") and arr.max() > 255 else max(float(arr.max()), 1.0)
@@ -96,4 +104,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
-    return img.convert("RGB") if img.mode != "RGB" else img.copy()
+    out = img.convert("RGB") if img.mode != "RGB" else img.copy()
+    out.info = {}  # never carry an upload's profile, EXIF (GPS) or text chunks into our PNGs
+    return out
+
+
+def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    """Pixels converted from the embedded profile to sRGB; unchanged when the profile is unusable."""
+    from PIL import ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode=out_mode)
+    except Exception:  # noqa: BLE001 - a damaged or foreign profile: keep the pixels as they are
+        return img

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from . import params as P
+from .errors import UserError
 from .export import FORMAT, MANIFEST, SCOPES
 from .history import DEFAULT_MAX_NODES, KINDS, History, Node
 from .images import MAX_FILE_BYTES, MAX_SIDE, MIN_SIDE, open_image
@@ -74,20 +75,20 @@ def _check_name(name: str) -> None:
     """Reject names that would point outside a folder if anyone ever extracted this ZIP."""
     shown = name[:80]
     if "\\" in name:
-        raise ValueError(f"the ZIP entry {shown!r} uses backslashes in its name; exports never do")
+        raise UserError(f"the ZIP entry {shown!r} uses backslashes in its name; exports never do")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise ValueError(f"the ZIP entry {shown!r} has an absolute path")
+        raise UserError(f"the ZIP entry {shown!r} has an absolute path")
     if ".." in name.split("/"):
-        raise ValueError(f"the ZIP entry {shown!r} points outside its folder ('..')")
+        raise UserError(f"the ZIP entry {shown!r} points outside its folder ('..')")
     if any(ord(c) < 32 for c in name):
-        raise ValueError(f"the ZIP entry {shown!r} has control characters in its name")
+        raise UserError(f"the ZIP entry {shown!r} has control characters in its name")
 
 
 def check_entries(zf: zipfile.ZipFile, limits: Limits) -> dict[str, zipfile.ZipInfo]:
     """Check the central directory before reading anything; return the entries by name."""
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
-        raise ValueError(f"the ZIP has {len(infos)} entries; an export of at most {limits.max_steps} steps "
+        raise UserError(f"the ZIP has {len(infos)} entries; an export of at most {limits.max_steps} steps "
                          f"has at most {limits.max_entries}")
     entries: dict[str, zipfile.ZipInfo] = {}
     total = 0
@@ -96,25 +97,25 @@ def check_entries(zf: zipfile.ZipFile, limits: Limits) -> dict[str, zipfile.ZipI
             _check_name(name)
         name = info.filename
         if name in entries:
-            raise ValueError(f"the ZIP has two entries named {name!r}")
+            raise UserError(f"the ZIP has two entries named {name!r}")
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise ValueError(f"the ZIP entry {name!r} is a symbolic link; exports hold plain files only")
+            raise UserError(f"the ZIP entry {name!r} is a symbolic link; exports hold plain files only")
         if info.flag_bits & 0x1:
-            raise ValueError(f"the ZIP entry {name!r} is encrypted")
+            raise UserError(f"the ZIP entry {name!r} is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ValueError(f"the ZIP entry {name!r} uses an unsupported compression method "
+            raise UserError(f"the ZIP entry {name!r} uses an unsupported compression method "
                              f"({info.compress_type}); exports use stored or deflate")
         cap = limits.max_manifest_bytes if name == MANIFEST else limits.max_image_bytes
         if info.file_size > cap:
-            raise ValueError(f"the ZIP entry {name!r} would unpack to {info.file_size:,} bytes; "
+            raise UserError(f"the ZIP entry {name!r} would unpack to {info.file_size:,} bytes; "
                              f"the limit is {cap:,}")
         if info.file_size > 2**20 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            raise ValueError(f"the ZIP entry {name!r} would expand {info.file_size // max(info.compress_size, 1)}"
+            raise UserError(f"the ZIP entry {name!r} would expand {info.file_size // max(info.compress_size, 1)}"
                              f" times (over {limits.max_ratio}): this looks like a zip bomb")
         total += info.file_size
         entries[name] = info
     if total > limits.max_total_bytes:
-        raise ValueError(f"the ZIP would unpack to {total:,} bytes; the limit is {limits.max_total_bytes:,}")
+        raise UserError(f"the ZIP would unpack to {total:,} bytes; the limit is {limits.max_total_bytes:,}")
     return entries
 
 
@@ -133,11 +134,11 @@ def _check_directory(source: str | Path | BinaryIO, limits: Limits) -> None:
             f.close()
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < 22:
-        raise ValueError("this file is not a readable ZIP export (no end-of-archive record)")
+        raise UserError("this file is not a readable ZIP export (no end-of-archive record)")
     entries, cd_size = struct.unpack("<HL", tail[at + 10: at + 16])
     # Zip64 archives store 0xFFFF / 0xFFFFFFFF here; an export never needs that many entries or bytes.
     if entries > limits.max_entries or cd_size > limits.max_entries * 4096:
-        raise ValueError(f"the export lists {entries:,} entries in a {cd_size:,}-byte directory; "
+        raise UserError(f"the export lists {entries:,} entries in a {cd_size:,}-byte directory; "
                          f"at most {limits.max_entries} entries are allowed")
 
 
@@ -150,18 +151,18 @@ class ExportReader:
         if isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
-                raise ValueError(f"export file not found: {path}")
+                raise UserError(f"export file not found: {path}")
             if path.stat().st_size > self.limits.max_zip_bytes:
-                raise ValueError(f"the export file is larger than {self.limits.max_zip_bytes:,} bytes")
+                raise UserError(f"the export file is larger than {self.limits.max_zip_bytes:,} bytes")
         elif isinstance(source, (bytes, bytearray, memoryview)):
             if len(source) > self.limits.max_zip_bytes:
-                raise ValueError(f"the export file is larger than {self.limits.max_zip_bytes:,} bytes")
+                raise UserError(f"the export file is larger than {self.limits.max_zip_bytes:,} bytes")
             source = io.BytesIO(bytes(source))
         _check_directory(source, self.limits)
         try:
             self._zf = zipfile.ZipFile(source)
         except Exception as e:  # noqa: BLE001 - BadZipFile, struct errors, bad zip64 records, ...
-            raise ValueError(f"this file is not a readable ZIP export ({e})") from None
+            raise UserError(f"this file is not a readable ZIP export ({e})") from None
         try:
             self._entries = check_entries(self._zf, self.limits)
             self.export = parse_manifest(self._read(MANIFEST, self.limits.max_manifest_bytes), self.limits)
@@ -182,42 +183,42 @@ class ExportReader:
         """Read one entry, never holding more than `cap` bytes of it, whatever its header says."""
         info = self._entries.get(name)
         if info is None:
-            raise ValueError(f"the export has no {name}" + (" (is this a Kontext Playground export?)"
+            raise UserError(f"the export has no {name}" + (" (is this a Kontext Playground export?)"
                                                             if name == MANIFEST else ""))
         try:
             with self._zf.open(info) as f:
                 data = f.read(cap + 1)
         except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as e:
-            raise ValueError(f"the ZIP entry {name!r} is damaged ({e})") from None
+            raise UserError(f"the ZIP entry {name!r} is damaged ({e})") from None
         except Exception as e:  # noqa: BLE001 - zlib.error and friends from a hostile stream
-            raise ValueError(f"the ZIP entry {name!r} cannot be decompressed ({e})") from None
+            raise UserError(f"the ZIP entry {name!r} cannot be decompressed ({e})") from None
         if len(data) > cap:
-            raise ValueError(f"the ZIP entry {name!r} unpacks to more than {cap:,} bytes")
+            raise UserError(f"the ZIP entry {name!r} unpacks to more than {cap:,} bytes")
         self._read_total += len(data)
         if self._read_total > self.limits.max_total_bytes:
-            raise ValueError(f"the ZIP unpacks to more than {self.limits.max_total_bytes:,} bytes")
+            raise UserError(f"the ZIP unpacks to more than {self.limits.max_total_bytes:,} bytes")
         return data
 
     def png(self, node: Node) -> tuple[bytes, Image.Image]:
         """A step's PNG bytes, exactly as exported, and the decoded RGB image, both checked."""
         what = f"step {node.id}"
         if node.image not in self._entries:
-            raise ValueError(f"{what}: the export has no {node.image}, which the manifest names for it")
+            raise UserError(f"{what}: the export has no {node.image}, which the manifest names for it")
         data = self._read(node.image, self.limits.max_image_bytes)
         if hashlib.sha256(data).hexdigest() != self.export.sha256[node.id]:
-            raise ValueError(f"{what}: {node.image} does not match its sha256 in the manifest "
+            raise UserError(f"{what}: {node.image} does not match its sha256 in the manifest "
                              "(the file was changed or damaged)")
         if not data.startswith(PNG_SIGNATURE):
-            raise ValueError(f"{what}: {node.image} is not a PNG")
+            raise UserError(f"{what}: {node.image} is not a PNG")
         try:
             with Image.open(io.BytesIO(data), formats=["PNG"]) as header:
                 mode, size = header.mode, header.size
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-            raise ValueError(f"{what}: {node.image} is not a readable PNG ({e})") from None
+            raise UserError(f"{what}: {node.image} is not a readable PNG ({e})") from None
         if mode != "RGB":
-            raise ValueError(f"{what}: {node.image} is a {mode} PNG; exports hold 8-bit RGB images")
+            raise UserError(f"{what}: {node.image} is a {mode} PNG; exports hold 8-bit RGB images")
         if size != (node.width, node.height):
-            raise ValueError(f"{what}: {node.image} is {size[0]}x{size[1]} but the manifest says "
+            raise UserError(f"{what}: {node.image} is {size[0]}x{size[1]} but the manifest says "
                              f"{node.width}x{node.height}")
         return data, open_image(data, f"{what} ({node.image})")
 
@@ -225,12 +226,12 @@ class ExportReader:
         """A reference image's PNG bytes and decoded image, checked against the manifest's sha256."""
         entry = f"references/{name}"
         if entry not in self._entries:
-            raise ValueError(f"the export has no {entry}, which a step names as its reference")
+            raise UserError(f"the export has no {entry}, which a step names as its reference")
         data = self._read(entry, self.limits.max_image_bytes)
         if hashlib.sha256(data).hexdigest() != self.export.references[name]:
-            raise ValueError(f"{entry} does not match its sha256 in the manifest (the file was changed or damaged)")
+            raise UserError(f"{entry} does not match its sha256 in the manifest (the file was changed or damaged)")
         if not data.startswith(PNG_SIGNATURE):
-            raise ValueError(f"{entry} is not a PNG")
+            raise UserError(f"{entry} is not a PNG")
         return data, open_image(data, entry)
 
 
@@ -251,13 +252,13 @@ def _num(v: object) -> bool:
 def _step(i: int, d: object) -> tuple[Node, str]:
     """One manifest step as a Node plus its sha256, or a ValueError naming the step and field."""
     if not isinstance(d, Mapping):
-        raise ValueError(f"manifest step #{i + 1} is not a JSON object")
+        raise UserError(f"manifest step #{i + 1} is not a JSON object")
     sid = d.get("id")
     where = f"manifest step {sid}" if _int(sid) else f"manifest step #{i + 1}"
 
     def need(name: str, ok: bool, what: str) -> None:
         if not ok:
-            raise ValueError(f"{where}: '{name}' must be {what}, got {d.get(name)!r:.60}")
+            raise UserError(f"{where}: '{name}' must be {what}, got {d.get(name)!r:.60}")
 
     need("id", _int(sid) and 1 <= sid <= MAX_ID, f"a whole number from 1 to {MAX_ID}")
     need("parent", d.get("parent") is None or _int(d.get("parent")), "a step id or null")
@@ -279,23 +280,23 @@ def _step(i: int, d: object) -> tuple[Node, str]:
          f"a JSON object of at most {MAX_EXTRA_JSON} bytes")
     generated = d["kind"] != "upload"
     if generated and not d["prompt"].strip():
-        raise ValueError(f"{where}: a '{d['kind']}' step needs its prompt")
+        raise UserError(f"{where}: a '{d['kind']}' step needs its prompt")
     for name, check in (("seed", P.check_seed), ("guidance", P.check_guidance), ("steps", P.check_steps)):
         v = d.get(name)
         if v is None and not generated:
             continue
         try:
             check(v)
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
     if d["kind"] == "edit" and d.get("parent") is None:
-        raise ValueError(f"{where}: an edit needs a parent step")
+        raise UserError(f"{where}: an edit needs a parent step")
     if d["kind"] != "edit" and d.get("parent") is not None:
-        raise ValueError(f"{where}: a '{d['kind']}' step starts a tree and cannot have a parent")
+        raise UserError(f"{where}: a '{d['kind']}' step starts a tree and cannot have a parent")
     try:
         node = Node.from_dict(d)
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise UserError(f"{where}: {e}") from None
     return node, d["sha256"]
 
 
@@ -304,63 +305,63 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
     try:
         m = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"manifest.json is not valid JSON ({e})") from None
+        raise UserError(f"manifest.json is not valid JSON ({e})") from None
     except RecursionError:
-        raise ValueError("manifest.json is nested too deeply") from None
+        raise UserError("manifest.json is nested too deeply") from None
     if not isinstance(m, dict):
-        raise ValueError("manifest.json must hold a JSON object")
+        raise UserError("manifest.json must hold a JSON object")
     app = m.get("app")
     if not isinstance(app, Mapping) or app.get("name") != APP_NAME:
-        raise ValueError(f"manifest.json is not from {APP_NAME} (its 'app.name' is missing or different)")
+        raise UserError(f"manifest.json is not from {APP_NAME} (its 'app.name' is missing or different)")
     if m.get("format") != FORMAT:
-        raise ValueError(f"manifest.json has format {m.get('format')!r}; this version reads format {FORMAT}")
+        raise UserError(f"manifest.json has format {m.get('format')!r}; this version reads format {FORMAT}")
     if m.get("scope", "path") not in SCOPES:
-        raise ValueError(f"manifest.json 'scope' must be one of {SCOPES}")
+        raise UserError(f"manifest.json 'scope' must be one of {SCOPES}")
     raw_steps = m.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
-        raise ValueError("manifest.json 'steps' must be a non-empty list")
+        raise UserError("manifest.json 'steps' must be a non-empty list")
     if len(raw_steps) > limits.max_steps:
-        raise ValueError(f"the export has {len(raw_steps)} steps; a session holds at most {limits.max_steps}")
+        raise UserError(f"the export has {len(raw_steps)} steps; a session holds at most {limits.max_steps}")
     nodes: dict[int, Node] = {}
     shas: dict[int, str] = {}
     files: set[str] = set()
     for i, d in enumerate(raw_steps):
         node, sha = _step(i, d)
         if node.id in nodes:
-            raise ValueError(f"manifest.json lists step {node.id} twice")
+            raise UserError(f"manifest.json lists step {node.id} twice")
         if node.image in files:
-            raise ValueError(f"manifest.json names {node.image} for two steps")
+            raise UserError(f"manifest.json names {node.image} for two steps")
         nodes[node.id], shas[node.id] = node, sha
         files.add(node.image)
     for n in nodes.values():  # parents exist and come first: no cycles, so the steps form trees
         if n.parent is not None and n.parent not in nodes:
-            raise ValueError(f"manifest step {n.id}: its parent {n.parent} is not in the export")
+            raise UserError(f"manifest step {n.id}: its parent {n.parent} is not in the export")
         if n.parent is not None and n.parent >= n.id:
-            raise ValueError(f"manifest step {n.id}: its parent {n.parent} must be an earlier step")
+            raise UserError(f"manifest step {n.id}: its parent {n.parent} must be an earlier step")
     current = m.get("current")
     if not _int(current) or current not in nodes:
-        raise ValueError(f"manifest.json 'current' must name one of its steps, got {current!r:.40}")
+        raise UserError(f"manifest.json 'current' must name one of its steps, got {current!r:.40}")
     last: dict[int, int] = {}
     raw_last = m.get("last_child") or {}
     if not isinstance(raw_last, Mapping):
-        raise ValueError("manifest.json 'last_child' must be a JSON object")
+        raise UserError("manifest.json 'last_child' must be a JSON object")
     for k, v in raw_last.items():  # only a hint for redo: keep the consistent pairs, drop the rest
         if isinstance(k, str) and k.isdigit() and _int(v) and nodes.get(v) and nodes[v].parent == int(k):
             last[int(k)] = v
     refs = m.get("references") or {}
     if not isinstance(refs, Mapping) or len(refs) > limits.max_steps:
-        raise ValueError(f"manifest.json 'references' must be a JSON object of at most {limits.max_steps} images")
+        raise UserError(f"manifest.json 'references' must be a JSON object of at most {limits.max_steps} images")
     for name, sha in refs.items():
         if not (isinstance(name, str) and REFERENCE_RE.match(name) and isinstance(sha, str) and SHA_RE.match(sha)):
-            raise ValueError(f"manifest.json 'references' has a bad entry {name!r:.60}")
+            raise UserError(f"manifest.json 'references' has a bad entry {name!r:.60}")
     for n in nodes.values():
         if "reference" not in n.extra:
             continue
         ref = n.extra["reference"]
         if not isinstance(ref, str) or ref not in refs:
-            raise ValueError(f"manifest step {n.id}: its reference image {ref!r:.60} is not in 'references'")
+            raise UserError(f"manifest step {n.id}: its reference image {ref!r:.60} is not in 'references'")
         if n.kind != "edit":
-            raise ValueError(f"manifest step {n.id}: only an edit can have a reference image")
+            raise UserError(f"manifest step {n.id}: only an edit can have a reference image")
     used = {n.extra["reference"] for n in nodes.values() if "reference" in n.extra}
     refs = {name: sha for name, sha in refs.items() if name in used}  # store only what a step uses
     return Export(manifest=m, nodes=tuple(sorted(nodes.values(), key=lambda n: n.id)), sha256=shas,
@@ -399,7 +400,7 @@ def plan_ids(export: Export, history: History) -> dict[int, int]:
 
 def check_room(history: History, export: Export) -> None:
     if len(history) + len(export.nodes) > history.max_nodes:
-        raise ValueError(f"the export has {len(export.nodes)} steps but this session has room for "
+        raise UserError(f"the export has {len(export.nodes)} steps but this session has room for "
                          f"{history.max_nodes - len(history)} more (at most {history.max_nodes}); "
                          "import it into a new session")
 
@@ -410,7 +411,7 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     while pos + 12 <= len(data):
         (length,) = struct.unpack(">I", data[pos:pos + 4])
         if pos + 12 + length > len(data):
-            raise ValueError("a PNG chunk runs past the end of the file")
+            raise UserError("a PNG chunk runs past the end of the file")
         out.append((data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]))
         pos += 12 + length
     return out
@@ -461,7 +462,7 @@ def merge(history: History, export: Export, ids: Mapping[int, int], images: Mapp
             extra["reference"] = (references or {})[extra["reference"]]
         added[ids[n.id]] = replace(n, id=ids[n.id], parent=parent, image=images[n.id], extra=extra)
     if set(added) & set(history.nodes):
-        raise ValueError("the imported step ids collide with the session's; try the import again")
+        raise UserError("the imported step ids collide with the session's; try the import again")
     last = dict(history.last_child)
     last.update({ids[k]: ids[v] for k, v in export.last_child.items()})
     new = replace(history, nodes=MappingProxyType({**history.nodes, **added}), current=ids[export.current],

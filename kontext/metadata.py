@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ _XMP = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 
 
 def _xml_escape(s: str) -> str:
+    """Text safe inside an XML element: XML 1.0 forbids most control characters even as references,
+    so they become spaces; tab and newline stay."""
+    s = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", " ", s)
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
@@ -79,8 +83,12 @@ def png_info(step: dict[str, Any]) -> PngImagePlugin.PngInfo:
 
 
 def png_bytes(image: Image.Image, step: dict[str, Any]) -> bytes:
+    """The PNG of a step with our three chunks and nothing else: no ICC profile, EXIF or other
+    metadata an upload brought along (pixels are sRGB by then, see kontext.images)."""
+    clean = image.copy()
+    clean.info = {}
     buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=png_info(step), compress_level=4)
+    clean.save(buf, format="PNG", pnginfo=png_info(step), compress_level=4)
     return buf.getvalue()
 
 

@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from .errors import UserError
 from .history import History
 from .store import FOLDER_RE, HISTORY_FILE, IMAGE_RE, referenced_images
 
@@ -128,7 +129,7 @@ def _digest(path: Path) -> str:
 class Mirror:
     def __init__(self, root: str | Path, remote: Remote, every_s: float = 60.0):
         if every_s <= 0:
-            raise ValueError(f"every_s must be positive, got {every_s}")
+            raise UserError(f"every_s must be positive, got {every_s}")
         self.root = Path(root)
         self.remote = remote
         self.every_s = every_s

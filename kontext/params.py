@@ -6,6 +6,8 @@ import math
 import secrets
 from dataclasses import dataclass
 
+from .errors import UserError
+
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000
 MIN_STEPS, MAX_STEPS = 1, 100
@@ -47,12 +49,12 @@ def new_seed() -> int:
 
 def check_prompt(prompt: object, required: bool = True) -> str:
     if not isinstance(prompt, str):
-        raise ValueError(f"prompt must be text, got {type(prompt).__name__}")
+        raise UserError(f"prompt must be text, got {type(prompt).__name__}")
     text = prompt.strip()
     if required and not text:
-        raise ValueError("prompt is empty: describe the edit, e.g. 'make the sky stormy'")
+        raise UserError("prompt is empty: describe the edit, e.g. 'make the sky stormy'")
     if len(text) > MAX_PROMPT_CHARS:
-        raise ValueError(f"prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
+        raise UserError(f"prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
     return text
 
 
@@ -60,9 +62,9 @@ def check_seed(seed: object) -> int:
     if isinstance(seed, float) and seed.is_integer():
         seed = int(seed)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+        raise UserError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be from 0 to {MAX_SEED}, got {seed}")
+        raise UserError(f"seed must be from 0 to {MAX_SEED}, got {seed}")
     return seed
 
 
@@ -70,28 +72,28 @@ def check_steps(steps: object) -> int:
     if isinstance(steps, float) and steps.is_integer():
         steps = int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or not MIN_STEPS <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be a whole number from {MIN_STEPS} to {MAX_STEPS}, got {steps!r}")
+        raise UserError(f"steps must be a whole number from {MIN_STEPS} to {MAX_STEPS}, got {steps!r}")
     return steps
 
 
 def check_guidance(guidance: object) -> float:
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
-        raise ValueError(f"guidance must be a number from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}, got {guidance!r}")
+        raise UserError(f"guidance must be a number from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}, got {guidance!r}")
     if not MIN_GUIDANCE <= guidance <= MAX_GUIDANCE:
-        raise ValueError(f"guidance must be from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}, got {guidance:g}")
+        raise UserError(f"guidance must be from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}, got {guidance:g}")
     return float(guidance)
 
 
 def check_size(width: object, height: object, profile: Profile) -> tuple[int, int]:
     for name, v in (("width", width), ("height", height)):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"{name} must be a whole number of pixels, got {v!r}")
+            raise UserError(f"{name} must be a whole number of pixels, got {v!r}")
         if v % SIZE_MULTIPLE:
-            raise ValueError(f"{name} must be a multiple of {SIZE_MULTIPLE}, got {v}")
+            raise UserError(f"{name} must be a multiple of {SIZE_MULTIPLE}, got {v}")
         if not profile.min_side <= v <= profile.max_side:
-            raise ValueError(f"{name} must be from {profile.min_side} to {profile.max_side} px, got {v}")
+            raise UserError(f"{name} must be from {profile.min_side} to {profile.max_side} px, got {v}")
     if width * height > profile.max_area:
-        raise ValueError(
+        raise UserError(
             f"width x height = {width}x{height} is more than this model's {profile.max_area:,} pixels"
         )
     return width, height
@@ -100,7 +102,7 @@ def check_size(width: object, height: object, profile: Profile) -> tuple[int, in
 def fit_area(aspect: float, area: int, profile: Profile) -> tuple[int, int]:
     """The largest size of about `area` pixels with this aspect ratio, in multiples of 16."""
     if not math.isfinite(aspect) or aspect <= 0:
-        raise ValueError(f"aspect ratio must be positive, got {aspect!r}")
+        raise UserError(f"aspect ratio must be positive, got {aspect!r}")
     m = SIZE_MULTIPLE
     w = round(math.sqrt(area * aspect) / m) * m
     h = round(math.sqrt(area / aspect) / m) * m
@@ -141,9 +143,9 @@ def text_replacement_prompt(old: str, new: str) -> str:
     """Kontext's guide: quote the exact text, and ask to keep the font, so only the words change."""
     old, new = (t.strip().replace('"', "'") for t in (old, new))
     if not old:
-        raise ValueError("text now is empty: type the text that is in the image")
+        raise UserError("text now is empty: type the text that is in the image")
     if not new:
-        raise ValueError("replace with is empty: type the new text")
+        raise UserError("replace with is empty: type the new text")
     if len(old) > 200 or len(new) > 200:
-        raise ValueError("text to replace must be at most 200 characters each")
+        raise UserError("text to replace must be at most 200 characters each")
     return f'Replace "{old}" with "{new}", keep the same font, size, colour and position'

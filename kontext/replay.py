@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .compose import side_by_side
+from .errors import UserError
 from .export import engine_info, library_versions
 from .history import Node
 from .importer import ExportReader, Limits, open_export
@@ -114,8 +115,8 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
                 result = engine.edit(context, node.prompt, seed=node.seed, guidance=node.guidance,
                                      steps=node.steps, width=node.width, height=node.height,
                                      fit_context=bool(node.extra.get("draft")) or ref is not None)
-            except ValueError as e:
-                raise ValueError(f"step {node.id} cannot be replayed with this model: {e}") from None
+            except UserError as e:
+                raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None
             image = result.image
             made = replace(node, model=result.model, seconds=round(result.seconds, 3), created=time.time(),
                            extra={**node.extra, "replay_of_sha256": export.sha256[node.id]})
@@ -158,7 +159,7 @@ def _recorded_model(manifest: Any) -> str:
     recorded = info.get("id") if isinstance(info, dict) else None
     if recorded in (TINY_ID, REAL_MODEL_ID):
         return recorded
-    raise ValueError(f"the export names model {str(recorded)[:80]!r}; choose the model to replay it with --model")
+    raise UserError(f"the export names model {str(recorded)[:80]!r}; choose the model to replay it with --model")
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -166,7 +167,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out must be a folder, but {out} is a file")
+        raise UserError(f"--out must be a folder, but {out} is a file")
     with open_export(args.export, REPLAY_LIMITS) as reader:
         export = reader.export
         model = args.model or _recorded_model(export.manifest)

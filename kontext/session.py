@@ -29,6 +29,7 @@ from . import params as P
 from .admission import TurnQueue
 from .compose import side_by_side
 from .engine import Cancelled, EditResult, Engine
+from .errors import UserError
 from .export import select, write_export
 from .gpu import LocalGpu
 from .history import History, Node
@@ -164,14 +165,14 @@ class Sessions:
         h = self.history(key)
         nid = h.current if node_id is None else node_id
         if nid is None:
-            raise ValueError("this session has no image yet: upload one or describe one in a prompt")
+            raise UserError("this session has no image yet: upload one or describe one in a prompt")
         return Image.open(io.BytesIO(self.store.read_image_bytes(key, h.node(nid).image)))
 
     def image_path(self, key: str, node_id: int | None = None) -> str:
         h = self.history(key)
         nid = h.current if node_id is None else node_id
         if nid is None:
-            raise ValueError("this session has no image yet")
+            raise UserError("this session has no image yet")
         return str(self.store.image_path(key, h.node(nid).image))
 
     # --- turns ---------------------------------------------------------------------------------
@@ -219,16 +220,16 @@ class Sessions:
         try:
             data = self.store.read_image_bytes(key, name)
         except FileNotFoundError:
-            raise ValueError("the reference image is no longer stored (unused references are removed "
+            raise UserError("the reference image is no longer stored (unused references are removed "
                              "after an hour, and start over removes all): add it again") from None
         return Image.open(io.BytesIO(data)).convert("RGB")
 
     def resolve_seed(self, history: History, parent: int | None, opts: EditOptions) -> int:
         if opts.seed_mode not in SEED_MODES:
-            raise ValueError(f"seed_mode must be one of {SEED_MODES}, got {opts.seed_mode!r}")
+            raise UserError(f"seed_mode must be one of {SEED_MODES}, got {opts.seed_mode!r}")
         if opts.seed_mode == "fixed":
             if opts.seed is None:
-                raise ValueError("seed is empty: type a seed or choose a random seed")
+                raise UserError("seed is empty: type a seed or choose a random seed")
             return P.check_seed(opts.seed)
         if opts.seed_mode == "locked":
             # Keep the seed of the step being edited (its own seed, if it was generated).
@@ -254,12 +255,12 @@ class Sessions:
         width, height, extra = opts.width, opts.height, {}
         if opts.draft:
             if width is not None:
-                raise ValueError("a draft picks its own size: choose 'Match input' with draft")
+                raise UserError("a draft picks its own size: choose 'Match input' with draft")
             extra["draft"] = True
             width, height = P.draft_size(context.size if context is not None else None, self.engine.profile)
         if opts.reference is not None:
             if context is None:
-                raise ValueError("a reference image needs a current image to edit; to use a picture as a "
+                raise UserError("a reference image needs a current image to edit; to use a picture as a "
                                  "style reference alone, upload it and say 'Using this style, ...'")
             if width is None:  # the output keeps the current image's aspect, not the pair's
                 width, height = self.engine.output_size(context)
@@ -326,7 +327,7 @@ class Sessions:
             # an import, ids restart and the same number can name another image.
             if parent_id is not None and (parent_id not in latest.nodes
                                           or latest.nodes[parent_id].image != turn.parent_image):
-                raise ValueError("the step this edit started from is gone (the session was cleared "
+                raise UserError("the step this edit started from is gone (the session was cleared "
                                  "meanwhile); nothing was added")
             latest.check_room()
             if latest.next_id() != node.id:
@@ -347,7 +348,7 @@ class Sessions:
         h = self.history(key)
         cur = h.current_node
         if cur is None or cur.kind == "upload":
-            raise ValueError("nothing to re-roll: the current step is not an edit")
+            raise UserError("nothing to re-roll: the current step is not an edit")
         draft = bool(cur.extra.get("draft"))
         rolled = EditOptions(seed_mode="random", guidance=cur.guidance, steps=cur.steps,
                              width=None if draft else cur.width, height=None if draft else cur.height,
@@ -359,7 +360,7 @@ class Sessions:
         reference (a sibling branch). `opts` may set the size; the default matches the input."""
         cur = self.history(key).current_node
         if cur is None or not cur.extra.get("draft"):
-            raise ValueError("nothing to refine: the current step is not a draft")
+            raise UserError("nothing to refine: the current step is not a draft")
         full = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
                            width=opts.width, height=opts.height, reference=cur.extra.get("reference"))
         return self.edit(key, cur.prompt, full, parent=cur.parent, **kw)
@@ -374,10 +375,10 @@ class Sessions:
         path = self.history(key).path()
         edits = [n.prompt for n in path[1:] if n.kind == "edit"]
         if len(edits) < 2:
-            raise ValueError("combine needs at least two edits after the original image")
+            raise UserError("combine needs at least two edits after the original image")
         prompt = "; ".join(e.rstrip(" .;") for e in edits)
         if len(prompt) > P.MAX_PROMPT_CHARS:
-            raise ValueError(f"the combined instruction is {len(prompt)} characters; the limit is "
+            raise UserError(f"the combined instruction is {len(prompt)} characters; the limit is "
                              f"{P.MAX_PROMPT_CHARS}: combine from a later step or shorten instructions")
         # The combined steps may have used different references (or none): combine without one.
         return self.edit(key, prompt, replace(opts, reference=None), parent=path[0].id, **kw)
@@ -391,7 +392,7 @@ class Sessions:
 
     def jump(self, key: str, node_id: int) -> History:
         if isinstance(node_id, bool) or not isinstance(node_id, int):
-            raise ValueError(f"step must be a step number, got {node_id!r}")
+            raise UserError(f"step must be a step number, got {node_id!r}")
         return self._update(key, lambda h: h.jump(node_id))
 
     def switch_branch(self, key: str, offset: int) -> History:
@@ -440,7 +441,7 @@ class Sessions:
 
     def _pictures(self, key: str, nodes: list[Node], side: int) -> list[tuple[Image.Image, str]]:
         if not nodes:
-            raise ValueError("nothing to show: this session has no steps yet")
+            raise UserError("nothing to show: this session has no steps yet")
         return [(sheets.thumbnail(self.store.read_image_bytes(key, n.image), side), sheets.caption(n))
                 for n in nodes]
 

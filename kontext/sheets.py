@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import UserError
 from .history import Node
 
 BACKGROUND = (24, 24, 27)
@@ -97,9 +98,9 @@ def animation(frames: Sequence[tuple[Image.Image, str]], *, fmt: str = "gif", ma
               frame_ms: int = 1000) -> bytes:
     """An animated GIF or WebP, one frame per (image, caption), each shown `frame_ms`, looping."""
     if fmt not in ANIMATION_FORMATS:
-        raise ValueError(f"animation format must be one of {ANIMATION_FORMATS}, got {fmt!r}")
+        raise UserError(f"animation format must be one of {ANIMATION_FORMATS}, got {fmt!r}")
     if not frames:
-        raise ValueError("nothing to animate: the path has no steps")
+        raise UserError("nothing to animate: the path has no steps")
     box = _box_size([im for im, _ in frames], max_side)
     out = [_captioned(im, box, text) for im, text in frames]
     buf = io.BytesIO()
@@ -118,7 +119,7 @@ def contact_sheet(items: Sequence[tuple[Image.Image, str]], *, thumb: int = 256,
                   columns: int | None = None) -> bytes:
     """A PNG grid of thumbnails (longer side `thumb`), each with two lines of caption."""
     if not items:
-        raise ValueError("nothing to show: the history has no steps")
+        raise UserError("nothing to show: the history has no steps")
     cols = columns or min(MAX_COLUMNS, math.ceil(math.sqrt(len(items))))
     box = _box_size([im for im, _ in items], thumb)
     cells = [_captioned(im, box, text, lines=2) for im, text in items]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 # Backends diffusers' dispatcher knows that make sense for FLUX on one GPU. "native" is PyTorch SDPA
 # (it picks flash/cuDNN/efficient itself); the "_hub" ones fetch kernels from the hub at first use.
 ATTENTION_BACKENDS = (
@@ -48,7 +50,7 @@ class SpeedOptions:
     def __post_init__(self) -> None:
         for name in ("compile", "draft"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise UserError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _check_choice("attention", self.attention, ATTENTION_BACKENDS, optional=True)
         _check_choice("quantize", self.quantize, QUANTIZE_MODES, optional=True)
         _check_choice("cache", self.cache, CACHE_METHODS, optional=True)
@@ -56,12 +58,12 @@ class SpeedOptions:
         t = self.cache_threshold
         if t is not None:
             if self.cache != "fbcache":
-                raise ValueError(f"cache_threshold applies to cache='fbcache' only, got cache={self.cache!r}")
+                raise UserError(f"cache_threshold applies to cache='fbcache' only, got cache={self.cache!r}")
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
-                raise ValueError(f"cache_threshold must be a number above 0 and at most 1, got {t!r}")
+                raise UserError(f"cache_threshold must be a number above 0 and at most 1, got {t!r}")
         if self.compile and self.offload == "sequential":
             # accelerate's per-layer hooks move weights inside every forward: nothing stable to compile.
-            raise ValueError("compile cannot be combined with offload='sequential'; use offload='group'")
+            raise UserError("compile cannot be combined with offload='sequential'; use offload='group'")
 
     @property
     def label(self) -> str:
@@ -89,7 +91,7 @@ def _check_choice(name: str, value: object, allowed: tuple[str, ...], optional: 
         return
     if value not in allowed:
         extra = " or None" if optional else ""
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}{extra}; got {value!r}")
+        raise UserError(f"{name} must be one of {', '.join(allowed)}{extra}; got {value!r}")
 
 
 MODE_WORDS = ("eager", "compile", "fp8", "int8", "fast", "fast@T", "taylorseer", "draft",
@@ -99,7 +101,7 @@ MODE_WORDS = ("eager", "compile", "fp8", "int8", "fast", "fast@T", "taylorseer",
 def parse_mode(name: str) -> SpeedOptions:
     """Read a mode name such as "fp8+compile" or "fast@0.12+offload-model" into SpeedOptions."""
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"mode must be a name such as eager or fp8+compile, got {name!r}")
+        raise UserError(f"mode must be a name such as eager or fp8+compile, got {name!r}")
     kw: dict[str, Any] = {}
     for word in name.strip().split("+"):
         word = word.strip()
@@ -115,7 +117,7 @@ def parse_mode(name: str) -> SpeedOptions:
                 try:
                     kw["cache_threshold"] = float(word.split("@", 1)[1])
                 except ValueError:
-                    raise ValueError(f"mode {name!r}: fast@T needs a number T, got {word!r}") from None
+                    raise UserError(f"mode {name!r}: fast@T needs a number T, got {word!r}") from None
         elif word in CACHE_METHODS:
             kw["cache"] = word
         elif word == "draft":
@@ -125,11 +127,11 @@ def parse_mode(name: str) -> SpeedOptions:
         elif word.startswith("attn-"):
             kw["attention"] = word.removeprefix("attn-")
         else:
-            raise ValueError(f"mode {name!r}: unknown word {word!r}; words are {', '.join(MODE_WORDS)}")
+            raise UserError(f"mode {name!r}: unknown word {word!r}; words are {', '.join(MODE_WORDS)}")
     try:
         return SpeedOptions(**kw)
     except ValueError as e:
-        raise ValueError(f"mode {name!r}: {e}") from None
+        raise UserError(f"mode {name!r}: {e}") from None
 
 
 # (at least this many GiB of GPU memory, offload, quantize): what --mode auto picks, largest first.
@@ -145,7 +147,7 @@ def choose_low_memory(total_gpu_bytes: int) -> tuple[str, str | None, str]:
     1 MP edit needs a few GiB of activations on top of the largest part on the GPU.
     """
     if isinstance(total_gpu_bytes, bool) or not isinstance(total_gpu_bytes, int) or total_gpu_bytes <= 0:
-        raise ValueError(f"total_gpu_bytes must be a positive whole number, got {total_gpu_bytes!r}")
+        raise UserError(f"total_gpu_bytes must be a positive whole number, got {total_gpu_bytes!r}")
     gib = total_gpu_bytes / 2**30
     offload, quantize = next((o, q) for floor, o, q in LOW_MEMORY_TIERS if gib >= floor)
     reasons = {

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from .errors import UserError
 from .speed import SpeedOptions, choose_low_memory, parse_mode, warm_up
 
 log = logging.getLogger("kontext.startup")
@@ -35,7 +36,7 @@ def resolve_speed(mode: str, device: str | None, offload: str = "none",
         if offload != "none":
             asked.append("offload")
         if asked:
-            raise ValueError(f"speed mode {mode!r} uses {', '.join(sorted(set(asked)))}, which ZeroGPU does not "
+            raise UserError(f"speed mode {mode!r} uses {', '.join(sorted(set(asked)))}, which ZeroGPU does not "
                              "support (the GPU is lent per edit in a forked worker): use --mode auto or eager")
         return opts, f"speed mode {opts.label} (ZeroGPU: eager bf16, the GPU is lent per edit)"
     if mode != "auto":

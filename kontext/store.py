@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .history import History
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
@@ -42,7 +43,7 @@ def new_key() -> str:
 
 def check_key(key: object) -> str:
     if not isinstance(key, str) or not KEY_RE.match(key):
-        raise ValueError("session key is missing or malformed; start a new session")
+        raise UserError("session key is missing or malformed; start a new session")
     return key
 
 
@@ -72,9 +73,9 @@ class Store:
     def __init__(self, root: str | Path, max_idle_s: float = DEFAULT_MAX_IDLE_S,
                  max_bytes: int = DEFAULT_MAX_BYTES):
         if max_idle_s <= 0:
-            raise ValueError(f"max_idle_s must be positive, got {max_idle_s}")
+            raise UserError(f"max_idle_s must be positive, got {max_idle_s}")
         if max_bytes <= 0:
-            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+            raise UserError(f"max_bytes must be positive, got {max_bytes}")
         self.root = Path(root)
         self.max_idle_s = max_idle_s
         self.max_bytes = max_bytes
@@ -87,7 +88,7 @@ class Store:
 
     def image_path(self, key: str, name: str) -> Path:
         if not isinstance(name, str) or not IMAGE_RE.match(name):
-            raise ValueError(f"image reference {name!r} is not one this store wrote")
+            raise UserError(f"image reference {name!r} is not one this store wrote")
         return self.folder(key) / "images" / name
 
     # --- reading -------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class Store:
         folder = self.folder(key)
         for node in history.nodes.values():
             if not self.image_path(key, node.image).is_file():
-                raise ValueError(f"step {node.id} names image {node.image}, which is not stored")
+                raise UserError(f"step {node.id} names image {node.image}, which is not stored")
         folder.mkdir(parents=True, exist_ok=True)
         _fsync_write(folder / HISTORY_FILE, json.dumps(history.to_dict()).encode("utf-8"))
 

@@ -194,3 +194,35 @@ def test_draft_then_refine(app, browser, tmp_path):
     assert "draft" not in status(page)
     assert thumbs(page).count() == 2  # the refined step is a sibling of the draft, on its own branch
     page.close()
+
+
+def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path):
+    """The raw file reaches our intake: each bad upload gets our message as a toast within a second,
+    and the page keeps the committed state (here: one step)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from hostile_corpus import corpus
+
+    page = started_page(app, browser, tmp_path)
+    files = dict((n, d) for n, d, e in corpus() if e == "refused")
+    slowest = 0.0
+    for name in ("empty.png", "html.png", "pdf.png", "bad-ihdr-crc.png", "truncated-half.png", "ztxt-bomb.png",
+                 "iccp-bomb.png", "bytes-before-signature.png", "bomb-12000.png", "bomb.webp", "bomb.jpg",
+                 "tiny-1x1.png"):
+        path = tmp_path / name
+        path.write_bytes(files[name])
+        page.evaluate("document.querySelectorAll('.toast-wrap .toast-close, .toast-close').forEach(b => b.click())")
+        started = page.evaluate("performance.now()")
+        page.locator("#canvas input[type=file]").set_input_files(str(path))
+        page.wait_for_selector(".toast-body:has-text('image: ')", timeout=5000)
+        slowest = max(slowest, (page.evaluate("performance.now()") - started) / 1000)
+        page.wait_for_function("document.querySelector('#timeline').querySelectorAll('.thumbnail-item').length == 1")
+    assert "Step #1" in status(page)
+    assert slowest < 1.5, f"slowest toast after {slowest:.2f} s"
+    page.get_by_text("Reference image: a style").click()
+    bomb = tmp_path / "bomb-12000.png"
+    page.locator("#ref-image input[type=file]").set_input_files(str(bomb))
+    page.wait_for_selector(".toast-body:has-text('reference: ')", timeout=5000)
+    page.screenshot(path=str(ARTIFACTS / "browser-desktop-bad-upload.png"), full_page=True)
+    page.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kontext.errors import UserError
+
 
 def check_signed_in(login: str, profile: Any) -> None:
     """With `login == "hf"`, refuse a GPU turn from a visitor who has not signed in.
@@ -12,5 +14,17 @@ def check_signed_in(login: str, profile: Any) -> None:
     the Space's OAuth (front matter `hf_oauth: true`), locally from `hf auth login`'s account.
     """
     if login == "hf" and profile is None:
-        raise ValueError("sign in with Hugging Face (the button at the top of the page) to edit: "
+        raise UserError("sign in with Hugging Face (the button at the top of the page) to edit: "
                          "this Space's owner pays for its GPU")
+
+
+def uploaded_path(value: Any, name: str) -> str | None:
+    """The server path of a file as gradio hands it over without preprocessing (a FileData dict or a
+    path), so the raw upload reaches kontext.images, which answers every bad file in plain words.
+    Gradio has already checked that the path lies in its upload folder."""
+    if value is None or value == "":
+        return None
+    path = value.get("path") if isinstance(value, dict) else value
+    if not isinstance(path, str) or not path:
+        raise UserError(f"{name} must be an uploaded file")
+    return path

@@ -11,11 +11,12 @@ from typing import Any
 
 import gradio as gr
 
+from kontext.errors import UserError
 from kontext.session import EditOptions, Sessions
 from kontext.turns import Done, stream
 
 from . import share, view
-from .access import check_signed_in
+from .access import check_signed_in, uploaded_path
 from .events import friendly
 
 
@@ -23,7 +24,7 @@ def whole(name: str, value: Any) -> int:
     """A whole number from a JSON number, or a ValueError naming the argument (no silent rounding)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
             float("inf"), float("-inf")) or int(value) != value:
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise UserError(f"{name} must be a whole number, got {value!r}")
     return int(value)
 
 
@@ -46,9 +47,10 @@ class Api:
 
         Returns the current image and the session's history. Earlier chains stay reachable with `jump`.
         """
-        if not image:
-            raise ValueError("image is missing: send a picture to start from")
-        self.s.upload(session, image, name="upload")
+        path = uploaded_path(image, "image")
+        if not path:
+            raise UserError("image is missing: send a picture to start from")
+        self.s.upload(session, path, name="upload")
         return self._result(session)
 
     def _stream(self, session: str, run: Any) -> Any:
@@ -78,10 +80,13 @@ class Api:
         then re-runs it at full size with the same seed.
         """
         check_signed_in(self.login, profile)
+        ref = uploaded_path(reference, "reference")
+        if draft not in (True, False, None):
+            raise UserError(f"draft must be true or false, got {draft!r}")
         opts = EditOptions(seed_mode=seed_mode, seed=whole("seed", seed),
                            guidance=guidance or None, steps=whole("steps", steps) or None,
                            width=whole("width", width) or None, height=whole("height", height) or None,
-                           reference=self.s.add_reference(session, reference) if reference else None,
+                           reference=self.s.add_reference(session, ref) if ref else None,
                            draft=bool(draft))
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw))
 
@@ -138,7 +143,7 @@ class Api:
     def import_zip(self, session: str, file: str) -> tuple[str | None, dict[str, Any]]:
         """Continue from an exported ZIP: all its steps and branches are added to the session."""
         if not file:
-            raise ValueError("file is missing: send a ZIP exported by this app")
+            raise UserError("file is missing: send a ZIP exported by this app")
         self.s.import_zip(session, file)
         return self._result(session)
 
@@ -170,8 +175,10 @@ class Api:
         gpu = dict(api_visibility="public", concurrency_id="gpu", concurrency_limit=q.slots + q.max_waiting + 1)
         f = friendly
         trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
-        trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", **common)
-        trigger.click(f(self.edit), [key, text, mode, *nums, reference_in, draft_in], pair, api_name="edit", **gpu)
+        # preprocess=False: images reach kontext.images as uploaded (see ui/events.py).
+        trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", preprocess=False, **common)
+        trigger.click(f(self.edit), [key, text, mode, *nums, reference_in, draft_in], pair, api_name="edit",
+                      preprocess=False, **gpu)
         trigger.click(f(self.refine), [key], pair, api_name="refine", **gpu)
         trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)
         trigger.click(f(self.combine), [key], pair, api_name="combine", **gpu)

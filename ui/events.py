@@ -1,7 +1,8 @@
 """All of the page's wiring in one place. Handlers are thin: UI values in, `kontext` calls, UI values out.
 
-Errors: `kontext` raises ValueError (bad input) or RuntimeError (out of memory, ...); `friendly`
-turns them into gr.Error with the same words. Nothing here mutates a history: every change goes
+Errors: `kontext` raises UserError for anything the user can fix; `friendly` shows its words as
+they are (logged in one line), and turns any other exception, a bug, into "something went wrong"
+with an id that finds its traceback in the log. Nothing here mutates a history: every change goes
 through `Sessions`, which commits only complete turns.
 """
 
@@ -12,6 +13,7 @@ import html
 import inspect
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +21,13 @@ import gradio as gr
 
 from kontext import params as P
 from kontext.engine import Cancelled
+from kontext.errors import UserError
 from kontext.session import EditOptions, Sessions
 from kontext.store import check_key
 from kontext.turns import Done, stream
 
 from . import share, view
-from .access import check_signed_in
+from .access import check_signed_in, uploaded_path
 from .layout import Page
 
 log = logging.getLogger("kontext.ui")
@@ -38,12 +41,15 @@ def friendly(fn: Callable) -> Callable:
         if isinstance(e, gr.Error):
             return e
         if isinstance(e, Cancelled):
-            return gr.Error("Stopped: nothing was changed.", title="Stopped")
-        if isinstance(e, (ValueError, RuntimeError)):
+            return gr.Error("Stopped: nothing was changed.", title="Stopped", print_exception=False)
+        if isinstance(e, UserError):
+            log.info("refused %s: %s", getattr(fn, "__name__", "?"), str(e)[:300])
             # Toasts render HTML and messages may quote file names: escape tags, keep quotes readable.
-            return gr.Error(html.escape(str(e), quote=False))
-        log.exception("unexpected error in %s", getattr(fn, "__name__", repr(fn)))
-        return gr.Error(f"Something went wrong ({type(e).__name__}); your history is unchanged.")
+            return gr.Error(html.escape(str(e), quote=False), print_exception=False)
+        error_id = secrets.token_hex(4)
+        log.exception("bug %s in %s", error_id, getattr(fn, "__name__", repr(fn)))
+        return gr.Error(f"Something went wrong (error {error_id}); your history is unchanged. "
+                        "The server's log has the details under that id.", print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -131,10 +137,12 @@ class Wiring:
             log.exception("session sweep failed")
         return [key, *view_values]
 
-    def upload(self, key: str, path: str | None) -> list[Any]:
+    def upload(self, key: str, value: Any) -> list[Any]:
+        path = uploaded_path(value, "image")
         if not path:
             return self.redraw(key)
-        self.s.upload(key, path, name=os.path.basename(path))
+        name = value.get("orig_name") if isinstance(value, dict) else None
+        self.s.upload(key, path, name=str(name or os.path.basename(path)))
         return self.redraw(key)
 
     def edit(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
@@ -226,8 +234,9 @@ class Wiring:
             return [self.compare(key, other.id, cur.id), other.id, cur.id]
         return preset
 
-    def set_reference(self, key: str, path: str | None) -> tuple[str | None, str]:
+    def set_reference(self, key: str, value: Any) -> tuple[str | None, str]:
         """Store the reference once; edits then name it (the tab keeps the name in a gr.State)."""
+        path = uploaded_path(value, "reference")
         if not path:
             return None, ""
         return self.s.add_reference(key, path), "**Reference set**: the next edits use it."
@@ -237,7 +246,7 @@ class Wiring:
 
     def import_zip(self, key: str, path: str | None) -> list[Any]:
         if not path:
-            raise ValueError("no file was uploaded")
+            raise UserError("no file was uploaded")
         gr.Info(self.s.import_zip(key, path).message)
         return self.redraw(key)
 
@@ -286,7 +295,9 @@ class Wiring:
 
         nav = dict(queue=False, api_visibility="undocumented")
         # Uploads decode and re-encode up to 40 MP: queued, two at a time, never blocking undo/redo.
-        up = p.canvas.upload(f(self.upload), [p.key, p.canvas], views, api_name="ui_upload",
+        # preprocess=False: the raw upload reaches kontext.images, which answers every bad file itself
+        # (gradio's own decoding would fail first, with no message on the page).
+        up = p.canvas.upload(f(self.upload), [p.key, p.canvas], views, api_name="ui_upload", preprocess=False,
                              concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
         up.failure(f(self.redraw), [p.key], views, queue=False, api_visibility="private")  # drop the rejected picture
         p.undo_btn.click(f(self.undo), [p.key], views, api_name="ui_undo", **nav)
@@ -300,9 +311,11 @@ class Wiring:
         trio = [p.slider, p.cmp_a, p.cmp_b]
         p.cmp_prev.click(f(self.compare_preset("previous")), [p.key], trio, api_name="ui_cmp_prev", **nav)
         p.cmp_orig.click(f(self.compare_preset("original")), [p.key], trio, api_name="ui_cmp_orig", **nav)
-        x["ref_image"].upload(f(self.set_reference), [p.key, x["ref_image"]], [x["ref_name"], x["ref_status"]],
-                              api_name="ui_reference", concurrency_id="upload", concurrency_limit=2,
-                              api_visibility="undocumented")
+        ref = x["ref_image"].upload(f(self.set_reference), [p.key, x["ref_image"]], [x["ref_name"], x["ref_status"]],
+                                    api_name="ui_reference", concurrency_id="upload", concurrency_limit=2,
+                                    preprocess=False, api_visibility="undocumented")
+        ref.failure(lambda: (None, None, ""), None, [x["ref_image"], x["ref_name"], x["ref_status"]], queue=False,
+                    api_visibility="private")  # drop the rejected picture
         x["ref_image"].clear(lambda: (None, ""), None, [x["ref_name"], x["ref_status"]], queue=False,
                              api_visibility="private")
         x["text_btn"].click(f(self.text_prompt), [x["old_text"], x["new_text"]], [p.prompt], api_name="ui_text_prompt",
