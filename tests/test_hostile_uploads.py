@@ -7,12 +7,12 @@ import zlib
 
 import pytest
 from gradio_client import Client, handle_file
+from hostile_corpus import corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from apphelpers import running_app
-from hostile_corpus import corpus
 from kontext.errors import UserError
 from kontext.images import open_image
 from kontext.session import EditOptions, Sessions
