@@ -23,7 +23,7 @@ class Settings:
     mcp: bool = False
     offload: str = "none"
     device: str | None = None
-    secret: str | None = None  # encrypts the session key kept in the browser
+    secret: str | None = None  # gr.BrowserState's secret (sent to the page: it hides nothing from a visitor)
     gpu_slots: int = 1  # edits that run at once
     max_waiting: int = 16  # edits that may wait for a slot
     zerogpu: bool = False  # on a ZeroGPU Space: the GPU is lent per edit

@@ -37,7 +37,7 @@ STEP_NAME_RE = re.compile(r"^steps/[0-9]{1,9}\.png$")
 REFERENCE_RE = re.compile(r"^[0-9a-f]{32}\.png$")  # a stored image name, as kontext.store makes them
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_ID = 10**9
+MAX_ID = 10**9 - 1  # step ids fit the 9 digits STEP_NAME_RE allows, so an export re-imports
 MAX_EXTRA_JSON = 4096  # a step's `extra` (speed mode, source name) is small
 
 
@@ -265,9 +265,9 @@ def _step(i: int, d: object) -> tuple[Node, str]:
     need("kind", d.get("kind") in KINDS, f"one of {KINDS}")
     need("prompt", isinstance(d.get("prompt"), str) and len(d["prompt"]) <= P.MAX_PROMPT_CHARS,
          f"text of at most {P.MAX_PROMPT_CHARS} characters")
-    need("image", isinstance(d.get("image"), str) and bool(STEP_NAME_RE.match(d["image"])),
+    need("image", isinstance(d.get("image"), str) and bool(STEP_NAME_RE.fullmatch(d["image"])),
          "a file name like steps/0003.png")
-    need("sha256", isinstance(d.get("sha256"), str) and bool(SHA_RE.match(d["sha256"])),
+    need("sha256", isinstance(d.get("sha256"), str) and bool(SHA_RE.fullmatch(d["sha256"])),
          "64 lowercase hex digits")
     for name in ("width", "height"):
         need(name, _int(d.get(name)) and MIN_SIDE <= d[name] <= MAX_SIDE, f"a whole number from {MIN_SIDE} "
@@ -352,7 +352,7 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
     if not isinstance(refs, Mapping) or len(refs) > limits.max_steps:
         raise UserError(f"manifest.json 'references' must be a JSON object of at most {limits.max_steps} images")
     for name, sha in refs.items():
-        if not (isinstance(name, str) and REFERENCE_RE.match(name) and isinstance(sha, str) and SHA_RE.match(sha)):
+        if not (isinstance(name, str) and REFERENCE_RE.fullmatch(name) and isinstance(sha, str) and SHA_RE.fullmatch(sha)):
             raise UserError(f"manifest.json 'references' has a bad entry {name!r:.60}")
     for n in nodes.values():
         if "reference" not in n.extra:
@@ -394,6 +394,8 @@ def plan_ids(export: Export, history: History) -> dict[int, int]:
     if history.empty:
         return {n.id: n.id for n in export.nodes}
     start = history.next_id()
+    if start + len(export.nodes) - 1 > MAX_ID:
+        raise UserError(f"this session's step numbers would pass {MAX_ID:,}: import the export into a new session")
     # In id order, so every parent still comes before its children.
     return {n.id: start + i for i, n in enumerate(export.nodes)}
 

@@ -109,14 +109,14 @@ def committed_files(root: Path) -> dict[str, Path]:
         out[SECRET_FILE] = secret
     for folder in root.iterdir():
         history = folder / HISTORY_FILE
-        if not FOLDER_RE.match(folder.name) or not history.is_file():
+        if not FOLDER_RE.fullmatch(folder.name) or not history.is_file():
             continue
         try:
             h = History.from_dict(json.loads(history.read_text("utf-8")))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # replaced or removed meanwhile, or damaged: the next push looks again
         for name in {n.image for n in h.nodes.values()} | set(referenced_images(h)):
-            if IMAGE_RE.match(name) and (folder / "images" / name).is_file():
+            if IMAGE_RE.fullmatch(name) and (folder / "images" / name).is_file():
                 out[f"{folder.name}/images/{name}"] = folder / "images" / name
         out[f"{folder.name}/{HISTORY_FILE}"] = history
     return out
@@ -142,7 +142,7 @@ class Mirror:
         """Bring back what the remote holds and this disk lacks; return how many sessions it has."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.remote.pull(self.root)
-        return sum(1 for p in self.root.iterdir() if FOLDER_RE.match(p.name) and (p / HISTORY_FILE).is_file())
+        return sum(1 for p in self.root.iterdir() if FOLDER_RE.fullmatch(p.name) and (p / HISTORY_FILE).is_file())
 
     def push(self) -> tuple[int, int]:
         """Send what changed since the last push; return (files added, files deleted)."""

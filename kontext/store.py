@@ -42,7 +42,7 @@ def new_key() -> str:
 
 
 def check_key(key: object) -> str:
-    if not isinstance(key, str) or not KEY_RE.match(key):
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
         raise UserError("session key is missing or malformed; start a new session")
     return key
 
@@ -87,7 +87,7 @@ class Store:
         return self.root / digest
 
     def image_path(self, key: str, name: str) -> Path:
-        if not isinstance(name, str) or not IMAGE_RE.match(name):
+        if not isinstance(name, str) or not IMAGE_RE.fullmatch(name):
             raise UserError(f"image reference {name!r} is not one this store wrote")
         return self.folder(key) / "images" / name
 
@@ -163,7 +163,7 @@ class Store:
             return rows
         for folder in self.root.iterdir():
             # Only folders this store made: a data dir shared with anything else must stay safe.
-            if not folder.is_dir() or not FOLDER_RE.match(folder.name):
+            if not folder.is_dir() or not FOLDER_RE.fullmatch(folder.name):
                 continue
             try:
                 stats = [p.stat() for p in folder.rglob("*") if p.is_file()]

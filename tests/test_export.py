@@ -307,6 +307,8 @@ HOSTILE = {
                        "parent 7 is not in the export"),
     "not a tree (cycle)": (lambda e: make_zip(with_manifest(e, _cycle)), "cannot have a parent|earlier step"),
     "image fails validation": (lambda e: make_zip(_bad_aspect(e)), "aspect ratio"),
+    "step id past nine digits": (lambda e: make_zip(with_manifest(e, lambda m: m["steps"][2].update(id=10**9))),
+                                 "'id' must be a whole number from 1 to 999999999"),
     "image path in manifest": (lambda e: make_zip(with_manifest(
         e, lambda m: m["steps"][0].update(image="../s/x.png"))), "a file name like steps/0003.png"),
 }

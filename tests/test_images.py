@@ -57,3 +57,17 @@ def test_truncated_file_is_rejected():
 def test_missing_file_names_the_argument(tmp_path):
     with pytest.raises(ValueError, match="--image: file not found"):
         open_image(tmp_path / "nope.png", "--image")
+
+
+def test_the_xmp_disclosure_stays_well_formed_with_control_characters():
+    import io
+    import xml.etree.ElementTree as ET
+
+    from kontext.metadata import png_bytes
+
+    prompt = "make it \x00blue\x07 & <bold>\x1b[31m \ufffe"
+    data = png_bytes(Image.new("RGB", (32, 32)), {"kind": "edit", "prompt": prompt, "model": "tiny"})
+    xmp = Image.open(io.BytesIO(data)).text["XML:com.adobe.xmp"]
+    body = xmp[xmp.index("<x:xmpmeta"):xmp.index("</x:xmpmeta>") + len("</x:xmpmeta>")]
+    root = ET.fromstring(body)  # raises on malformed XML
+    assert "blue" in "".join(root.itertext()) and "<bold>" in "".join(root.itertext())

@@ -125,3 +125,13 @@ def test_sweep_only_touches_session_folders(tmp_path):
     store.sweep()
     assert other.is_dir() and (other / "weights.bin").is_file()
     assert not store.exists(key)
+
+
+def test_a_key_with_a_trailing_newline_is_not_a_key(store):
+    from kontext.store import check_key, new_key
+
+    key = new_key()
+    assert check_key(key) == key
+    for bad in (key + "\n", key + "\r\n", "\n" + key, key[:-1] + "\n"):
+        with pytest.raises(ValueError, match="malformed"):
+            check_key(bad)

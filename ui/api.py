@@ -1,7 +1,7 @@
 """Named API endpoints (and MCP tools) with the page's session semantics, keyed explicitly.
 
 Each endpoint takes the session key returned by `new_session`, so a script holds its own session the
-same way a browser tab holds one (the tab keeps its key in encrypted browser storage). The components
+same way a browser tab holds one (the tab keeps its key in the browser's local storage). The components
 here are hidden: they only give the endpoints typed inputs and file outputs.
 """
 
