@@ -352,7 +352,8 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
     if not isinstance(refs, Mapping) or len(refs) > limits.max_steps:
         raise UserError(f"manifest.json 'references' must be a JSON object of at most {limits.max_steps} images")
     for name, sha in refs.items():
-        if not (isinstance(name, str) and REFERENCE_RE.fullmatch(name) and isinstance(sha, str) and SHA_RE.fullmatch(sha)):
+        good_name = isinstance(name, str) and REFERENCE_RE.fullmatch(name)
+        if not (good_name and isinstance(sha, str) and SHA_RE.fullmatch(sha)):
             raise UserError(f"manifest.json 'references' has a bad entry {name!r:.60}")
     for n in nodes.values():
         if "reference" not in n.extra:
