@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -33,6 +34,7 @@ FOLDER_RE = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MAX_IDLE_S = 7 * 24 * 3600
 DEFAULT_MAX_BYTES = 20 * 2**30
 HISTORY_FILE = "history.json"
+THUMB_SIDE = 256  # timeline thumbnails, pixels on the long side
 BUSY_S = 600  # the disk budget never deletes a session used this recently
 
 
@@ -116,11 +118,32 @@ class Store:
         _fsync_write(path, png)
         return name
 
+    def thumbnail_path(self, key: str, name: str, side: int = THUMB_SIDE) -> Path:
+        """A small JPEG of a stored image for the timeline, made on first use and kept beside it
+        (the timeline then sends kilobytes per step, not the full picture)."""
+        src = self.image_path(key, name)
+        thumb = src.parent.parent / "thumbs" / f"{src.stem}.jpg"
+        if not thumb.is_file():
+            from PIL import Image
+
+            with Image.open(src) as img:
+                img = img.convert("RGB")
+                img.thumbnail((side, side), Image.LANCZOS)
+                buf = io.BytesIO()
+                img.save(buf, format="JPEG", quality=85)
+            thumb.parent.mkdir(parents=True, exist_ok=True)
+            _fsync_write(thumb, buf.getvalue())
+        return thumb
+
     def discard_images(self, key: str, names: object) -> None:
         """Remove images no history names (a failed import's); drop the folder if that left it empty."""
         for name in names:
-            self.image_path(key, name).unlink(missing_ok=True)
+            path = self.image_path(key, name)
+            path.unlink(missing_ok=True)
+            (path.parent.parent / "thumbs" / f"{path.stem}.jpg").unlink(missing_ok=True)
         folder = self.folder(key)
+        with contextlib.suppress(OSError):
+            (folder / "thumbs").rmdir()
         for d in (folder / "images", folder):
             try:
                 d.rmdir()  # only succeeds when empty: a session with a history keeps its folder
@@ -153,6 +176,11 @@ class Store:
         for p in images.iterdir():
             if p.name not in named and p.stat().st_mtime < cutoff:
                 p.unlink(missing_ok=True)
+        thumbs = images.parent / "thumbs"
+        if thumbs.is_dir():
+            for p in thumbs.iterdir():
+                if not (images / f"{p.stem}.png").is_file():
+                    p.unlink(missing_ok=True)
 
     # --- expiry --------------------------------------------------------------------------------
     def usage(self) -> list[tuple[Path, float, int]]:

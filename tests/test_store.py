@@ -135,3 +135,23 @@ def test_a_key_with_a_trailing_newline_is_not_a_key(store):
     for bad in (key + "\n", key + "\r\n", "\n" + key, key[:-1] + "\n"):
         with pytest.raises(ValueError, match="malformed"):
             check_key(bad)
+
+
+def test_thumbnails_are_small_made_once_and_go_with_their_image(tmp_path):
+    import io
+
+    from PIL import Image
+
+    store = Store(tmp_path)
+    key = new_key()
+    buf = io.BytesIO()
+    Image.effect_noise((1024, 768), 40).convert("RGB").save(buf, format="PNG")
+    name = store.save_image(key, buf.getvalue())
+    thumb = store.thumbnail_path(key, name)
+    with Image.open(thumb) as t:
+        assert t.size == (256, 192)
+    made = thumb.stat().st_mtime_ns
+    assert store.thumbnail_path(key, name).stat().st_mtime_ns == made  # not made again
+    assert thumb.stat().st_size < len(buf.getvalue()) / 10
+    store.discard_images(key, [name])
+    assert not thumb.exists() and not store.folder(key).exists()

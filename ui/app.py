@@ -38,6 +38,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
     # delete_cache: gradio's copies of served images and previews go after a day (checked hourly).
     with gr.Blocks(title="Kontext Playground", fill_width=True, delete_cache=(3600, 86400)) as demo:
         page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
+        page.shown = gr.State(None)
         render_header(sessions.engine, settings)
         render_engine_status(sessions.engine, startup)
         page.extra["ref_name"] = gr.State(None)  # the stored reference image this tab edits with

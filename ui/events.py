@@ -93,27 +93,39 @@ class Wiring:
         p = page
         # Everything a redraw touches, in the order `redraw` returns values.
         self.view_outputs = [p.canvas, p.gallery, p.status, p.branch, p.prev_branch, p.next_branch,
-                             p.undo_btn, p.redo_btn, p.goto, p.tree, p.slider, p.cmp_a, p.cmp_b, p.drift]
+                             p.undo_btn, p.redo_btn, p.goto, p.tree, p.slider, p.cmp_a, p.cmp_b, p.drift, p.shown]
 
     # --- drawing -------------------------------------------------------------------------------
-    def redraw(self, key: str) -> list[Any]:
+    def redraw(self, key: str, shown: dict | None = None) -> list[Any]:
+        """The page for `key`'s history. `shown` is what this tab already has (a per-tab gr.State):
+        the timeline and the step menus are sent only when they changed, so undo and redo on a long
+        chain send a selection, not every thumbnail again."""
         snap = view.snapshot(self.s, key)
         multi = bool(snap.branch)
+        shown = shown if isinstance(shown, dict) else {}
+        line, choices = tuple(map(tuple, snap.gallery)), tuple(map(tuple, snap.choices))
+        fresh_line, fresh_choices = shown.get("timeline") != line, shown.get("choices") != choices
+
+        def menu(value: Any) -> Any:
+            return gr.Dropdown(choices=snap.choices, value=value) if fresh_choices else gr.Dropdown(value=value)
+
         return [
             snap.image,
-            gr.Gallery(value=snap.gallery, selected_index=snap.selected),
+            gr.Gallery(value=snap.gallery, selected_index=snap.selected) if fresh_line
+            else gr.Gallery(selected_index=snap.selected),
             snap.status,
             snap.branch,
             gr.Button(visible=multi),
             gr.Button(visible=multi),
             gr.Button(interactive=snap.can_undo),
             gr.Button(interactive=snap.can_redo),
-            gr.Dropdown(choices=snap.choices, value=snap.current),
+            menu(snap.current),
             snap.tree,
             snap.compare,
-            gr.Dropdown(choices=snap.choices, value=snap.compare_ids[0]),
-            gr.Dropdown(choices=snap.choices, value=snap.compare_ids[1]),
+            menu(snap.compare_ids[0]),
+            menu(snap.compare_ids[1]),
             f"⚠️ {snap.drift}" if snap.drift else "",
+            {"timeline": line, "choices": choices},
         ]
 
     # --- handlers ------------------------------------------------------------------------------
@@ -137,15 +149,15 @@ class Wiring:
             log.exception("session sweep failed")
         return [key, *view_values]
 
-    def upload(self, key: str, value: Any) -> list[Any]:
+    def upload(self, key: str, shown: Any, value: Any) -> list[Any]:
         path = uploaded_path(value, "image")
         if not path:
-            return self.redraw(key)
+            return self.redraw(key, shown)
         name = value.get("orig_name") if isinstance(value, dict) else None
         self.s.upload(key, path, name=str(name or os.path.basename(path)))
-        return self.redraw(key)
+        return self.redraw(key, shown)
 
-    def edit(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
+    def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, reference: str | None = None, draft: bool = False, mode: str = "edit",
              profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
@@ -171,7 +183,7 @@ class Wiring:
         for item in stream(turn):
             if isinstance(item, Done):
                 _, node = item.value
-                yield [*self.redraw(key), node.seed, "", gr.Button(visible=True), gr.Button(visible=False)]
+                yield [*self.redraw(key, shown), node.seed, "", gr.Button(visible=True), gr.Button(visible=False)]
                 return
             if item.total == 0:
                 ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
@@ -182,39 +194,39 @@ class Wiring:
                    status, *skip[3:], gr.skip(), gr.skip(), *busy]
             yield out
 
-    def stopped(self, key: str) -> list[Any]:
+    def stopped(self, key: str, shown: Any = None) -> list[Any]:
         """After Stop: show the committed state again (a preview never stays on screen)."""
         gr.Info("Stopped: nothing was changed.")  # a queued event, so the toast reaches the page
-        return [*self.redraw(key), gr.Button(visible=True), gr.Button(visible=False)]
+        return [*self.redraw(key, shown), gr.Button(visible=True), gr.Button(visible=False)]
 
-    def failed(self, key: str) -> list[Any]:
-        return [*self.redraw(key), gr.Button(visible=True), gr.Button(visible=False)]
+    def failed(self, key: str, shown: Any = None) -> list[Any]:
+        return [*self.redraw(key, shown), gr.Button(visible=True), gr.Button(visible=False)]
 
-    def undo(self, key: str) -> list[Any]:
+    def undo(self, key: str, shown: Any = None) -> list[Any]:
         self.s.undo(key)
-        return self.redraw(key)
+        return self.redraw(key, shown)
 
-    def redo(self, key: str) -> list[Any]:
+    def redo(self, key: str, shown: Any = None) -> list[Any]:
         self.s.redo(key)
-        return self.redraw(key)
+        return self.redraw(key, shown)
 
-    def branch(self, offset: int) -> Callable[[str], list[Any]]:
-        def move(key: str) -> list[Any]:
+    def branch(self, offset: int) -> Callable[[str, Any], list[Any]]:
+        def move(key: str, shown: Any = None) -> list[Any]:
             self.s.switch_branch(key, offset)
-            return self.redraw(key)
+            return self.redraw(key, shown)
         return move
 
-    def select_timeline(self, key: str, evt: gr.SelectData) -> list[Any]:
+    def select_timeline(self, key: str, shown: Any, evt: gr.SelectData) -> list[Any]:
         line = view.timeline(self.s.history(key))
         if evt.index is None or not 0 <= int(evt.index) < len(line):
-            return self.redraw(key)
+            return self.redraw(key, shown)
         self.s.jump(key, line[int(evt.index)].id)
-        return self.redraw(key)
+        return self.redraw(key, shown)
 
-    def goto(self, key: str, node_id: Any) -> list[Any]:
+    def goto(self, key: str, shown: Any, node_id: Any) -> list[Any]:
         if node_id is not None:
             self.s.jump(key, int(node_id))
-        return self.redraw(key)
+        return self.redraw(key, shown)
 
     def compare(self, key: str, a: Any, b: Any) -> Any:
         if a is None or b is None:
@@ -244,20 +256,20 @@ class Wiring:
     def export(self, key: str, scope: str) -> list[str]:
         return share.export_files(self.s, key, scope or "path")
 
-    def import_zip(self, key: str, path: str | None) -> list[Any]:
+    def import_zip(self, key: str, shown: Any, path: str | None) -> list[Any]:
         if not path:
             raise UserError("no file was uploaded")
         gr.Info(self.s.import_zip(key, path).message)
-        return self.redraw(key)
+        return self.redraw(key, shown)
 
     def text_prompt(self, old: str, new: str) -> str:
         return P.text_replacement_prompt(old or "", new or "")
 
-    def start_over(self, key: str, confirmed: bool) -> list[Any]:
+    def start_over(self, key: str, shown: Any, confirmed: bool) -> list[Any]:
         if not confirmed:
             return [gr.skip()] * len(self.view_outputs)
         self.s.clear(key)
-        return self.redraw(key)
+        return self.redraw(key, shown)
 
     # --- wiring --------------------------------------------------------------------------------
     def wire(self) -> None:
@@ -265,7 +277,8 @@ class Wiring:
         views = self.view_outputs
         edit_outputs = [*views, p.seed, p.prompt, p.edit_btn, p.stop_btn]
         x = p.extra
-        controls = [p.key, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"], x["draft"]]
+        controls = [p.key, p.shown, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"],
+                    x["draft"]]
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
         # Turns wait in kontext's TurnQueue, not gradio's: start each handler at once (up to what the
         # TurnQueue can admit, plus one to say "busy"), so waiting and refusals are ours to report.
@@ -287,9 +300,9 @@ class Wiring:
                                   api_name="ui_refine", **gpu),
         ]
         for run in runs:  # after an error, put the buttons and the committed image back
-            run.failure(f(self.failed), [p.key], [*views, p.edit_btn, p.stop_btn], queue=False,
+            run.failure(f(self.failed), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn], queue=False,
                         api_visibility="private")
-        p.stop_btn.click(f(self.stopped), [p.key], [*views, p.edit_btn, p.stop_btn], cancels=runs,
+        p.stop_btn.click(f(self.stopped), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn], cancels=runs,
                          concurrency_id="stop", concurrency_limit=None, api_name="ui_stop",
                          api_visibility="undocumented")
 
@@ -297,15 +310,16 @@ class Wiring:
         # Uploads decode and re-encode up to 40 MP: queued, two at a time, never blocking undo/redo.
         # preprocess=False: the raw upload reaches kontext.images, which answers every bad file itself
         # (gradio's own decoding would fail first, with no message on the page).
-        up = p.canvas.upload(f(self.upload), [p.key, p.canvas], views, api_name="ui_upload", preprocess=False,
+        up = p.canvas.upload(f(self.upload), [p.key, p.shown, p.canvas], views, api_name="ui_upload", preprocess=False,
                              concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
-        up.failure(f(self.redraw), [p.key], views, queue=False, api_visibility="private")  # drop the rejected picture
-        p.undo_btn.click(f(self.undo), [p.key], views, api_name="ui_undo", **nav)
-        p.redo_btn.click(f(self.redo), [p.key], views, api_name="ui_redo", **nav)
-        p.prev_branch.click(f(self.branch(-1)), [p.key], views, api_name="ui_prev_branch", **nav)
-        p.next_branch.click(f(self.branch(+1)), [p.key], views, api_name="ui_next_branch", **nav)
-        p.gallery.select(f(self.select_timeline), [p.key], views, api_name="ui_select", **nav)
-        p.goto.input(f(self.goto), [p.key, p.goto], views, api_name="ui_goto", **nav)
+        # After a refusal, draw the committed state again (drops the rejected picture from the canvas).
+        up.failure(f(self.redraw), [p.key, p.shown], views, queue=False, api_visibility="private")
+        p.undo_btn.click(f(self.undo), [p.key, p.shown], views, api_name="ui_undo", **nav)
+        p.redo_btn.click(f(self.redo), [p.key, p.shown], views, api_name="ui_redo", **nav)
+        p.prev_branch.click(f(self.branch(-1)), [p.key, p.shown], views, api_name="ui_prev_branch", **nav)
+        p.next_branch.click(f(self.branch(+1)), [p.key, p.shown], views, api_name="ui_next_branch", **nav)
+        p.gallery.select(f(self.select_timeline), [p.key, p.shown], views, api_name="ui_select", **nav)
+        p.goto.input(f(self.goto), [p.key, p.shown, p.goto], views, api_name="ui_goto", **nav)
         p.cmp_a.input(f(self.compare), [p.key, p.cmp_a, p.cmp_b], [p.slider], api_name="ui_cmp_a", **nav)
         p.cmp_b.input(f(self.compare), [p.key, p.cmp_a, p.cmp_b], [p.slider], api_name="ui_cmp_b", **nav)
         trio = [p.slider, p.cmp_a, p.cmp_b]
@@ -322,10 +336,10 @@ class Wiring:
                             **nav)
         x["export_btn"].click(f(self.export), [p.key, x["scope"]], [x["files"]], api_name="ui_export",
                               concurrency_id="files", api_visibility="undocumented")
-        x["import_btn"].upload(f(self.import_zip), [p.key, x["import_btn"]], views, api_name="ui_import",
+        x["import_btn"].upload(f(self.import_zip), [p.key, p.shown, x["import_btn"]], views, api_name="ui_import",
                                concurrency_id="files", api_visibility="undocumented")
         p.new_btn.click(
-            f(self.start_over), [p.key, p.confirm], views,
-            js="(k, c) => [k, confirm('Start over? This deletes every step of this session.')]",
+            f(self.start_over), [p.key, p.shown, p.confirm], views,
+            js="(k, s, c) => [k, s, confirm('Start over? This deletes every step of this session.')]",
             api_name="ui_start_over", **nav,
         )

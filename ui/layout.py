@@ -30,6 +30,7 @@ class Page:
     """Handles to every component the events need."""
 
     key: Any = None
+    shown: Any = None  # per tab: the timeline and step menus it already shows (see Wiring.redraw)
     canvas: Any = None
     prompt: Any = None
     edit_btn: Any = None
@@ -182,7 +183,7 @@ def render_editor(page: Page) -> None:
 def render_timeline(page: Page) -> None:
     page.gallery = gr.Gallery(
         label="Timeline: click a step to go back to it (the next edit starts a new branch)",
-        columns=4, height=320, allow_preview=False, object_fit="cover", format="png",
+        columns=4, height=320, allow_preview=False, object_fit="cover", format="jpeg",
         elem_id="timeline", buttons=[],
     )
     with gr.Row():

@@ -51,21 +51,24 @@ def step_choices(h: History) -> list[tuple[str, int]]:
 
 
 def tree_markdown(h: History) -> str:
-    """All branches as an indented list; the current step in bold."""
+    """All branches as a list; the current step in bold. A chain stays at one level (a step with one
+    child is followed by it); at a branch point each branch is indented and starts with "↳", so a
+    200-step chain is 200 short lines, not a 200-deep nesting."""
     if h.empty:
         return "_No steps yet._"
     lines: list[str] = []
-
-    def walk(node: Node, depth: int) -> None:
+    todo: list[tuple[Node, int, bool]] = [(root, 0, False) for root in reversed(h.roots())]
+    while todo:
+        node, depth, starts_branch = todo.pop()
         text = label(node).replace("*", "\\*").replace("_", "\\_")
         if node.id == h.current:
             text = f"**{text}  ← current**"
-        lines.append("  " * depth + f"- {text}")
-        for child in h.children(node.id):
-            walk(child, depth + 1)
-
-    for root in h.roots():
-        walk(root, 0)
+        lines.append("  " * depth + "- " + ("↳ " if starts_branch else "") + text)
+        children = h.children(node.id)
+        if len(children) == 1:
+            todo.append((children[0], depth, False))
+        else:
+            todo.extend((child, depth + 1, True) for child in reversed(children))
     return "\n".join(lines)
 
 
@@ -114,7 +117,7 @@ def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot
         ids = (before.id, cur.id)
     return Snapshot(
         image=path(cur) if cur else None,
-        gallery=[(path(n), caption(n)) for n in line],
+        gallery=[(sessions.store.thumbnail_path(key, n.image).as_posix(), caption(n)) for n in line],
         selected=next((i for i, n in enumerate(line) if n.id == h.current), None),
         status=status_text(h, sessions.engine.model_id),
         branch=branch_text(h),

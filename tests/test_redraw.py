@@ -1,0 +1,62 @@
+"""The page's redraw sends only what changed for this tab: on undo/redo along one branch, the
+timeline and the step menus are not sent again (long chains stay fast)."""
+
+import asyncio
+import time
+from dataclasses import replace
+
+from gradio.state_holder import SessionState
+from PIL import Image
+
+from kontext import metadata
+from kontext.config import Settings
+from kontext.history import History, Node
+from kontext.session import EditOptions, Sessions
+from kontext.store import Store, new_key
+from ui import build_ui
+
+
+def chain(store, n):
+    key, h = new_key(), History()
+    for i in range(1, n + 1):
+        node = Node(id=i, parent=None if i == 1 else i - 1, kind="upload" if i == 1 else "edit", image="",
+                    width=64, height=64, prompt="" if i == 1 else f"edit {i}", seed=None if i == 1 else i,
+                    guidance=2.5, steps=2, model="tiny", seconds=0.1, created=time.time())
+        png = metadata.png_bytes(Image.effect_noise((64, 64), 30 + i).convert("RGB"), node.to_dict())
+        h = h.add(replace(node, image=store.save_image(key, png)), parent=node.parent)
+    store.commit(key, h)
+    return key
+
+
+def call(demo, name, inputs, state):
+    fn = next(f for f in demo.fns.values() if f.api_name == name)
+    return asyncio.run(demo.process_api(block_fn=fn, inputs=inputs, state=state, request=None))["data"]
+
+
+def test_undo_and_redo_send_a_selection_not_the_timeline(engine, tmp_path):
+    store = Store(tmp_path / "s")
+    sessions = Sessions(engine, store)
+    key = chain(store, 30)
+    demo = build_ui(sessions, Settings(data_dir=tmp_path / "s"))
+    tab = SessionState(demo)
+    first = call(demo, "ui_undo", [key, None], tab)
+    assert len(first[1]["value"]) == 30 and first[1]["selected_index"] == 28
+    assert len(first[8]["choices"]) == 30
+    second = call(demo, "ui_undo", [key, None], tab)
+    assert "value" not in second[1] and second[1]["selected_index"] == 27
+    assert "choices" not in second[8] and second[8]["value"] == 28
+    other_tab = call(demo, "ui_redo", [key, None], SessionState(demo))  # another tab has nothing yet
+    assert len(other_tab[1]["value"]) == 30
+    # A new step changes the timeline: it is sent again, with the new thumbnail.
+    sessions.edit(key, "one more", EditOptions(steps=2))
+    after = call(demo, "ui_undo", [key, None], tab)
+    assert "one more" in after[1]["value"][-1]["caption"]  # the branch now ends with the new step
+
+
+def test_the_tree_of_a_long_chain_is_flat(engine, tmp_path):
+    from ui.view import tree_markdown
+
+    store = Store(tmp_path / "s")
+    key = chain(store, 200)
+    text = tree_markdown(Sessions(engine, store).history(key))
+    assert len(text.splitlines()) == 200 and max(len(line) for line in text.splitlines()) < 60
