@@ -129,11 +129,11 @@ class Engine:
 
         is_tiny = model == TINY_ID
         source = str(ensure_tiny_model(cache_dir)) if is_tiny else model
-        revision = TINY_REVISION if is_tiny else _local_revision(source)
         try:
             pipe = FluxKontextPipeline.from_pretrained(source, dtype=torch_dtype)
         except Exception as e:  # noqa: BLE001 - turned into one plain message below
             raise ModelLoadError(explain_load_error(model, e)) from e
+        revision = TINY_REVISION if is_tiny else _loaded_revision(source)
         profile = P.TINY_PROFILE if is_tiny else P.REAL_PROFILE
         return cls.from_pipeline(pipe, model, profile, device, revision=revision, speed=speed)
 
@@ -288,16 +288,15 @@ def _merge_offload(speed: SpeedOptions | None, offload: str) -> SpeedOptions:
     return dataclasses.replace(speed, offload=offload)
 
 
-def _local_revision(source: str) -> str:
-    """The hub commit of a downloaded model when the cache tells it, else ''."""
+def _loaded_revision(source: str) -> str:
+    """The hub commit of the snapshot `from_pretrained` just read: the one the cache's ref points to
+    now (a local folder has none, so '')."""
     if os.path.isdir(source):
         return ""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import snapshot_download
 
-        for repo in scan_cache_dir().repos:
-            if repo.repo_id == source:
-                return max(repo.revisions, key=lambda r: r.last_modified).commit_hash
+        # Resolves the same ref from_pretrained used, from the cache only: the folder is named by the commit.
+        return Path(snapshot_download(source, local_files_only=True, allow_patterns=["model_index.json"])).name
     except Exception:  # noqa: BLE001 - a revision is nice to have, never required
-        pass
-    return ""
+        return ""

@@ -120,11 +120,6 @@ def draft_size(image_size: tuple[int, int] | None, profile: Profile) -> tuple[in
     return fit_area(aspect, max(profile.default_area // 4, profile.min_side**2), profile)
 
 
-def preferred_resolution(aspect: float) -> tuple[int, int]:
-    """The trained Kontext resolution closest to `aspect` (width / height)."""
-    return min(PREFERRED_RESOLUTIONS, key=lambda wh: abs(aspect - wh[0] / wh[1]))
-
-
 def size_choices(profile: Profile) -> list[tuple[str, tuple[int, int] | None]]:
     """Output-size menu: match the input, or one of Kontext's trained aspect ratios at this
     model's default area (for the real model these are exactly the trained resolutions)."""

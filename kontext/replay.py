@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .compose import side_by_side
 from .errors import UserError
 from .export import engine_info, library_versions
 from .history import Node
 from .importer import ExportReader, Limits, open_export
 from .metadata import png_bytes
 from .session import step_dict
+from .turns import plan_step, run_turn
 
 # A replay runs locally on a file the user chose; still read it with the same checks, but allow
 # histories from servers configured with more steps than the default.
@@ -107,14 +107,15 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
         else:
             context = None if node.parent is None else outputs[node.parent]
             ref = node.extra.get("reference")
-            if ref is not None and context is not None:  # edited with a reference: the same pair again
-                if ref not in references:
-                    references[ref] = reader.reference(ref)[1]  # read (and counted) once per export
-                context = side_by_side(context, references[ref])
+            if ref is not None and context is not None and ref not in references:
+                references[ref] = reader.reference(ref)[1]  # read (and counted) once per export
             try:
-                result = engine.edit(context, node.prompt, seed=node.seed, guidance=node.guidance,
-                                     steps=node.steps, width=node.width, height=node.height,
-                                     fit_context=bool(node.extra.get("draft")) or ref is not None)
+                # The app's own rule for a step (kontext.turns.plan_step), with the recorded values.
+                req = plan_step(engine, context, node.prompt, seed=node.seed, guidance=node.guidance,
+                                steps=node.steps, width=node.width, height=node.height,
+                                reference=references.get(ref) if context is not None else None,
+                                draft=bool(node.extra.get("draft")))
+                result = run_turn(engine, req)
             except UserError as e:
                 raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None
             image = result.image

@@ -24,19 +24,18 @@ from typing import Any, BinaryIO
 
 from PIL import Image
 
-from . import metadata, sheets
+from . import metadata
 from . import params as P
 from .admission import TurnQueue
-from .compose import side_by_side
 from .engine import Cancelled, EditResult, Engine
 from .errors import UserError
-from .export import select, write_export
+from .export import write_export
 from .gpu import LocalGpu
 from .history import History, Node
 from .images import open_image
 from .importer import ExportReader, ImportResult, Limits, check_room, merge, open_export, plan_ids, renumbered_png
 from .store import Store, new_key
-from .turns import Progress, TurnRequest
+from .turns import Progress, TurnRequest, plan_step
 
 SEED_MODES = ("random", "fixed", "locked")
 MAX_CACHED = 1000  # session histories kept in memory
@@ -136,7 +135,7 @@ class Sessions:
         self._remember(key, new)
         return new
 
-    def sweep(self, keep: str | None = None, every_s: float = 600.0) -> None:
+    def sweep(self, keep: str | None = None, every_s: float = 600.0, room: int = 0) -> None:
         """Delete expired sessions and enforce the disk budget, at most every `every_s` seconds.
 
         Each session is deleted under its own lock, so an edit's commit never races the deletion.
@@ -149,10 +148,20 @@ class Sessions:
         def lock_for(folder_name: str) -> threading.Lock:
             return self._locks[int(folder_name[:8], 16) % LOCK_STRIPES]
 
-        removed = {p.name for p in self.store.sweep(now=now, keep=keep, lock_for=lock_for)}
+        removed = {p.name for p in self.store.sweep(now=now, keep=keep, lock_for=lock_for, room=room)}
         with self._cache_lock:
             for k in [k for k in self._cache if self.store.folder(k).name in removed]:
                 self._cache.pop(k, None)
+
+    def make_room(self, key: str, nbytes: int) -> None:
+        """Before writing `nbytes` for `key` (outside any session lock: the sweep takes them): run the
+        periodic sweep, which API traffic thus triggers too; when the write would pass the disk
+        budget, sweep now (least recently used first) and refuse in plain words if that is not enough."""
+        if self.store.has_room(nbytes):
+            self.sweep(keep=key)
+            return
+        self.sweep(keep=key, every_s=0, room=nbytes)
+        self.store.check_room(nbytes)
 
     def _update(self, key: str, op: Callable[[History], History]) -> History:
         with self._lock(key):
@@ -168,12 +177,13 @@ class Sessions:
             raise UserError("this session has no image yet: upload one or describe one in a prompt")
         return Image.open(io.BytesIO(self.store.read_image_bytes(key, h.node(nid).image)))
 
-    def image_path(self, key: str, node_id: int | None = None) -> str:
+    def image_path(self, key: str, node_id: int | None = None, thumbnail: bool = False) -> str:
+        """A path the web server may serve for a step's PNG (or its timeline thumbnail)."""
         h = self.history(key)
         nid = h.current if node_id is None else node_id
         if nid is None:
             raise UserError("this session has no image yet")
-        return str(self.store.image_path(key, h.node(nid).image))
+        return str(self.store.public_path(key, h.node(nid).image, thumbnail=thumbnail))
 
     # --- turns ---------------------------------------------------------------------------------
     def upload(self, key: str, source: Any, name: str = "") -> History:
@@ -185,6 +195,7 @@ class Sessions:
         # Encode outside the lock (seconds at 40 MP) with the id the step will most likely get.
         node = replace(node, id=self.history(key).next_id())
         png = metadata.png_bytes(img, step_dict(node))
+        self.make_room(key, len(png))
         with self._lock(key):
             old = self._load(key)
             old.check_room()
@@ -206,6 +217,7 @@ class Sessions:
             img.thumbnail((side, side), Image.LANCZOS)
         png = metadata.png_bytes(img, {"kind": "upload", "prompt": "reference image"})
         digest = hashlib.sha256(png).hexdigest()
+        self.make_room(key, len(png))
         with self._lock(key):
             known = self._references.get((key, digest))
             if known and self.store.image_path(key, known).is_file():
@@ -252,28 +264,18 @@ class Sessions:
         context = None
         if parent_id is not None:
             context = self.image(key, parent_id).convert("RGB")
-        width, height, extra = opts.width, opts.height, {}
+        extra: dict[str, Any] = {}
         if opts.draft:
-            if width is not None:
+            if opts.width is not None:
                 raise UserError("a draft picks its own size: choose 'Match input' with draft")
             extra["draft"] = True
-            width, height = P.draft_size(context.size if context is not None else None, self.engine.profile)
+        reference = None
         if opts.reference is not None:
-            if context is None:
-                raise UserError("a reference image needs a current image to edit; to use a picture as a "
-                                 "style reference alone, upload it and say 'Using this style, ...'")
-            if width is None:  # the output keeps the current image's aspect, not the pair's
-                width, height = self.engine.output_size(context)
-            context = side_by_side(context, self.reference_image(key, opts.reference))
+            reference = self.reference_image(key, opts.reference)
             extra["reference"] = opts.reference
-        seed = self.resolve_seed(snapshot, parent_id, opts)
-        args = self.engine.validate(context, prompt, seed, opts.guidance, opts.steps, width, height)
-        request = TurnRequest(
-            context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
-            steps=args["steps"], width=args["width"], height=args["height"],
-            # A pair is wider than Kontext's trained resolutions: keep its aspect instead of squashing it.
-            fit_context=opts.draft or opts.reference is not None, preview_every=preview_every,
-        )
+        request = plan_step(self.engine, context, prompt, seed=self.resolve_seed(snapshot, parent_id, opts),
+                            guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,
+                            reference=reference, draft=opts.draft, preview_every=preview_every)
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
         return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra)
 
@@ -321,6 +323,7 @@ class Sessions:
         # most likely get; re-encode under the lock only if another turn landed meanwhile.
         node = replace(node, id=self.history(key).next_id())
         png = metadata.png_bytes(result.image, step_dict(node, self.engine))
+        self.make_room(key, len(png))
         with self._lock(key):
             latest = self._load(key)
             # The parent must still be the picture this edit started from: after "start over" or
@@ -429,22 +432,6 @@ class Sessions:
         return write_export(self.history(key), lambda name: self.store.read_image_bytes(key, name), dest,
                             scope=scope, engine=self.engine, extras=extras)
 
-    def animation(self, key: str, fmt: str = "gif") -> bytes:
-        """An animated GIF (or WebP) of the current path, one captioned frame per step, 1 s each."""
-        nodes = self.history(key).path()
-        return sheets.animation(self._pictures(key, nodes, 512), fmt=fmt)
-
-    def contact_sheet(self, key: str, scope: str = "path") -> bytes:
-        """A PNG grid of the steps of `scope` ("path", "tree" or "all") with step numbers and prompts."""
-        nodes = select(self.history(key), scope)
-        return sheets.contact_sheet(self._pictures(key, nodes, 256))
-
-    def _pictures(self, key: str, nodes: list[Node], side: int) -> list[tuple[Image.Image, str]]:
-        if not nodes:
-            raise UserError("nothing to show: this session has no steps yet")
-        return [(sheets.thumbnail(self.store.read_image_bytes(key, n.image), side), sheets.caption(n))
-                for n in nodes]
-
     def import_zip(self, key: str, source: str | Path | bytes | BinaryIO,
                    limits: Limits | None = None) -> ImportResult:
         """Add an exported ZIP's steps to the session as new trees; into an empty session the
@@ -460,6 +447,7 @@ class Sessions:
         try:
             with open_export(source, limits) as reader:
                 check_room(snapshot, reader.export)
+                self.make_room(key, reader.unpacked_bytes)
                 ids = plan_ids(reader.export, snapshot)
                 for name in reader.export.references:
                     refs[name] = self.store.save_image(key, reader.reference(name)[0])

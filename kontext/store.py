@@ -34,6 +34,7 @@ FOLDER_RE = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MAX_IDLE_S = 7 * 24 * 3600
 DEFAULT_MAX_BYTES = 20 * 2**30
 HISTORY_FILE = "history.json"
+PUBLIC = "public"  # not a session folder name (those are 32 hex digits)
 THUMB_SIDE = 256  # timeline thumbnails, pixels on the long side
 BUSY_S = 600  # the disk budget never deletes a session used this recently
 
@@ -56,11 +57,15 @@ def referenced_images(history: History) -> list[str]:
 
 def _fsync_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
+        raise
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -69,6 +74,10 @@ def _fsync_write(path: Path, data: bytes) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
 
 
 class Store:
@@ -82,6 +91,8 @@ class Store:
         self.max_idle_s = max_idle_s
         self.max_bytes = max_bytes
         self._sweep_lock = threading.Lock()
+        self._used: int | None = None  # bytes under root; counted once, then kept up to date
+        self._used_lock = threading.Lock()
 
     # --- paths ---------------------------------------------------------------------------------
     def folder(self, key: str) -> Path:
@@ -109,13 +120,38 @@ class Store:
     def read_image_bytes(self, key: str, name: str) -> bytes:
         return self.image_path(key, name).read_bytes()
 
+    # --- the disk budget ---------------------------------------------------------------------------
+    def used_bytes(self) -> int:
+        """Bytes of everything under root (images, thumbnails, histories, leftovers)."""
+        with self._used_lock:
+            if self._used is None:
+                self._used = sum(r[2] for r in self.usage())
+            return self._used
+
+    def _count(self, nbytes: int) -> None:
+        with self._used_lock:
+            if self._used is not None:
+                self._used = max(0, self._used + nbytes)
+
+    def has_room(self, nbytes: int) -> bool:
+        return self.used_bytes() + nbytes <= self.max_bytes
+
+    def check_room(self, nbytes: int) -> None:
+        """Refuse a write of `nbytes` that would take the store past its budget."""
+        if not self.has_room(nbytes):
+            raise UserError(f"the server is out of space for sessions ({_size(self.used_bytes())} of "
+                            f"{_size(self.max_bytes)} in use): try again later, or export your work and start "
+                            "over to free room")
+
     # --- writing -------------------------------------------------------------------------------
     def save_image(self, key: str, png: bytes) -> str:
-        """Write one PNG durably; return its name for a node's `image` field."""
+        """Write one PNG durably; return its name for a node's `image` field. Within the budget only."""
+        self.check_room(len(png))
         name = f"{uuid.uuid4().hex}.png"
         path = self.image_path(key, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         _fsync_write(path, png)
+        self._count(len(png))
         return name
 
     def thumbnail_path(self, key: str, name: str, side: int = THUMB_SIDE) -> Path:
@@ -133,14 +169,53 @@ class Store:
                 img.save(buf, format="JPEG", quality=85)
             thumb.parent.mkdir(parents=True, exist_ok=True)
             _fsync_write(thumb, buf.getvalue())
+            self._count(buf.tell())
         return thumb
+
+    # --- serving -----------------------------------------------------------------------------
+    @property
+    def public_dir(self) -> Path:
+        """The one folder the web server may serve: links to images, named by their random names.
+
+        Session folders (with their history.json and prompts) are never served: knowing a folder
+        name is not enough to read anything, and an image needs its own unguessable name.
+        """
+        return self.root / PUBLIC
+
+    def public_path(self, key: str, name: str, thumbnail: bool = False) -> Path:
+        """A path inside `public_dir` for a stored image (or its thumbnail), to hand to the UI."""
+        src = self.thumbnail_path(key, name) if thumbnail else self.image_path(key, name)
+        dst = self.public_dir / src.name
+        if not dst.is_file():
+            self.public_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)  # same file, no extra disk
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+        return dst
+
+    def _unpublish(self, folder: Path) -> None:
+        """Remove the public links of every image and thumbnail in a session folder."""
+        for sub in ("images", "thumbs"):
+            d = folder / sub
+            if d.is_dir():
+                for p in d.iterdir():
+                    (self.public_dir / p.name).unlink(missing_ok=True)
 
     def discard_images(self, key: str, names: object) -> None:
         """Remove images no history names (a failed import's); drop the folder if that left it empty."""
         for name in names:
             path = self.image_path(key, name)
-            path.unlink(missing_ok=True)
-            (path.parent.parent / "thumbs" / f"{path.stem}.jpg").unlink(missing_ok=True)
+            for p in (path, path.parent.parent / "thumbs" / f"{path.stem}.jpg"):
+                (self.public_dir / p.name).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    size = p.stat().st_size
+                    p.unlink()
+                    self._count(-size)
         folder = self.folder(key)
         with contextlib.suppress(OSError):
             (folder / "thumbs").rmdir()
@@ -157,7 +232,11 @@ class Store:
             if not self.image_path(key, node.image).is_file():
                 raise UserError(f"step {node.id} names image {node.image}, which is not stored")
         folder.mkdir(parents=True, exist_ok=True)
-        _fsync_write(folder / HISTORY_FILE, json.dumps(history.to_dict()).encode("utf-8"))
+        data = json.dumps(history.to_dict()).encode("utf-8")
+        path = folder / HISTORY_FILE
+        old = path.stat().st_size if path.is_file() else 0
+        _fsync_write(path, data)  # never refused: a commit's images were already admitted
+        self._count(len(data) - old)
 
     def touch(self, key: str) -> None:
         path = self.folder(key) / HISTORY_FILE
@@ -165,7 +244,13 @@ class Store:
             os.utime(path)
 
     def delete(self, key: str) -> None:
-        shutil.rmtree(self.folder(key), ignore_errors=True)
+        self._remove(self.folder(key))
+
+    def _remove(self, folder: Path) -> None:
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+        self._unpublish(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        self._count(-size)
 
     def _remove_orphans(self, key: str, history: History) -> None:
         images = self.folder(key) / "images"
@@ -175,11 +260,14 @@ class Store:
         cutoff = time.time() - 3600  # an edit in flight may have written its image a moment ago
         for p in images.iterdir():
             if p.name not in named and p.stat().st_mtime < cutoff:
+                self._count(-p.stat().st_size)
+                (self.public_dir / p.name).unlink(missing_ok=True)
                 p.unlink(missing_ok=True)
         thumbs = images.parent / "thumbs"
         if thumbs.is_dir():
             for p in thumbs.iterdir():
                 if not (images / f"{p.stem}.png").is_file():
+                    (self.public_dir / p.name).unlink(missing_ok=True)
                     p.unlink(missing_ok=True)
 
     # --- expiry --------------------------------------------------------------------------------
@@ -202,10 +290,12 @@ class Store:
         return sorted(rows, key=lambda r: r[1])
 
     def sweep(self, now: float | None = None, keep: str | None = None,
-              lock_for: Callable[[str], Any] | None = None) -> list[Path]:
-        """Delete sessions idle longer than max_idle_s, then the least recently used until under
-        max_bytes, sparing `keep` (a session key: the one being used) and sessions used in the last
-        few minutes. `lock_for(folder name)` gives the lock to hold while a folder is deleted.
+              lock_for: Callable[[str], Any] | None = None, room: int = 0) -> list[Path]:
+        """Delete sessions idle longer than max_idle_s, leftovers of failed turns (a folder with no
+        history, untouched for BUSY_S), then the least recently used until under max_bytes, sparing
+        `keep` (a session key: the one being used) and sessions used in the last few minutes.
+        `lock_for(folder name)` gives the lock to hold while a folder is deleted. `room`: bytes about
+        to be written, which must fit too.
         """
         now = time.time() if now is None else now
         kept = self.folder(keep) if keep else None
@@ -215,10 +305,14 @@ class Store:
             total = sum(r[2] for r in rows)
             for folder, last, size in rows:
                 expired = now - last > self.max_idle_s
-                over = total > self.max_bytes and folder != kept and now - last > BUSY_S
-                if expired or over:
+                leftover = not (folder / HISTORY_FILE).is_file() and now - last > BUSY_S and folder != kept
+                over = total + room > self.max_bytes and folder != kept and now - last > BUSY_S
+                if expired or leftover or over:
                     with lock_for(folder.name) if lock_for else contextlib.nullcontext():
+                        self._unpublish(folder)
                         shutil.rmtree(folder, ignore_errors=True)
                     removed.append(folder)
                     total -= size
+            with self._used_lock:
+                self._used = total  # the sweep counted everything anyway
         return removed

@@ -67,6 +67,34 @@ class Failed:
     error: BaseException
 
 
+def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: int, guidance: float | None,
+              steps: int | None, width: int | None, height: int | None, reference: Image.Image | None = None,
+              draft: bool = False, preview_every: int = 0) -> TurnRequest:
+    """The one rule for turning a step into a pipeline call, used by the app and by replay alike.
+
+    A draft without a size gets a quarter of the default area; a reference is placed to the right
+    of the context (the output keeps the context's own aspect); both scale the context to the
+    output's area instead of Kontext's ~1 MP. The engine checks every value (UserError).
+    """
+    from . import params as P
+    from .compose import side_by_side
+    from .errors import UserError
+
+    if draft and width is None:
+        width, height = P.draft_size(context.size if context is not None else None, engine.profile)
+    if reference is not None:
+        if context is None:
+            raise UserError("a reference image needs a current image to edit; to use a picture as a "
+                            "style reference alone, upload it and say 'Using this style, ...'")
+        if width is None:  # the output keeps the current image's aspect, not the pair's
+            width, height = engine.output_size(context)
+        context = side_by_side(context, reference)
+    args = engine.validate(context, prompt, seed, guidance, steps, width, height)
+    return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
+                       steps=args["steps"], width=args["width"], height=args["height"],
+                       fit_context=draft or reference is not None, preview_every=preview_every)
+
+
 def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] | None = None,
              cancel: threading.Event | None = None) -> Any:
     """Run `req` on `engine` (an Engine); report each step, with a preview every `preview_every`."""

@@ -156,3 +156,26 @@ def test_real_model_offline_fails_with_a_plain_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ModelLoadError, match="not in the local cache and offline mode is on"):
         Engine.load("black-forest-labs/FLUX.1-Kontext-dev", device="cpu")
+
+
+def test_the_revision_is_the_snapshot_the_cache_ref_points_to(tmp_path, monkeypatch):
+    import os
+    import time
+
+    import huggingface_hub.constants
+
+    from kontext.engine import _loaded_revision
+
+    repo = tmp_path / "models--owner--name"
+    used, newer = "a" * 40, "b" * 40
+    for commit in (used, newer):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "model_index.json").write_text("{}")
+    later = time.time() + 100
+    os.utime(repo / "snapshots" / newer, (later, later))  # touched last, but not what main points to
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(used)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _loaded_revision("owner/name") == used
+    assert _loaded_revision(str(tmp_path)) == ""  # a local folder has no hub revision

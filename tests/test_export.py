@@ -110,23 +110,32 @@ def test_scopes_tree_and_all(sessions, tmp_path):
 
 
 def test_animation_and_contact_sheet(sessions):
+    from kontext import sheets
+    from kontext.export import select
+
     key = sessions.new()
     build_forest(sessions, key)
-    gif = Image.open(io.BytesIO(sessions.animation(key)))
+
+    def pictures(nodes, side):
+        return [(sheets.thumbnail(sessions.store.read_image_bytes(key, n.image), side), sheets.caption(n))
+                for n in nodes]
+
+    path = pictures(sessions.history(key).path(), 512)
+    gif = Image.open(io.BytesIO(sheets.animation(path)))
     assert gif.n_frames == len(sessions.history(key).path())
     sizes = set()
     for i in range(gif.n_frames):
         gif.seek(i)
         sizes.add(gif.size)
     assert len(sizes) == 1  # every frame letterboxed to one size
-    webp = Image.open(io.BytesIO(sessions.animation(key, fmt="webp")))
+    webp = Image.open(io.BytesIO(sheets.animation(path, fmt="webp")))
     assert webp.format == "WEBP" and webp.n_frames == 3
-    sheet = Image.open(io.BytesIO(sessions.contact_sheet(key, scope="all")))
+    sheet = Image.open(io.BytesIO(sheets.contact_sheet(pictures(select(sessions.history(key), "all"), 256))))
     assert sheet.format == "PNG"
     # 6 steps -> 3 columns x 2 rows of thumbnails (<= 256 px each, plus captions)
     assert 3 * 96 <= sheet.width <= 3 * 300 and 2 * 64 <= sheet.height <= 2 * 400
     with pytest.raises(ValueError, match="format"):
-        sessions.animation(key, fmt="mp4")
+        sheets.animation(path, fmt="mp4")
 
 
 # --- import ---------------------------------------------------------------------------------------

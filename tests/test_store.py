@@ -84,23 +84,25 @@ def test_expiry_deletes_idle_sessions(tmp_path):
 
 
 def test_disk_budget_removes_least_recently_used(tmp_path):
-    store = Store(tmp_path, max_bytes=1)
+    store = Store(tmp_path)
     keys = [new_key() for _ in range(3)]
     for i, k in enumerate(keys):
         committed(store, k)
         age(store.folder(k), 3000 - i)
+    store.max_bytes = 1  # the budget shrank (a restart with a smaller --max-disk-gb)
     store.sweep(keep=keys[2])
     assert [store.exists(k) for k in keys] == [False, False, True]
 
 
 def test_disk_budget_spares_sessions_in_use(tmp_path):
-    store = Store(tmp_path, max_bytes=1)
+    store = Store(tmp_path)
     idle, busy = new_key(), new_key()
     committed(store, idle)
     committed(store, busy)
     age(store.folder(idle), 3000)
     age(store.folder(busy), 3000)
     store.save_image(busy, b"an edit in flight")  # written just now, before its history
+    store.max_bytes = 1
     store.sweep()
     assert not store.exists(idle) and store.exists(busy)
 
@@ -113,7 +115,7 @@ def test_bad_limits_are_rejected(tmp_path):
 
 
 def test_sweep_only_touches_session_folders(tmp_path):
-    store = Store(tmp_path, max_idle_s=1, max_bytes=1)
+    store = Store(tmp_path, max_idle_s=1)
     other = tmp_path / "model-cache"
     other.mkdir()
     (other / "weights.bin").write_bytes(b"x" * 1000)
@@ -122,6 +124,7 @@ def test_sweep_only_touches_session_folders(tmp_path):
     key = new_key()
     committed(store, key)
     age(store.folder(key), 7200)
+    store.max_bytes = 1
     store.sweep()
     assert other.is_dir() and (other / "weights.bin").is_file()
     assert not store.exists(key)

@@ -34,9 +34,15 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
     """
     # Gradio opens uploads with Pillow before we see them: make Pillow refuse bombs there too.
     PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
+    # Session images are served in place from the store's public folder (links named by random
+    # names): no copy in gradio's cache, and no session folder (history, prompts) is ever served.
+    public = sessions.store.public_dir
+    public.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([public])
     page = Page()
-    # delete_cache: gradio's copies of served images and previews go after a day (checked hourly).
-    with gr.Blocks(title="Kontext Playground", fill_width=True, delete_cache=(3600, 86400)) as demo:
+    # delete_cache: uploads, previews and exports in gradio's cache go after an hour (checked every
+    # ten minutes); session images are not there (they are served from the store's public folder).
+    with gr.Blocks(title="Kontext Playground", fill_width=True, delete_cache=(600, 3600)) as demo:
         page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
         page.shown = gr.State(None)
         render_header(sessions.engine, settings)
@@ -61,10 +67,11 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
 
 
 def launch_kwargs(settings: Settings) -> dict:
-    """launch() options: the static ones below plus the session folder, which gradio must be allowed
-    to serve images from when it lies outside the working directory (e.g. /data on a Space)."""
+    """launch() options: the static ones below. The session folder is not among the allowed paths:
+    only its public folder of images is served (as static files, see build_ui)."""
     data = Path(settings.data_dir).resolve()
-    kw = dict(LAUNCH_KWARGS, allowed_paths=[str(data)], blocked_paths=[str(data / ".browser-secret")])
+    kw = dict(LAUNCH_KWARGS, css_paths=[ASSETS / "style.css"], js=(ASSETS / "shortcuts.js").read_text("utf-8"),
+              blocked_paths=[str(data / ".browser-secret")])
     if settings.auth:
         kw["auth"] = list(settings.auth)  # self-hosted: the whole app and its API need a password
     return kw
@@ -77,12 +84,11 @@ def queue_kwargs(settings: Settings) -> dict:
     return dict(default_concurrency_limit=1, max_size=4 * (settings.gpu_slots + settings.max_waiting) + 16)
 
 
-# Passed to launch(): gradio 6 takes theme/css/js there. ssr_mode and run_history stay off
-# (DESIGN.md: a token leak through run-history endpoints in gradio 6.27-6.31).
+# Passed to launch(): gradio 6 takes theme/css/js there (the assets are read in launch_kwargs, not
+# at import, so importing the UI needs no files beside it). ssr_mode and run_history stay off: in
+# gradio 6.27-6.31 a forged Host header could reach the saved HF token through run-history endpoints.
 LAUNCH_KWARGS = dict(
     theme=gr.themes.Soft(primary_hue="indigo"),
-    css_paths=[ASSETS / "style.css"],
-    js=(ASSETS / "shortcuts.js").read_text("utf-8"),
     ssr_mode=False,
     run_history=False,
     max_file_size="1gb",  # exported ZIPs of long sessions; images are capped in kontext.images

@@ -27,7 +27,7 @@ from kontext.store import check_key
 from kontext.turns import Done, stream
 
 from . import share, view
-from .access import check_signed_in, uploaded_path
+from .access import check_signed_in, discard_upload, uploaded_path
 from .layout import Page
 
 log = logging.getLogger("kontext.ui")
@@ -154,7 +154,10 @@ class Wiring:
         if not path:
             return self.redraw(key, shown)
         name = value.get("orig_name") if isinstance(value, dict) else None
-        self.s.upload(key, path, name=str(name or os.path.basename(path)))
+        try:
+            self.s.upload(key, path, name=str(name or os.path.basename(path)))
+        finally:
+            discard_upload(path)
         return self.redraw(key, shown)
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
@@ -251,7 +254,10 @@ class Wiring:
         path = uploaded_path(value, "reference")
         if not path:
             return None, ""
-        return self.s.add_reference(key, path), "**Reference set**: the next edits use it."
+        try:
+            return self.s.add_reference(key, path), "**Reference set**: the next edits use it."
+        finally:
+            discard_upload(path)
 
     def export(self, key: str, scope: str) -> list[str]:
         return share.export_files(self.s, key, scope or "path")
@@ -259,7 +265,10 @@ class Wiring:
     def import_zip(self, key: str, shown: Any, path: str | None) -> list[Any]:
         if not path:
             raise UserError("no file was uploaded")
-        gr.Info(self.s.import_zip(key, path).message)
+        try:
+            gr.Info(self.s.import_zip(key, path).message)
+        finally:
+            discard_upload(path)
         return self.redraw(key, shown)
 
     def text_prompt(self, old: str, new: str) -> str:

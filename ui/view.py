@@ -107,7 +107,7 @@ class Snapshot:
 def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot:
     h = sessions.history(key) if h is None else h
     line = timeline(h)
-    path = lambda n: sessions.store.image_path(key, n.image).as_posix()  # noqa: E731
+    path = lambda n: sessions.store.public_path(key, n.image).as_posix()  # noqa: E731
     cur = h.current_node
     compare = None
     ids: tuple[int | None, int | None] = (None, None)
@@ -117,7 +117,7 @@ def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot
         ids = (before.id, cur.id)
     return Snapshot(
         image=path(cur) if cur else None,
-        gallery=[(sessions.store.thumbnail_path(key, n.image).as_posix(), caption(n)) for n in line],
+        gallery=[(sessions.store.public_path(key, n.image, thumbnail=True).as_posix(), caption(n)) for n in line],
         selected=next((i for i, n in enumerate(line) if n.id == h.current), None),
         status=status_text(h, sessions.engine.model_id),
         branch=branch_text(h),

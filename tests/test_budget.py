@@ -1,0 +1,125 @@
+"""The disk budget is a budget: every write is counted and checked, API traffic enforces it, imports
+are checked before they unpack, leftovers and half-written files go, exports do not pile up."""
+
+import io
+import os
+import time
+
+import pytest
+from PIL import Image
+
+from kontext.errors import UserError
+from kontext.session import EditOptions, Sessions
+from kontext.store import Store
+
+FAST = EditOptions(steps=2)
+
+
+def png(side=128, seed=0) -> bytes:
+    buf = io.BytesIO()
+    Image.effect_noise((side, side), 30 + seed).convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def age(folder, seconds):
+    """Make a session look unused for `seconds`."""
+    past = time.time() - seconds
+    for p in [folder, *folder.rglob("*")]:
+        os.utime(p, (past, past))
+
+
+def test_a_write_past_the_budget_is_refused_in_plain_words(tmp_path):
+    data = png()
+    store = Store(tmp_path, max_bytes=3 * len(data))
+    key = "k" * 40
+    for _ in range(3):
+        store.save_image(key, data)
+    with pytest.raises(UserError, match="out of space for sessions"):
+        store.save_image(key, data)
+    assert len(list((store.folder(key) / "images").iterdir())) == 3  # nothing half-written
+    assert store.used_bytes() == 3 * len(data)
+
+
+def test_api_traffic_frees_room_from_the_least_recently_used(engine, tmp_path, photo):
+    store = Store(tmp_path / "s", max_bytes=800_000)  # about four uploads of 256x256 noise
+    s = Sessions(engine, store)
+    old = [s.new() for _ in range(3)]
+    for k in old:
+        s.upload(k, Image.effect_noise((256, 256), 60).convert("RGB"))
+        age(store.folder(k), 3 * 3600)
+    used_before = store.used_bytes()
+    key = s.new()
+    for _ in range(4):  # no page load anywhere: only writes
+        s.upload(key, Image.effect_noise((256, 256), 60).convert("RGB"))
+    assert store.used_bytes() <= store.max_bytes
+    assert not any(store.exists(k) for k in old) and used_before > 0  # the oldest went first
+    assert len(s.history(key)) == 4
+
+
+def test_a_busy_server_says_so_instead_of_deleting_active_sessions(engine, tmp_path, photo):
+    store = Store(tmp_path / "s", max_bytes=500_000)
+    s = Sessions(engine, store)
+    a = s.new()
+    s.upload(a, Image.effect_noise((256, 256), 60).convert("RGB"))  # used just now: never evicted
+    b = s.new()
+    with pytest.raises(UserError, match="out of space"):
+        for _ in range(10):
+            s.upload(b, Image.effect_noise((256, 256), 60).convert("RGB"))
+    assert store.exists(a) and store.used_bytes() <= store.max_bytes
+
+
+def test_an_import_is_checked_against_the_budget_before_it_unpacks(engine, tmp_path, photo):
+    big = Sessions(engine, Store(tmp_path / "big"))
+    key = big.new()
+    big.upload(key, photo)
+    for i in range(3):
+        big.edit(key, f"turn {i}", FAST)
+    out = io.BytesIO()
+    big.export(key, out, extras=False)
+    store = Store(tmp_path / "small", max_bytes=20_000)
+    small = Sessions(engine, store)
+    k2 = small.new()
+    with pytest.raises(UserError, match="out of space"):
+        small.import_zip(k2, out.getvalue())
+    assert store.used_bytes() == 0 and not store.folder(k2).exists()
+
+
+def test_leftovers_of_failed_turns_are_swept(tmp_path):
+    store = Store(tmp_path)
+    key = "q" * 40
+    store.save_image(key, png())  # e.g. a reference stored for an edit that then failed: no history
+    age(store.folder(key), 2 * 3600)
+    store.sweep()
+    assert not store.folder(key).exists() and store.used_bytes() == 0
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    key = "w" * 40
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError):
+        store.save_image(key, png())
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_exports_do_not_pile_up(sessions, photo, monkeypatch, tmp_path):
+    from ui import share
+
+    monkeypatch.setattr(share, "get_upload_folder", lambda: str(tmp_path / "gradio"))
+    key = sessions.new()
+    sessions.upload(key, photo)
+    sessions.edit(key, "x", FAST)
+    first = share.export_files(sessions, key, "path")
+    assert all(os.path.isfile(f) for f in first)
+    old = time.time() - share.KEEP_S - 5
+    for f in first:
+        os.utime(f, (old, old))
+    second = share.export_files(sessions, key, "path")
+    assert not any(os.path.exists(f) for f in first) and all(os.path.isfile(f) for f in second)
+    monkeypatch.setattr(share, "MAX_KEPT_BYTES", 1)
+    with pytest.raises(UserError, match="waiting to be downloaded"):
+        share.export_files(sessions, key, "path")
