@@ -29,22 +29,3 @@ def uploaded_path(value: Any, name: str) -> str | None:
         raise UserError(f"{name} must be an uploaded file")
     return path
 
-
-def discard_upload(path: str | None) -> None:
-    """Remove gradio's copy of an upload once kontext has stored what it needs (or refused it), so
-    uploads do not sit in gradio's cache for an hour outside the disk budget. Only files inside
-    gradio's upload folder are touched."""
-    if not path:
-        return
-    from pathlib import Path
-
-    from gradio.utils import get_upload_folder
-
-    p = Path(path).resolve()
-    root = Path(get_upload_folder()).resolve()
-    if root in p.parents and p.is_file():
-        p.unlink(missing_ok=True)
-        try:
-            p.parent.rmdir()  # gradio keeps each upload in a folder of its own
-        except OSError:
-            pass

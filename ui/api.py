@@ -16,7 +16,7 @@ from kontext.session import EditOptions, Sessions
 from kontext.turns import Done, stream
 
 from . import share, view
-from .access import check_signed_in, discard_upload, uploaded_path
+from .access import check_signed_in, uploaded_path
 from .events import friendly
 
 
@@ -50,10 +50,7 @@ class Api:
         path = uploaded_path(image, "image")
         if not path:
             raise UserError("image is missing: send a picture to start from")
-        try:
-            self.s.upload(session, path, name="upload")
-        finally:
-            discard_upload(path)
+        self.s.upload(session, path, name="upload")
         return self._result(session)
 
     def _stream(self, session: str, run: Any) -> Any:
@@ -89,17 +86,9 @@ class Api:
         opts = EditOptions(seed_mode=seed_mode, seed=whole("seed", seed),
                            guidance=guidance or None, steps=whole("steps", steps) or None,
                            width=whole("width", width) or None, height=whole("height", height) or None,
-                           reference=self._reference(session, ref),
+                           reference=self.s.add_reference(session, ref) if ref else None,
                            draft=bool(draft))
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw))
-
-    def _reference(self, session: str, path: str | None) -> str | None:
-        if not path:
-            return None
-        try:
-            return self.s.add_reference(session, path)
-        finally:
-            discard_upload(path)
 
     def reroll(self, session: str, profile: gr.OAuthProfile | None = None) -> Any:
         """Repeat the current step's instruction from the same parent with a new random seed (a sibling branch)."""
@@ -155,10 +144,7 @@ class Api:
         """Continue from an exported ZIP: all its steps and branches are added to the session."""
         if not file:
             raise UserError("file is missing: send a ZIP exported by this app")
-        try:
-            self.s.import_zip(session, file)
-        finally:
-            discard_upload(file)
+        self.s.import_zip(session, file)
         return self._result(session)
 
     def clear(self, session: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from kontext.store import check_key
 from kontext.turns import Done, stream
 
 from . import share, view
-from .access import check_signed_in, discard_upload, uploaded_path
+from .access import check_signed_in, uploaded_path
 from .layout import Page
 
 log = logging.getLogger("kontext.ui")
@@ -154,10 +154,7 @@ class Wiring:
         if not path:
             return self.redraw(key, shown)
         name = value.get("orig_name") if isinstance(value, dict) else None
-        try:
-            self.s.upload(key, path, name=str(name or os.path.basename(path)))
-        finally:
-            discard_upload(path)
+        self.s.upload(key, path, name=str(name or os.path.basename(path)))
         return self.redraw(key, shown)
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
@@ -254,10 +251,7 @@ class Wiring:
         path = uploaded_path(value, "reference")
         if not path:
             return None, ""
-        try:
-            return self.s.add_reference(key, path), "**Reference set**: the next edits use it."
-        finally:
-            discard_upload(path)
+        return self.s.add_reference(key, path), "**Reference set**: the next edits use it."
 
     def export(self, key: str, scope: str) -> list[str]:
         return share.export_files(self.s, key, scope or "path")
@@ -265,10 +259,7 @@ class Wiring:
     def import_zip(self, key: str, shown: Any, path: str | None) -> list[Any]:
         if not path:
             raise UserError("no file was uploaded")
-        try:
-            gr.Info(self.s.import_zip(key, path).message)
-        finally:
-            discard_upload(path)
+        gr.Info(self.s.import_zip(key, path).message)
         return self.redraw(key, shown)
 
     def text_prompt(self, old: str, new: str) -> str:
