@@ -165,7 +165,9 @@ class ExportReader:
             raise UserError(f"this file is not a readable ZIP export ({e})") from None
         try:
             self._entries = check_entries(self._zf, self.limits)
-            self.unpacked_bytes = sum(info.file_size for info in self._entries.values())  # for the disk budget
+            # What an import will store (the disk budget is checked against it before any write).
+            self.unpacked_bytes = sum(info.file_size for name, info in self._entries.items()
+                                      if name.startswith(("steps/", "references/")))
             self.export = parse_manifest(self._read(MANIFEST, self.limits.max_manifest_bytes), self.limits)
         except BaseException:
             self._zf.close()

@@ -23,7 +23,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+    """Bytes on disk under `path`, each file once (the public folder holds hard links)."""
+    seen: dict[tuple[int, int], int] = {}
+    if path.is_dir():
+        for p in path.rglob("*"):
+            if p.is_file():
+                st = p.stat()
+                seen[st.st_dev, st.st_ino] = st.st_size
+    return sum(seen.values())
 
 
 def main() -> None:
