@@ -60,3 +60,15 @@ def test_the_tree_of_a_long_chain_is_flat(engine, tmp_path):
     key = chain(store, 200)
     text = tree_markdown(Sessions(engine, store).history(key))
     assert len(text.splitlines()) == 200 and max(len(line) for line in text.splitlines()) < 60
+
+
+def test_our_own_served_picture_is_never_taken_for_an_upload(engine, tmp_path):
+    """If a redraw replaces the canvas while an upload is in flight, the event carries the picture we
+    serve; it must not become a new chain."""
+    store = Store(tmp_path / "s")
+    sessions = Sessions(engine, store)
+    key = chain(store, 2)
+    demo = build_ui(sessions, Settings(data_dir=tmp_path / "s"))
+    upload = next(f for f in demo.fns.values() if f.api_name == "ui_upload").fn
+    upload(key, None, {"path": sessions.image_path(key), "orig_name": "x.png"})
+    assert len(sessions.history(key)) == 2

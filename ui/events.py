@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -91,12 +92,12 @@ class Wiring:
         self.s = sessions
         self.login = login
         p = page
-        # Everything a redraw touches, in the order `redraw` returns values.
+        # Everything a redraw touches (`redraw` returns a dict keyed by these components).
         self.view_outputs = [p.canvas, p.gallery, p.status, p.branch, p.prev_branch, p.next_branch,
                              p.undo_btn, p.redo_btn, p.goto, p.tree, p.slider, p.cmp_a, p.cmp_b, p.drift, p.shown]
 
     # --- drawing -------------------------------------------------------------------------------
-    def redraw(self, key: str, shown: dict | None = None) -> list[Any]:
+    def redraw(self, key: str, shown: dict | None = None) -> dict[Any, Any]:
         """The page for `key`'s history. `shown` is what this tab already has (a per-tab gr.State):
         the timeline and the step menus are sent only when they changed, so undo and redo on a long
         chain send a selection, not every thumbnail again."""
@@ -109,27 +110,28 @@ class Wiring:
         def menu(value: Any) -> Any:
             return gr.Dropdown(choices=snap.choices, value=value) if fresh_choices else gr.Dropdown(value=value)
 
-        return [
-            snap.image,
-            gr.Gallery(value=snap.gallery, selected_index=snap.selected) if fresh_line
+        p = self.p
+        return {
+            p.canvas: snap.image,
+            p.gallery: gr.Gallery(value=snap.gallery, selected_index=snap.selected) if fresh_line
             else gr.Gallery(selected_index=snap.selected),
-            snap.status,
-            snap.branch,
-            gr.Button(visible=multi),
-            gr.Button(visible=multi),
-            gr.Button(interactive=snap.can_undo),
-            gr.Button(interactive=snap.can_redo),
-            menu(snap.current),
-            snap.tree,
-            snap.compare,
-            menu(snap.compare_ids[0]),
-            menu(snap.compare_ids[1]),
-            f"⚠️ {snap.drift}" if snap.drift else "",
-            {"timeline": line, "choices": choices},
-        ]
+            p.status: snap.status,
+            p.branch: snap.branch,
+            p.prev_branch: gr.Button(visible=multi),
+            p.next_branch: gr.Button(visible=multi),
+            p.undo_btn: gr.Button(interactive=snap.can_undo),
+            p.redo_btn: gr.Button(interactive=snap.can_redo),
+            p.goto: menu(snap.current),
+            p.tree: snap.tree,
+            p.slider: snap.compare,
+            p.cmp_a: menu(snap.compare_ids[0]),
+            p.cmp_b: menu(snap.compare_ids[1]),
+            p.drift: f"⚠️ {snap.drift}" if snap.drift else "",
+            p.shown: {"timeline": line, "choices": choices},
+        }
 
     # --- handlers ------------------------------------------------------------------------------
-    def load(self, key: str | None) -> list[Any]:
+    def load(self, key: str | None) -> dict[Any, Any]:
         """Page load: reuse the browser's session key if it is ours, else make a new one.
 
         A session that cannot be read (a damaged file) must not lock its owner out: start afresh.
@@ -147,11 +149,13 @@ class Wiring:
             self.s.sweep(keep=key)
         except Exception:  # noqa: BLE001 - housekeeping must never stop the page from loading
             log.exception("session sweep failed")
-        return [key, *view_values]
+        return {self.p.key: key, **view_values}
 
-    def upload(self, key: str, shown: Any, value: Any) -> list[Any]:
+    def upload(self, key: str, shown: Any, value: Any) -> dict[Any, Any]:
         path = uploaded_path(value, "image")
-        if not path:
+        # A picture we serve ourselves is the canvas's own value (a redraw landed while an upload was
+        # in flight), not something the user uploaded: never store it again as a new chain.
+        if not path or Path(path).resolve().parent == self.s.store.public_dir.resolve():
             return self.redraw(key, shown)
         name = value.get("orig_name") if isinstance(value, dict) else None
         self.s.upload(key, path, name=str(name or os.path.basename(path)))
@@ -173,9 +177,9 @@ class Wiring:
             run = functools.partial(call, key, opts)
         else:
             run = functools.partial(self.s.edit, key, prompt, opts, **({"parent": None} if mode == "text" else {}))
-        busy = [gr.Button(visible=False), gr.Button(visible=True)]
-        skip = [gr.skip()] * len(self.view_outputs)
-        yield [*skip[:2], "Starting…", *skip[3:], gr.skip(), gr.skip(), *busy]
+        p = self.p
+        busy = {p.edit_btn: gr.Button(visible=False), p.stop_btn: gr.Button(visible=True)}
+        yield {p.status: "Starting…", **busy}
 
         def turn(report: Any, cancel: Any) -> Any:
             return run(on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
@@ -183,47 +187,49 @@ class Wiring:
         for item in stream(turn):
             if isinstance(item, Done):
                 _, node = item.value
-                yield [*self.redraw(key, shown), node.seed, "", gr.Button(visible=True), gr.Button(visible=False)]
+                yield {**self.redraw(key, shown), p.seed: node.seed, p.prompt: "", **self.idle()}
                 return
             if item.total == 0:
                 ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
                 status = f"Waiting for the GPU: {ahead} ahead of this one…"
             else:
                 status = f"Step {item.step} of {item.total}…"
-            out = [item.preview if item.preview is not None else gr.skip(), gr.skip(),
-                   status, *skip[3:], gr.skip(), gr.skip(), *busy]
-            yield out
+            yield {p.status: status, **busy, **({p.canvas: item.preview} if item.preview is not None else {})}
 
-    def stopped(self, key: str, shown: Any = None) -> list[Any]:
+    def idle(self) -> dict[Any, Any]:
+        """The Edit button back, Stop hidden."""
+        return {self.p.edit_btn: gr.Button(visible=True), self.p.stop_btn: gr.Button(visible=False)}
+
+    def stopped(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """After Stop: show the committed state again (a preview never stays on screen)."""
         gr.Info("Stopped: nothing was changed.")  # a queued event, so the toast reaches the page
-        return [*self.redraw(key, shown), gr.Button(visible=True), gr.Button(visible=False)]
+        return {**self.redraw(key, shown), **self.idle()}
 
-    def failed(self, key: str, shown: Any = None) -> list[Any]:
-        return [*self.redraw(key, shown), gr.Button(visible=True), gr.Button(visible=False)]
+    def failed(self, key: str, shown: Any = None) -> dict[Any, Any]:
+        return {**self.redraw(key, shown), **self.idle()}
 
-    def undo(self, key: str, shown: Any = None) -> list[Any]:
+    def undo(self, key: str, shown: Any = None) -> dict[Any, Any]:
         self.s.undo(key)
         return self.redraw(key, shown)
 
-    def redo(self, key: str, shown: Any = None) -> list[Any]:
+    def redo(self, key: str, shown: Any = None) -> dict[Any, Any]:
         self.s.redo(key)
         return self.redraw(key, shown)
 
-    def branch(self, offset: int) -> Callable[[str, Any], list[Any]]:
-        def move(key: str, shown: Any = None) -> list[Any]:
+    def branch(self, offset: int) -> Callable[[str, Any], dict[Any, Any]]:
+        def move(key: str, shown: Any = None) -> dict[Any, Any]:
             self.s.switch_branch(key, offset)
             return self.redraw(key, shown)
         return move
 
-    def select_timeline(self, key: str, shown: Any, evt: gr.SelectData) -> list[Any]:
+    def select_timeline(self, key: str, shown: Any, evt: gr.SelectData) -> dict[Any, Any]:
         line = view.timeline(self.s.history(key))
         if evt.index is None or not 0 <= int(evt.index) < len(line):
             return self.redraw(key, shown)
         self.s.jump(key, line[int(evt.index)].id)
         return self.redraw(key, shown)
 
-    def goto(self, key: str, shown: Any, node_id: Any) -> list[Any]:
+    def goto(self, key: str, shown: Any, node_id: Any) -> dict[Any, Any]:
         if node_id is not None:
             self.s.jump(key, int(node_id))
         return self.redraw(key, shown)
@@ -256,7 +262,7 @@ class Wiring:
     def export(self, key: str, scope: str) -> list[str]:
         return share.export_files(self.s, key, scope or "path")
 
-    def import_zip(self, key: str, shown: Any, path: str | None) -> list[Any]:
+    def import_zip(self, key: str, shown: Any, path: str | None) -> dict[Any, Any]:
         if not path:
             raise UserError("no file was uploaded")
         gr.Info(self.s.import_zip(key, path).message)
@@ -265,9 +271,9 @@ class Wiring:
     def text_prompt(self, old: str, new: str) -> str:
         return P.text_replacement_prompt(old or "", new or "")
 
-    def start_over(self, key: str, shown: Any, confirmed: bool) -> list[Any]:
+    def start_over(self, key: str, shown: Any, confirmed: bool) -> dict[Any, Any]:
         if not confirmed:
-            return [gr.skip()] * len(self.view_outputs)
+            return {}
         self.s.clear(key)
         return self.redraw(key, shown)
 
@@ -288,8 +294,7 @@ class Wiring:
 
         edit_fn = f(self.edit)
         runs = [
-            p.edit_btn.click(edit_fn, controls, edit_outputs, api_name="ui_edit", **gpu),
-            p.prompt.submit(edit_fn, controls, edit_outputs, api_name="ui_submit", **gpu),
+            gr.on([p.edit_btn.click, p.prompt.submit], edit_fn, controls, edit_outputs, api_name="ui_edit", **gpu),
             p.reroll_btn.click(f(functools.partial(self.edit, mode="reroll")), controls, edit_outputs,
                                  api_name="ui_reroll", **gpu),
             p.t2i_btn.click(f(functools.partial(self.edit, mode="text")), controls, edit_outputs,
