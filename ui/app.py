@@ -24,7 +24,9 @@ from .layout import (
     render_timeline,
 )
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# assets/ beside ui/ in a checkout; inside the package when installed from a wheel (pyproject.toml).
+_HERE = Path(__file__).resolve().parent
+ASSETS = _HERE / "assets" if (_HERE / "assets").is_dir() else _HERE.parent / "assets"
 
 
 def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = None) -> gr.Blocks:
