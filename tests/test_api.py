@@ -252,3 +252,21 @@ def test_draft_then_refine_endpoints(client, source):
     full = h["steps"][-1]
     assert full["seed"] == 5 and full["parent"] == draft["parent"] and "draft" not in full["extra"]
     assert full["width"] * full["height"] > 3 * draft["width"] * draft["height"]
+
+
+def test_malformed_payloads_get_a_message(app):
+    import json
+    import urllib.request
+
+    url = app[0]
+    key = Client(url, verbose=False).predict(api_name="/new_session")
+    server_file = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
+    cases = [("edit", [key, "x"], "enough input values"),
+             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False], "not uploaded by a user"),
+             ("upload", [key, server_file], "not uploaded by a user")]
+    for api, data, words in cases:
+        req = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        event = json.loads(urllib.request.urlopen(req, timeout=10).read())["event_id"]
+        body = urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=30).read().decode()
+        assert "event: error" in body and words in body, body[:300]

@@ -95,4 +95,7 @@ LAUNCH_KWARGS = dict(
     run_history=False,
     max_file_size="1gb",  # exported ZIPs of long sessions; images are capped in kontext.images
     footer_links=["api"],
+    # Errors gradio raises before our handlers (too few arguments, a file path outside its upload
+    # folder) reach the client with their words; our handlers raise only gr.Error (ui/events.py).
+    show_error=True,
 )
