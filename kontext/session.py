@@ -1,6 +1,6 @@
 """Session level: load a session's history, call the engine, commit the turn.
 
-Concurrency rules (see DESIGN.md "Reliability facts"):
+Concurrency rules:
 - Each session has a lock held only while its history is read-modified-written, never during the
   edit itself, so undo/redo/jump stay instant while an edit runs.
 - An edit remembers its parent when it starts and, when done, is added to the *latest* history
