@@ -80,7 +80,8 @@ def gpu_turn(req: TurnRequest) -> Iterator[Progress | Done | Failed]:
         yield Failed(RuntimeError("no model is installed for the GPU worker"))
         return
     try:
-        yield from stream(lambda report, cancel: run_turn(_engine, req, report, cancel))
+        # Closing waits for the pipeline to stop, so the worker never hands back a busy GPU.
+        yield from stream(lambda report, cancel: run_turn(_engine, req, report, cancel), join_s=10)
     except Exception as e:  # noqa: BLE001 - handed back to the main process as a value
         yield Failed(_picklable(e))
 

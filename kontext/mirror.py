@@ -30,10 +30,17 @@ log = logging.getLogger("kontext.mirror")
 SECRET_FILE = ".browser-secret"
 
 
+Content = Path | bytes  # a file to send, or bytes already read (a history, as it was parsed)
+
+
 class Remote(Protocol):
     def files(self) -> set[str]: ...
-    def push(self, adds: dict[str, Path], deletes: list[str], message: str) -> None: ...
+    def push(self, adds: dict[str, Content], deletes: list[str], message: str) -> None: ...
     def pull(self, dest: Path) -> None: ...
+
+
+def _bytes(content: Content) -> bytes:
+    return content if isinstance(content, bytes) else content.read_bytes()
 
 
 class FolderRemote:
@@ -47,12 +54,12 @@ class FolderRemote:
             return set()
         return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
 
-    def push(self, adds: dict[str, Path], deletes: list[str], message: str) -> None:
+    def push(self, adds: dict[str, Content], deletes: list[str], message: str) -> None:
         for rel, src in adds.items():
             dst = self.root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".{dst.name}.tmp")
-            shutil.copyfile(src, tmp)
+            tmp.write_bytes(_bytes(src))
             tmp.replace(dst)
         for rel in deletes:
             (self.root / rel).unlink(missing_ok=True)
@@ -65,7 +72,7 @@ class FolderRemote:
             dst = dest / rel
             if not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.root / rel, dst)
+                shutil.copy2(self.root / rel, dst)  # keeps the time of last use, which expiry reads
 
 
 class HubRemote:
@@ -81,10 +88,11 @@ class HubRemote:
     def files(self) -> set[str]:
         return set(self.api.list_repo_files(self.repo_id, repo_type="dataset")) - {".gitattributes"}
 
-    def push(self, adds: dict[str, Path], deletes: list[str], message: str) -> None:
+    def push(self, adds: dict[str, Content], deletes: list[str], message: str) -> None:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-        ops: list[Any] = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=src.read_bytes())
+        # Paths stream from disk (a first push can be gigabytes); histories go as the bytes read.
+        ops: list[Any] = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=src)
                           for rel, src in sorted(adds.items(), key=lambda kv: kv[0].endswith(HISTORY_FILE))]
         ops += [CommitOperationDelete(path_in_repo=rel) for rel in deletes]
         self.api.create_commit(self.repo_id, ops, commit_message=message, repo_type="dataset")
@@ -99,11 +107,14 @@ class HubRemote:
                               token=self.api.token)
 
 
-def committed_files(root: Path) -> dict[str, Path]:
-    """Every file a committed session consists of, keyed by its path relative to `root`."""
-    out: dict[str, Path] = {}
+def committed_files(root: Path) -> tuple[dict[str, Content], set[str]]:
+    """Every file a committed session consists of, keyed by its path relative to `root` (each
+    history as the bytes that were parsed, so it never names an image that is not sent with it),
+    and the session folders whose history could not be read (left alone on the remote)."""
+    out: dict[str, Content] = {}
+    unreadable: set[str] = set()
     if not root.is_dir():
-        return out
+        return out, unreadable
     secret = root / SECRET_FILE
     if secret.is_file():
         out[SECRET_FILE] = secret
@@ -112,18 +123,20 @@ def committed_files(root: Path) -> dict[str, Path]:
         if not FOLDER_RE.fullmatch(folder.name) or not history.is_file():
             continue
         try:
-            h = History.from_dict(json.loads(history.read_text("utf-8")))
+            data = history.read_bytes()
+            h = History.from_dict(json.loads(data))
         except (OSError, ValueError, KeyError, TypeError):
-            continue  # replaced or removed meanwhile, or damaged: the next push looks again
+            unreadable.add(folder.name)  # replaced meanwhile, or damaged: never delete the good copy there
+            continue
         for name in {n.image for n in h.nodes.values()} | set(referenced_images(h)):
             if IMAGE_RE.fullmatch(name) and (folder / "images" / name).is_file():
                 out[f"{folder.name}/images/{name}"] = folder / "images" / name
-        out[f"{folder.name}/{HISTORY_FILE}"] = history
-    return out
+        out[f"{folder.name}/{HISTORY_FILE}"] = data
+    return out, unreadable
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _digest(content: Content) -> str:
+    return hashlib.sha256(_bytes(content)).hexdigest()
 
 
 class Mirror:
@@ -149,8 +162,8 @@ class Mirror:
         with self._lock:
             if self._pushed is None:
                 self._pushed = {rel: "" for rel in self.remote.files()}  # unknown content: compare by name
-            local = committed_files(self.root)
-            adds: dict[str, Path] = {}
+            local, unreadable = committed_files(self.root)
+            adds: dict[str, Content] = {}
             digests: dict[str, str] = {}
             for rel, path in local.items():
                 if rel.endswith(".png") and rel in self._pushed:
@@ -161,7 +174,7 @@ class Mirror:
                     continue
                 if self._pushed.get(rel) != digests[rel]:
                     adds[rel] = path
-            deletes = sorted(set(self._pushed) - set(local))
+            deletes = sorted(rel for rel in set(self._pushed) - set(local) if rel.split("/")[0] not in unreadable)
             if not adds and not deletes:
                 return 0, 0
             self.remote.push(adds, deletes, f"kontext sessions: {len(adds)} added, {len(deletes)} deleted")

@@ -268,9 +268,19 @@ class Store:
             for p in thumbs.iterdir():
                 if not (images / f"{p.stem}.png").is_file():
                     (self.public_dir / p.name).unlink(missing_ok=True)
-                    p.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        self._count(-p.stat().st_size)
+                        p.unlink()
 
     # --- expiry --------------------------------------------------------------------------------
+    @staticmethod
+    def _last_use(folder: Path) -> float | None:
+        """The newest modification time in a session folder (None when it is gone)."""
+        try:
+            return max([p.stat().st_mtime for p in folder.rglob("*") if p.is_file()] + [folder.stat().st_mtime])
+        except OSError:
+            return None
+
     def usage(self) -> list[tuple[Path, float, int]]:
         """(folder, last use, bytes) of every session, oldest first. Last use is the newest file
         (an edit in flight writes its image before its history), so busy sessions look recent."""
@@ -303,16 +313,26 @@ class Store:
         with self._sweep_lock:
             rows = self.usage()
             total = sum(r[2] for r in rows)
-            for folder, last, size in rows:
+            def doomed(folder: Path, last: float) -> bool:
+                if folder == kept:
+                    return False
                 expired = now - last > self.max_idle_s
-                leftover = not (folder / HISTORY_FILE).is_file() and now - last > BUSY_S and folder != kept
-                over = total + room > self.max_bytes and folder != kept and now - last > BUSY_S
-                if expired or leftover or over:
-                    with lock_for(folder.name) if lock_for else contextlib.nullcontext():
-                        self._unpublish(folder)
-                        shutil.rmtree(folder, ignore_errors=True)
-                    removed.append(folder)
-                    total -= size
+                leftover = not (folder / HISTORY_FILE).is_file() and now - last > BUSY_S
+                over = total + room > self.max_bytes and now - last > BUSY_S
+                return expired or leftover or over
+
+            for folder, last, size in rows:
+                if not doomed(folder, last):
+                    continue
+                with lock_for(folder.name) if lock_for else contextlib.nullcontext():
+                    # Look again under the session's lock: it may have been used since the scan.
+                    fresh = self._last_use(folder)
+                    if fresh is None or not doomed(folder, fresh):
+                        continue
+                    self._unpublish(folder)
+                    shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+                total -= size
             with self._used_lock:
                 self._used = total  # the sweep counted everything anyway
         return removed

@@ -116,12 +116,14 @@ def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] |
 
 
 def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],
-           poll_s: float = 0.25) -> Iterator[Progress | Done]:
+           poll_s: float = 0.25, join_s: float = 0.0) -> Iterator[Progress | Done]:
     """Call `run(report, cancel)` in a thread; yield Progress while it works, then Done.
 
     Errors raised by `run` are re-raised here. If the consumer stops iterating, the run is cancelled.
     The thread runs in a copy of the caller's context, so request-scoped values (Gradio's request,
-    which ZeroGPU bills the GPU time to) are seen there too.
+    which ZeroGPU bills the GPU time to) are seen there too. `join_s`: how long closing waits for a
+    cancelled run to stop (0 in the app: gradio closes generators on its event loop, so waiting
+    there would stall every visitor; the ZeroGPU worker waits, so the GPU is not handed back busy).
     """
     events: queue.Queue = queue.Queue()
     cancel = threading.Event()
@@ -159,4 +161,5 @@ def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],
             yield last
     finally:
         cancel.set()  # no-op when the run is already done
-        thread.join(timeout=5)  # let a cancelled pipeline reach its next step before the caller moves on
+        if join_s:
+            thread.join(timeout=join_s)

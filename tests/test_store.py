@@ -158,3 +158,19 @@ def test_thumbnails_are_small_made_once_and_go_with_their_image(tmp_path):
     assert thumb.stat().st_size < len(buf.getvalue()) / 10
     store.discard_images(key, [name])
     assert not thumb.exists() and not store.folder(key).exists()
+
+
+def test_the_sweep_spares_a_session_used_after_its_scan(tmp_path):
+    import contextlib
+    import threading
+
+    store = Store(tmp_path, max_idle_s=3600)
+    key = new_key()
+    committed(store, key)
+    age(store.folder(key), 7200)  # expired when the sweep scans
+
+    def lock_for(name):
+        store.touch(key)  # the owner commits an undo just before the sweep gets the lock
+        return contextlib.nullcontext(threading.Lock())
+
+    assert store.sweep(lock_for=lock_for) == [] and store.exists(key)

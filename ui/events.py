@@ -98,9 +98,11 @@ class Wiring:
 
     # --- drawing -------------------------------------------------------------------------------
     def redraw(self, key: str, shown: dict | None = None) -> dict[Any, Any]:
-        """The page for `key`'s history. `shown` is what this tab already has (a per-tab gr.State):
-        the timeline and the step menus are sent only when they changed, so undo and redo on a long
-        chain send a selection, not every thumbnail again."""
+        """The page for `key`'s history. `shown` is what this tab already has (a per-tab gr.State),
+        passed by undo and redo only: those never change which steps the timeline holds, so on a
+        long chain they send a selection, not every thumbnail again. Every other action sends the
+        whole timeline, so two quick actions of one tab can never leave a partial update applied to
+        another action's timeline."""
         snap = view.snapshot(self.s, key)
         multi = bool(snap.branch)
         shown = shown if isinstance(shown, dict) else {}
@@ -139,12 +141,14 @@ class Wiring:
         try:
             key = check_key(key)
             self.s.store.touch(key)
-            view_values = self.redraw(key)
+            self.s.history(key)
         except Exception:  # noqa: BLE001 - logged; the user gets a working page
             if key and isinstance(key, str):
                 log.exception("session could not be read; starting a new one")
             key = self.s.new()
-            view_values = self.redraw(key)
+        # Outside the try: a failure while drawing is a bug to report, not a reason to hand the
+        # browser a new key (that would lose its session).
+        view_values = self.redraw(key)
         try:
             self.s.sweep(keep=key)
         except Exception:  # noqa: BLE001 - housekeeping must never stop the page from loading
@@ -156,10 +160,10 @@ class Wiring:
         # A picture we serve ourselves is the canvas's own value (a redraw landed while an upload was
         # in flight), not something the user uploaded: never store it again as a new chain.
         if not path or Path(path).resolve().parent == self.s.store.public_dir.resolve():
-            return self.redraw(key, shown)
+            return self.redraw(key)
         name = value.get("orig_name") if isinstance(value, dict) else None
         self.s.upload(key, path, name=str(name or os.path.basename(path)))
-        return self.redraw(key, shown)
+        return self.redraw(key)
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, reference: str | None = None, draft: bool = False, mode: str = "edit",
@@ -187,7 +191,7 @@ class Wiring:
         for item in stream(turn):
             if isinstance(item, Done):
                 _, node = item.value
-                yield {**self.redraw(key, shown), p.seed: node.seed, p.prompt: "", **self.idle()}
+                yield {**self.redraw(key), p.seed: node.seed, p.prompt: "", **self.idle()}
                 return
             if item.total == 0:
                 ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
@@ -203,10 +207,10 @@ class Wiring:
     def stopped(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """After Stop: show the committed state again (a preview never stays on screen)."""
         gr.Info("Stopped: nothing was changed.")  # a queued event, so the toast reaches the page
-        return {**self.redraw(key, shown), **self.idle()}
+        return {**self.redraw(key), **self.idle()}
 
     def failed(self, key: str, shown: Any = None) -> dict[Any, Any]:
-        return {**self.redraw(key, shown), **self.idle()}
+        return {**self.redraw(key), **self.idle()}
 
     def undo(self, key: str, shown: Any = None) -> dict[Any, Any]:
         self.s.undo(key)
@@ -219,20 +223,20 @@ class Wiring:
     def branch(self, offset: int) -> Callable[[str, Any], dict[Any, Any]]:
         def move(key: str, shown: Any = None) -> dict[Any, Any]:
             self.s.switch_branch(key, offset)
-            return self.redraw(key, shown)
+            return self.redraw(key)
         return move
 
     def select_timeline(self, key: str, shown: Any, evt: gr.SelectData) -> dict[Any, Any]:
         line = view.timeline(self.s.history(key))
         if evt.index is None or not 0 <= int(evt.index) < len(line):
-            return self.redraw(key, shown)
+            return self.redraw(key)
         self.s.jump(key, line[int(evt.index)].id)
-        return self.redraw(key, shown)
+        return self.redraw(key)
 
     def goto(self, key: str, shown: Any, node_id: Any) -> dict[Any, Any]:
         if node_id is not None:
             self.s.jump(key, int(node_id))
-        return self.redraw(key, shown)
+        return self.redraw(key)
 
     def compare(self, key: str, a: Any, b: Any) -> Any:
         if a is None or b is None:
@@ -266,7 +270,7 @@ class Wiring:
         if not path:
             raise UserError("no file was uploaded")
         gr.Info(self.s.import_zip(key, path).message)
-        return self.redraw(key, shown)
+        return self.redraw(key)
 
     def text_prompt(self, old: str, new: str) -> str:
         return P.text_replacement_prompt(old or "", new or "")
@@ -275,7 +279,7 @@ class Wiring:
         if not confirmed:
             return {}
         self.s.clear(key)
-        return self.redraw(key, shown)
+        return self.redraw(key)
 
     # --- wiring --------------------------------------------------------------------------------
     def wire(self) -> None:
