@@ -43,8 +43,13 @@ def status(page):
 
 
 def wait_status(page, text, timeout=30_000):
-    page.wait_for_function("t => document.querySelector('#status')?.innerText.includes(t)", arg=text,
-                           timeout=timeout)
+    try:
+        page.wait_for_function("t => document.querySelector('#status')?.innerText.includes(t)", arg=text,
+                               timeout=timeout)
+    except Exception:  # noqa: BLE001 - Playwright's timeout, re-raised with what the page shows
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser-timeout.png"), full_page=True)
+        raise AssertionError(f"status never showed {text!r}; it shows {status(page)!r}") from None
 
 
 def canvas_src(page):
@@ -150,8 +155,14 @@ def test_stop_leaves_everything_as_before(app, browser, tmp_path):
     original = canvas_src(page)
     page.get_by_text("Advanced").click()
     steps = page.locator("#steps input[type=number]")
-    steps.fill("50")
-    steps.press("Enter")
+    for _ in range(5):  # the slider's box commits on Enter/blur; under load the first fill can be lost
+        steps.fill("50")
+        steps.press("Enter")
+        page.locator("#steps input[type=range]").wait_for()
+        page.wait_for_timeout(300)
+        if page.locator("#steps input[type=range]").input_value() == "50":
+            break
+    assert page.locator("#steps input[type=range]").input_value() == "50"
     page.locator("#size input").click()
     page.get_by_role("option").last.click()  # the largest size: slow enough to stop mid-way
     page.fill("#prompt textarea", "this edit is stopped")
