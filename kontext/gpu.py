@@ -50,14 +50,19 @@ def step_seconds(req: TurnRequest, sms: int | None = None) -> float:
     return (STEP_A * t + STEP_B * t * t) * FULL_H200_SMS / max(sms, 1)
 
 
+def needed_seconds(req: TurnRequest) -> int:
+    """Whole seconds of GPU time one turn needs on ZeroGPU, with start-up and a margin, uncapped."""
+    return math.ceil((FIXED_S + req.steps * step_seconds(req)) * MARGIN)
+
+
 def turn_seconds(req: TurnRequest) -> int:
     """The GPU time to ask ZeroGPU for one turn (whole seconds, at most MAX_TURN_S)."""
-    return min(MAX_TURN_S, math.ceil((FIXED_S + req.steps * step_seconds(req)) * MARGIN))
+    return min(MAX_TURN_S, needed_seconds(req))
 
 
 def check_fits(req: TurnRequest) -> None:
     """Refuse a turn that would need more GPU time than one ZeroGPU call may ask for."""
-    need = math.ceil((FIXED_S + req.steps * step_seconds(req)) * MARGIN)
+    need = needed_seconds(req)
     if need > MAX_TURN_S:
         raise UserError(
             f"this edit ({req.steps} steps at {req.width}x{req.height}) needs about {need} s of GPU time; "

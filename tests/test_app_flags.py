@@ -24,3 +24,22 @@ def test_flags_win_over_environment(monkeypatch):
     args = app.parse_args(["--model", "./my-model", "--port", "9000", "--mode", "fast", "--mcp"])
     assert (args.model, args.port, args.mode, args.mcp) == ("./my-model", 9000, "fast", True)
     assert app.parse_args([]).mode == "eager"  # and the environment wins over the default
+
+
+def test_space_flags_and_their_environment(monkeypatch):
+    monkeypatch.setenv("KONTEXT_MIRROR", "me/sessions")
+    monkeypatch.setenv("KONTEXT_LOGIN", "hf")
+    args = app.parse_args(["--gpu-slots", "2", "--max-waiting", "4", "--auth", "ann:pw"])
+    assert (args.mirror, args.login, args.gpu_slots, args.max_waiting, args.auth) == ("me/sessions", "hf", 2, 4,
+                                                                                       "ann:pw")
+
+
+def test_mirroring_without_a_token_stops_with_a_plain_message(monkeypatch, tmp_path):
+    import pytest
+
+    from kontext.config import Settings
+
+    monkeypatch.setattr("kontext.hub.token", lambda: None)
+    with pytest.raises(SystemExit, match="--mirror needs a Hugging Face token"):
+        app.start_mirror(Settings(mirror="me/sessions", data_dir=tmp_path))
+    assert app.start_mirror(Settings(data_dir=tmp_path)) is None  # off by default
