@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="speed mode: auto (pick from GPU memory), eager, compile, fp8+compile, fast, int8, "
                         "offload-model, offload-group, ... (see BENCHMARKS.md)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up edit at start-up")
+    p.add_argument("--preview", default=env("KONTEXT_PREVIEW", "estimate"), choices=["estimate", "noisy"],
+                   help="live previews show the predicted result (estimate) or the noisy state after each step")
     p.add_argument("--mcp", action="store_true", default=env("KONTEXT_MCP") == "1", help="also serve MCP tools")
     p.add_argument("--gpu-slots", type=int, default=int(env("KONTEXT_GPU_SLOTS", "1")),
                    help="edits that run at once (ZeroGPU can lend more than one GPU; one elsewhere)")
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         speed, reason = resolve_speed(args.mode, settings.device, settings.offload, zerogpu=zerogpu)
         print(f"Loading {settings.model or 'the default model'}: {reason}")
         engine = Engine.load(settings.model, device=settings.device, speed=speed)
+        engine.set_preview_mode(args.preview)
     except (ModelLoadError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     startup = Startup(reason)

@@ -23,7 +23,7 @@ from . import params as P
 from .errors import UserError
 from .hub import explain_load_error
 from .images import to_rgb
-from .previews import LatentPreviewer
+from .previews import PREVIEW_MODES, EstimateTap, LatentPreviewer
 from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, memory_hint, speed_context
 from .tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
 
@@ -44,9 +44,10 @@ class StepEvent:
 
     step: int
     total: int
-    latents: Any  # packed latents (torch.Tensor), for previews
+    latents: Any  # packed latents (torch.Tensor): the state after this step
     width: int
     height: int
+    estimate: Any = None  # packed latents of the predicted result (x0 estimate), when kept
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,23 @@ class Engine:
         self.revision = revision
         self._lock = threading.Lock()  # the pipeline keeps per-call state (e.g. _interrupt)
         self._previewer: LatentPreviewer | None = None
+        self._tap = EstimateTap.attach(pipe)  # None: previews show the noisy state
+        self.preview_mode = "estimate"
         pipe.set_progress_bar_config(disable=True)
 
+    def set_preview_mode(self, mode: str) -> None:
+        """Previews show "estimate" (the predicted result, the default) or "noisy" (the state itself)."""
+        if mode not in PREVIEW_MODES:
+            raise UserError(f"preview must be one of {PREVIEW_MODES}, got {mode!r}")
+        self.preview_mode = mode
+
     def preview(self, ev: StepEvent, max_side: int = 512) -> Image.Image:
-        """A cheap RGB preview of a running edit's latents (a linear projection, no VAE decode)."""
+        """A cheap RGB preview of a running edit (a linear projection, no VAE decode): the predicted
+        result, or the noisy state in mode "noisy" (and for a scheduler the estimate cannot tap)."""
         if self._previewer is None:
             self._previewer = LatentPreviewer(self.pipe)
-        return self._previewer(ev.latents, ev.width, ev.height, max_side=max_side)
+        use_estimate = self.preview_mode == "estimate" and ev.estimate is not None
+        return self._previewer(ev.estimate if use_estimate else ev.latents, ev.width, ev.height, max_side=max_side)
 
     # --- loading -------------------------------------------------------------------------------
     @classmethod
@@ -232,7 +243,8 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()  # before the VAE decode: a half-denoised image never leaves
             if on_step is not None:
-                on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h))
+                estimate = self._tap.take() if self._tap is not None else None
+                on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h, estimate))
             return {}
 
         if cancel is not None and cancel.is_set():
@@ -242,6 +254,8 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()  # stopped while waiting for another edit to finish
             start = time.perf_counter()
+            if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
+                self._tap.keep = on_step is not None and self.preview_mode == "estimate"
             try:
                 out = self.pipe(
                     image=context,
@@ -260,6 +274,10 @@ class Engine:
                 oom = False
             except torch.OutOfMemoryError:
                 oom = True
+            finally:
+                if self._tap is not None:
+                    self._tap.keep = False
+                    self._tap.take()  # drop the last estimate's memory
             seconds = time.perf_counter() - start
         if oom:
             # Recover outside the except block: the exception holds references to big tensors.

@@ -24,6 +24,16 @@ MAX_ASPECT = 4.0
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
+def source_name(name: object, limit: int = 120) -> str:
+    """A client's file name fit to name a step: its last path part, without control characters,
+    whitespace collapsed, at most `limit` characters ("" if there is none)."""
+    if not isinstance(name, str):
+        return ""
+    last = name.replace("\\", "/").rsplit("/", 1)[-1]
+    text = " ".join("".join(c for c in last if c.isprintable()).split())
+    return text[:limit]
+
+
 def open_image(source: str | Path | bytes | Image.Image, name: str = "image") -> Image.Image:
     """Open and validate an image from a path, bytes or a PIL image; return it as 8-bit RGB.
 

@@ -1,9 +1,15 @@
-"""Cheap live previews: a linear map from latent channels to RGB, fitted to the model's own VAE.
+"""Cheap live previews of the predicted result: the x0 estimate, shown through a linear colour map.
 
-A full VAE decode per preview would cost as much as a denoising step at 1 MP; a per-pixel linear
-projection of the latents costs nothing and shows colours and layout well. Instead of shipping
-constants for one VAE we fit the map once, by encoding a small synthetic picture with the loaded
-VAE and solving a least-squares problem, so it fits the tiny model and the real one alike.
+What to show: the state after step i is still mostly noise early on. A flow-matching step moves the
+state along the predicted velocity v, x_next = x + (sigma_next - sigma) * v, and the state is
+x = (1 - sigma) * x0 + sigma * noise with v = noise - x0, so x0 = x - sigma * v: an estimate of the
+final latents at every step, from what the step computes anyway. `EstimateTap` keeps it (one latent).
+The old view, the state itself, stays available as preview mode "noisy" (for debugging a sampler).
+
+How to show it: a full VAE decode per preview would cost as much as a denoising step at 1 MP; a
+per-pixel linear projection of the latents costs nothing and shows colours and layout well. Instead
+of shipping constants for one VAE we fit the map once, by encoding a small synthetic picture with
+the loaded VAE and solving a least-squares problem, so it fits the tiny model and the real one alike.
 """
 
 from __future__ import annotations
@@ -13,6 +19,42 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+PREVIEW_MODES = ("estimate", "noisy")  # the predicted result, or the current (noisy) state
+
+
+class EstimateTap:
+    """Keeps the x0 estimate of the scheduler's last step, when asked to (`keep`).
+
+    Wraps the `step` method of this one scheduler instance (a FlowMatchEulerDiscreteScheduler, as
+    FLUX uses): the pipeline calls step(v, t, x) once per step, and sigma is the scheduler's own."""
+
+    def __init__(self, scheduler: Any):
+        self.keep = False
+        self._estimate: Any = None
+        inner = scheduler.step
+
+        def step(model_output: Any, timestep: Any, sample: Any, *args: Any, **kwargs: Any) -> Any:
+            out = inner(model_output, timestep, sample, *args, **kwargs)
+            if self.keep and kwargs.get("per_token_timesteps") is None:
+                sigma = scheduler.sigmas[scheduler.step_index - 1]  # step() has moved the index on
+                self._estimate = sample.float() - sigma.to(sample.device).float() * model_output.float()
+            return out
+
+        scheduler.step = step
+
+    @classmethod
+    def attach(cls, pipe: Any) -> EstimateTap | None:
+        """A tap on `pipe`'s scheduler, or None for a scheduler whose step is not a flow-matching one."""
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        sched = getattr(pipe, "scheduler", None)
+        return cls(sched) if isinstance(sched, FlowMatchEulerDiscreteScheduler) else None
+
+    def take(self) -> Any:
+        """The last estimate (packed latents, float32), once; None if there is none."""
+        est, self._estimate = self._estimate, None
+        return est
 
 
 class LatentPreviewer:

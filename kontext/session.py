@@ -32,7 +32,7 @@ from .errors import UserError
 from .export import write_export
 from .gpu import LocalGpu
 from .history import History, Node
-from .images import open_image
+from .images import open_image, source_name
 from .importer import ExportReader, ImportResult, Limits, check_room, merge, open_export, plan_ids, renumbered_png
 from .store import Store, new_key
 from .turns import Progress, TurnRequest, plan_step
@@ -187,11 +187,15 @@ class Sessions:
 
     # --- turns ---------------------------------------------------------------------------------
     def upload(self, key: str, source: Any, name: str = "") -> History:
-        """Start a new tree from an uploaded image (path, bytes or PIL). Earlier trees stay."""
+        """Start a new tree from an uploaded image (path, bytes or PIL). Earlier trees stay.
+
+        The step is named after the file (`name`, a client's file name: only its last part is kept),
+        or "original" without one."""
         img = open_image(source, "image")
         w, h = img.size
+        name = source_name(name)
         node = Node(id=0, parent=None, kind="upload", image="", width=w, height=h,
-                    prompt=name and f"uploaded {name}"[:200], extra={"source": name[:200]} if name else {})
+                    prompt=name or "original", extra={"source": name} if name else {})
         # Encode outside the lock (seconds at 40 MP) with the id the step will most likely get.
         node = replace(node, id=self.history(key).next_id())
         png = metadata.png_bytes(img, step_dict(node))

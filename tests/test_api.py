@@ -47,9 +47,11 @@ def test_five_turn_session_undo_redo_jump_branch(client, source):
     key = client.predict(api_name="/new_session")
     img, h = client.predict(key, source, api_name="/upload")
     assert h["current"] == 1 and Image.open(img).size == (96, 64)
+    assert h["step"]["prompt"] == "source.png" and h["step"]["kind"] == "upload"  # named after the file
     for i in range(5):
         img, h = edit(client, key, f"turn {i}")
     assert h["path"] == [1, 2, 3, 4, 5, 6]
+    assert h["step"] == next(s for s in h["steps"] if s["id"] == 6) and h["step"]["prompt"] == "turn 4"
     meta = read_metadata(img)
     assert meta["step"]["id"] == 6 and meta["step"]["prompt"] == "turn 4"  # PNG metadata survives download
 

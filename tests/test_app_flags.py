@@ -6,6 +6,7 @@ def test_defaults_listen_locally(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     args = app.parse_args([])
     assert (args.host, args.port, args.data_dir, args.mode) == ("127.0.0.1", 7860, "sessions", "auto")
+    assert args.preview == "estimate"
 
 
 def test_spaces_variables_are_honoured(monkeypatch):
@@ -21,8 +22,8 @@ def test_flags_win_over_environment(monkeypatch):
     monkeypatch.setenv("KONTEXT_MODEL", "tiny")
     monkeypatch.setenv("KONTEXT_PORT", "8000")
     monkeypatch.setenv("KONTEXT_MODE", "eager")
-    args = app.parse_args(["--model", "./my-model", "--port", "9000", "--mode", "fast", "--mcp"])
-    assert (args.model, args.port, args.mode, args.mcp) == ("./my-model", 9000, "fast", True)
+    args = app.parse_args(["--model", "./my-model", "--port", "9000", "--mode", "fast", "--mcp", "--preview", "noisy"])
+    assert (args.model, args.port, args.mode, args.mcp, args.preview) == ("./my-model", 9000, "fast", True, "noisy")
     assert app.parse_args([]).mode == "eager"  # and the environment wins over the default
 
 

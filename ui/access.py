@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from kontext.errors import UserError
@@ -29,3 +31,14 @@ def uploaded_path(value: Any, name: str) -> str | None:
         raise UserError(f"{name} must be an uploaded file")
     return path
 
+
+
+def uploaded_name(value: Any) -> str:
+    """The file name the client gave (gradio keeps it as orig_name), else the stored file's name;
+    "" for a data: URL, which gradio stores as "file.<ext>" (the step is then called "original")."""
+    if isinstance(value, dict) and isinstance(value.get("orig_name"), str) and value["orig_name"]:
+        name = value["orig_name"]
+    else:
+        path = value.get("path") if isinstance(value, dict) else value
+        name = os.path.basename(path) if isinstance(path, str) else ""
+    return "" if re.fullmatch(r"file(\.[A-Za-z0-9]+)?", name) else name

@@ -12,6 +12,7 @@ from kontext.images import MAX_PIXELS
 from kontext.session import Sessions
 from kontext.startup import Startup
 
+from . import mcp
 from .api import Api
 from .events import Wiring
 from .layout import (
@@ -36,6 +37,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
     """
     # Gradio opens uploads with Pillow before we see them: make Pillow refuse bombs there too.
     PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
+    mcp.adapt()  # tool results as images and JSON (ui/mcp.py); harmless without --mcp
     # Session images are served in place from the store's public folder (links named by random
     # names): no copy in gradio's cache, and no session folder (history, prompts) is ever served.
     public = sessions.store.public_dir

@@ -12,7 +12,6 @@ import functools
 import html
 import inspect
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ from kontext.store import check_key
 from kontext.turns import Done, stream
 
 from . import share, view
-from .access import check_signed_in, uploaded_path
+from .access import check_signed_in, uploaded_name, uploaded_path
 from .layout import Page
 
 log = logging.getLogger("kontext.ui")
@@ -161,8 +160,7 @@ class Wiring:
         # in flight), not something the user uploaded: never store it again as a new chain.
         if not path or Path(path).resolve().parent == self.s.store.public_dir.resolve():
             return self.redraw(key)
-        name = value.get("orig_name") if isinstance(value, dict) else None
-        self.s.upload(key, path, name=str(name or os.path.basename(path)))
+        self.s.upload(key, path, name=uploaded_name(value))
         return self.redraw(key)
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,

@@ -133,15 +133,17 @@ def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot
 
 
 def history_json(sessions: Sessions, key: str, h: History | None = None) -> dict[str, Any]:
-    """The API's view of a session: every step, the current path, and what undo/redo would do."""
+    """The API's view of a session: the current step, every step, the current path, and what undo/redo
+    would do (ui/apidoc.py describes it to clients)."""
     h = sessions.history(key) if h is None else h
+    step = lambda n: {k: v for k, v in n.to_dict().items() if k != "image"}  # noqa: E731
     return {
+        "step": step(h.current_node) if h.current_node is not None else None,  # first: what an agent reads
         "current": h.current,
         "path": [n.id for n in h.path()] if h.current is not None else [],
         "timeline": [n.id for n in timeline(h)],
         "can_undo": h.can_undo,
         "can_redo": h.can_redo,
         "branch": branch_text(h),
-        "steps": [{k: v for k, v in n.to_dict().items() if k != "image"} for n in
-                  sorted(h.nodes.values(), key=lambda n: n.id)],
+        "steps": [step(n) for n in sorted(h.nodes.values(), key=lambda n: n.id)],
     }

@@ -1,0 +1,123 @@
+"""The MCP tools as an agent sees them, through the `mcp` package's streamable-HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from apphelpers import running_app
+from kontext.session import Sessions
+from kontext.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def data_url(size=(96, 64)) -> str:
+    buf = io.BytesIO()
+    Image.effect_noise(size, 40).convert("RGB").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def kinds(result) -> list[str]:
+    return [c.type for c in result.content]
+
+
+def image_of(result) -> Image.Image:
+    item = next(c for c in result.content if c.type == "image")
+    assert item.mimeType == "image/png"
+    return Image.open(io.BytesIO(base64.b64decode(item.data)))
+
+
+def json_of(result) -> dict:
+    texts = [c.text for c in result.content if c.type == "text" and not c.text.startswith("Image URL:")]
+    assert len(texts) == 1, texts
+    return json.loads(texts[0])
+
+
+async def transcript(url: str) -> dict:
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    out: dict = {}
+    async with streamablehttp_client(url + "gradio_api/mcp/") as (read, write, _):
+        async with ClientSession(read, write) as s:
+            await s.initialize()
+            out["tools"] = {t.name: t for t in (await s.list_tools()).tools}
+            key = (await s.call_tool("new_session", {})).content[0].text
+            out["upload"] = await s.call_tool("upload", {"session": key, "image": data_url()})
+            out["edit"] = await s.call_tool("edit", {"session": key, "prompt": "make it red", "steps": 2,
+                                                     "seed_mode": "fixed", "seed": 7})
+            messages: list[str] = []
+
+            async def on_progress(progress, total, message):
+                messages.append(message or "")
+
+            out["edit_with_progress"] = await s.call_tool(
+                "edit", {"session": key, "prompt": "now blue", "steps": 3}, progress_callback=on_progress)
+            out["progress"] = messages
+            out["history"] = await s.call_tool("history", {"session": key})
+            out["undo"] = await s.call_tool("undo", {"session": key})
+            out["bad"] = await s.call_tool("jump", {"session": key, "step": 99})
+            out["export"] = await s.call_tool("export", {"session": key, "scope": "path"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def mcp_run(engine, tmp_path_factory):
+    data = tmp_path_factory.mktemp("mcp-data")
+    sessions = Sessions(engine, Store(data / "sessions"))
+    with running_app(sessions, data, mcp=True) as url:
+        return asyncio.run(transcript(url))
+
+
+def test_every_tool_and_parameter_is_described(mcp_run):
+    tools = mcp_run["tools"]
+    assert {"new_session", "upload", "edit", "undo", "redo", "jump", "branch", "history", "export"} <= set(tools)
+    for name, tool in tools.items():
+        assert tool.description, name
+        for param, schema in tool.inputSchema.get("properties", {}).items():
+            assert schema.get("description"), f"{name}.{param} has no description"
+    steps = tools["edit"].inputSchema["properties"]["steps"]["description"]
+    assert "0: the model's default, 4" in steps and "1 to 100" in steps  # the tiny model's default
+
+
+def test_upload_from_a_data_url_answers_with_the_image_and_json(mcp_run):
+    r = mcp_run["upload"]
+    assert not r.isError and kinds(r) == ["image", "text", "text"]
+    assert image_of(r).size == (96, 64)
+    h = json_of(r)
+    assert h["current"] == 1 and h["step"]["prompt"] == "original"  # a data URL has no file name
+
+
+def test_edit_answers_with_the_image_and_the_step(mcp_run):
+    for name in ("edit", "edit_with_progress"):  # without and with a progress token (two gradio paths)
+        r = mcp_run[name]
+        assert not r.isError and kinds(r) == ["image", "text", "text"], name
+        step = json_of(r)["step"]
+        assert {"id", "prompt", "seed", "width", "height", "seconds"} <= set(step)
+        assert image_of(r).size == (step["width"], step["height"])
+    assert json_of(mcp_run["edit"])["step"]["seed"] == 7
+    assert any("Step 3 of 3" in m for m in mcp_run["progress"]), mcp_run["progress"]
+
+
+def test_history_undo_and_errors(mcp_run):
+    h = json_of(mcp_run["history"])
+    assert kinds(mcp_run["history"]) == ["text"]
+    assert h["current"] == 3 and [s["prompt"] for s in h["steps"]] == ["original", "make it red", "now blue"]
+    u = mcp_run["undo"]
+    assert kinds(u) == ["image", "text", "text"] and json_of(u)["current"] == 2
+    bad = mcp_run["bad"]
+    assert bad.isError and "99" in bad.content[0].text
+
+
+def test_export_answers_file_by_file(mcp_run):
+    r = mcp_run["export"]
+    assert not r.isError
+    urls = [c.text for c in r.content if c.type == "text"]
+    assert any(u.endswith(".zip") for u in urls), urls
+    assert "image" in kinds(r)  # the contact sheet and GIF come as images

@@ -1,0 +1,134 @@
+"""What every public endpoint (and MCP tool) does and what each parameter means, in one place.
+
+Gradio reads an endpoint's description and its parameters' descriptions from the handler's docstring
+(`Args:` lines, one per parameter, then `Returns:`); MCP clients see them in the tool list. The texts
+carry the limits of the model being served (sizes differ between FLUX.1 Kontext and the tiny demo
+model), so they are built from its Profile when the endpoints are wired. The README's API section is
+`markdown(REAL_PROFILE)`, printed by scripts/api_reference.py and checked by tests/test_apidoc.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kontext import images as I
+from kontext import params as P
+from kontext.session import SEED_MODES
+
+SESSION = "The session key returned by new_session (keep it: it is the only handle on the session)."
+STEP = "A step number, as in the history's steps[].id (the original upload is usually 1)."
+RESULT = ("the current image (PNG) and the session's history as JSON: {step: the current step (id, prompt, "
+          "seed, width, height, seconds, ...), current, path, timeline, can_undo, can_redo, branch, steps}")
+
+
+@dataclass(frozen=True)
+class Doc:
+    summary: str
+    args: dict[str, str] = field(default_factory=dict)
+    returns: str = ""
+
+    def docstring(self) -> str:
+        """The format gradio parses: summary, `Args:` (one line each), `Returns:`."""
+        lines = [self.summary]
+        if self.args:
+            lines += ["", "Args:", *(f"    {k}: {v}" for k, v in self.args.items())]
+        if self.returns:
+            lines += ["", "Returns:", f"    {self.returns}"]
+        return "\n".join(lines)
+
+    def markdown(self, name: str) -> str:
+        """One list item; `session` and the common result are said once, above the list."""
+        args = [f"`{k}`: {v}" for k, v in self.args.items() if k != "session"]
+        returns = self.returns.replace(RESULT, "*the result*")
+        out = [f"- **`/{name}`**: {self.summary}"]
+        out += [f"  - {a}" for a in args]
+        if returns:
+            out.append(f"  - returns {returns}")
+        return "\n".join(out)
+
+
+def docs(profile: P.Profile) -> dict[str, Doc]:
+    """Every public endpoint's text, with `profile`'s limits. Keys are the endpoints' api_names."""
+    pr = profile
+    size = (f"in pixels, a multiple of {P.SIZE_MULTIPLE} from {pr.min_side} to {pr.max_side}, with width x height "
+            f"at most {pr.max_area:,} pixels; 0 for both: the input's aspect ratio at about {pr.default_area:,} "
+            "pixels (a square without an input). Give both or neither.")
+    modes = ", ".join(f'"{m}"' for m in SEED_MODES)
+    return {
+        "new_session": Doc("Create a new, empty editing session.",
+                           returns="the session key, to pass to every other endpoint"),
+        "upload": Doc(f"Start a new chain from a picture (PNG, JPEG, WebP, GIF, BMP or TIFF; at most "
+                      f"{I.MAX_PIXELS // 1_000_000} MP and {I.MAX_FILE_BYTES >> 20} MB, sides {I.MIN_SIDE} to "
+                      f"{I.MAX_SIDE} px, aspect ratio at most {I.MAX_ASPECT:g}:1). Earlier chains stay reachable "
+                      "with jump. The step is named after the file.",
+                      {"session": SESSION,
+                       "image": "The picture, as an uploaded file (MCP clients may send a data: URL)."},
+                      RESULT),
+        "edit": Doc("Edit the current image with an instruction (with no image yet, generate one from text). "
+                    "The new step becomes current; an edit from an earlier step starts a new branch. One turn "
+                    "per session at a time: a second call while one runs or waits is refused. Cancelling the "
+                    "call stops the edit at its next step and leaves the history unchanged.",
+                    {"session": SESSION,
+                     "prompt": (f"The instruction, 1 to {P.MAX_PROMPT_CHARS} characters, e.g. 'make the sky "
+                                "stormy, keep everything else the same'. Quote text to replace it exactly."),
+                     "seed_mode": (f'One of {modes}. random: a new seed each call; fixed: use seed; locked: '
+                                   "the current step's seed (same noise, different instruction)."),
+                     "seed": f"A whole number from 0 to {P.MAX_SEED}, used only when seed_mode is \"fixed\".",
+                     "guidance": (f"Guidance scale from {P.MIN_GUIDANCE:g} to {P.MAX_GUIDANCE:g} (how strongly "
+                                  f"the prompt is followed); 0: the model's default, {pr.default_guidance:g}."),
+                     "steps": (f"Denoising steps, a whole number from {P.MIN_STEPS} to {P.MAX_STEPS}; 0: the "
+                               f"model's default, {pr.default_steps}. Time grows with steps."),
+                     "width": f"Output width {size}",
+                     "height": "Output height, as width.",
+                     "reference": ("Optional second picture (a style, character or object), placed to the right "
+                                   "of the current image; say which is which in the prompt ('the person from "
+                                   "the right image'). Empty: none."),
+                     "draft": ("true: a quarter of the size with the context scaled down too, several times "
+                               "faster; refine then re-runs it at full size with the same seed. Default false.")},
+                    RESULT + ". While running, the JSON output streams {progress: {step, total}} (or "
+                    "{progress: {waiting: n}} while n turns are ahead in the GPU queue)"),
+        "refine": Doc("Re-run the current draft at full size with the same seed, prompt and settings "
+                      "(a sibling branch of the draft).", {"session": SESSION}, RESULT),
+        "reroll": Doc("Repeat the current step's instruction from the same parent with a new random seed "
+                      "(a sibling branch).", {"session": SESSION}, RESULT),
+        "combine": Doc("Redo every instruction of the current path as one edit of its original image (a new "
+                       "branch). Useful when quality has drifted over many turns.", {"session": SESSION}, RESULT),
+        "undo": Doc("Go back one step, to the current step's parent. At the original image nothing changes.",
+                    {"session": SESSION}, RESULT),
+        "redo": Doc("Go forward again along the branch undo came back from.", {"session": SESSION}, RESULT),
+        "jump": Doc("Make any step current. The next edit from there starts a new branch; nothing is lost.",
+                    {"session": SESSION, "step": STEP}, RESULT),
+        "branch": Doc("Switch to a sibling branch of the current step (another edit of the same parent).",
+                      {"session": SESSION,
+                       "offset": ("-1 for the previous sibling, +1 for the next (wraps around); each at the step "
+                                  "it was left at.")}, RESULT),
+        "history": Doc("Read the session's history without changing it.", {"session": SESSION},
+                       "the history as JSON (as in edit's result, without the image)"),
+        "step_image": Doc("The picture of any step.", {"session": SESSION, "step": STEP},
+                          "the step's PNG, with its prompt, seed and settings in the PNG metadata"),
+        "export": Doc("Export the session as files: a ZIP (every step's PNG and manifest.json with prompts, "
+                      "seeds and versions, importable with import_zip), an animated GIF of the current path and "
+                      "a contact sheet (PNG).",
+                      {"session": SESSION,
+                       "scope": ('"path" (the original to the current step, the default), "tree" (every '
+                                 'branch of the current picture) or "all" (every chain of the session).')},
+                      "the files (ZIP, GIF, PNG); their links stay valid for at least 10 minutes"),
+        "import_zip": Doc("Continue from a ZIP made by export: its steps and branches are added to the session "
+                          "as new chains (renumbered when the session has steps already).",
+                          {"session": SESSION, "file": "The ZIP file, uploaded."}, RESULT),
+        "clear": Doc("Delete every step of the session. This cannot be undone.", {"session": SESSION},
+                     "the (empty) history as JSON"),
+    }
+
+
+def describe(fn: Callable, doc: Doc) -> Callable:
+    """Give a handler (a wrapper of its own, see ui/events.friendly) the docstring gradio reads."""
+    fn.__doc__ = doc.docstring()
+    return fn
+
+
+def markdown(profile: P.Profile) -> str:
+    """The README's endpoint list."""
+    head = (f"Every endpoint but `/new_session` takes `session`: {SESSION} *The result* is {RESULT}.\n\n")
+    return head + "\n".join(d.markdown(name) for name, d in docs(profile).items())

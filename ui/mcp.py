@@ -1,0 +1,71 @@
+"""What an MCP client gets back from a tool: each output on its own, images as images, JSON as JSON.
+
+Gradio's MCP server (gradio 6.31) turns every output into content items, but two cases come out as
+Python reprs that an agent would have to parse:
+- a queued tool with several outputs (edit, reroll, ... : image + history) called without a progress
+  token: the client's result tuple is treated as one output and sent as `str(tuple)`;
+- a JSON output: sent as `str(dict)`, or as `root={...}` (the repr of gradio's JsonData model) for
+  tools that run without the queue.
+`adapt()` fixes both on gradio's server class: it splits the tuple into its outputs and sends JSON
+values as JSON text; images keep gradio's own handling (image content plus the image's URL) and
+lists of files are sent file by file. tests/test_mcp.py checks the result types with the `mcp`
+client, so a gradio that changes these methods fails there rather than in front of an agent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+log = logging.getLogger("kontext.ui")
+
+
+def _is_file(value: Any) -> bool:
+    meta = value.get("meta") if isinstance(value, dict) else None
+    return isinstance(meta, dict) and meta.get("_type") == "gradio.FileData"
+
+
+def as_outputs(data: list[Any]) -> list[Any]:
+    """Outputs as gradio's content conversion should see them: files as they are (one by one when
+    an output is a list of files), anything structured as JSON text."""
+    out: list[Any] = []
+    for value in data:
+        if hasattr(value, "model_dump"):  # gradio's JsonData and other pydantic roots
+            value = value.model_dump()
+        if _is_file(value) or value is None or isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list) and value and all(_is_file(v) for v in value):
+            out.extend(value)
+        else:
+            out.append(json.dumps(value, ensure_ascii=False, default=str))
+    return out
+
+
+def adapt() -> bool:
+    """Install the fix on gradio's MCP server class (once). False if this gradio has no MCP server
+    or its methods are not the ones this module knows; the tools then work with gradio's output."""
+    try:
+        from anyio.to_thread import run_sync
+        from gradio.mcp import GradioMCPServer
+    except ImportError:
+        return False
+    if getattr(GradioMCPServer, "_kontext_adapted", False):
+        return True
+    post = getattr(GradioMCPServer, "postprocess_output_data", None)
+    if post is None or not hasattr(GradioMCPServer, "_execute_tool_without_progress"):
+        log.warning("gradio's MCP server has changed: tool results are sent as gradio makes them")
+        return False
+
+    async def _execute_tool_without_progress(self: Any, job: Any) -> list[Any]:
+        result = await run_sync(job.result)
+        # gradio_client returns a tuple for several outputs and the bare value for one.
+        return list(result) if isinstance(result, tuple) else [result]
+
+    def postprocess_output_data(self: Any, data: Any, root_url: str) -> Any:
+        return post(self, as_outputs(list(data)), root_url)
+
+    GradioMCPServer._execute_tool_without_progress = _execute_tool_without_progress
+    GradioMCPServer.postprocess_output_data = postprocess_output_data
+    GradioMCPServer._kontext_adapted = True
+    return True
