@@ -71,3 +71,13 @@ def test_the_xmp_disclosure_stays_well_formed_with_control_characters():
     body = xmp[xmp.index("<x:xmpmeta"):xmp.index("</x:xmpmeta>") + len("</x:xmpmeta>")]
     root = ET.fromstring(body)  # raises on malformed XML
     assert "blue" in "".join(root.itertext()) and "<bold>" in "".join(root.itertext())
+
+
+def test_source_names_keep_only_the_file_name():
+    from kontext.images import source_name
+
+    assert source_name("C:\\Users\\ann\\cat photo.png") == "cat photo.png"
+    assert source_name("../../etc/passwd") == "passwd"
+    assert source_name("a\x00b\nc\u202e.png") == "abc.png"
+    assert source_name("x" * 500) == "x" * 120
+    assert source_name(None) == "" and source_name("") == ""
