@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .branding import Branding
 from .errors import UserError
 from .store import DEFAULT_MAX_BYTES, DEFAULT_MAX_IDLE_S
 
@@ -32,6 +33,7 @@ class Settings:
     mirror_every_s: float = 60.0
     login: str = "none"  # "hf": editing needs a Hugging Face sign-in (the owner pays for the GPU)
     auth: tuple[tuple[str, str], ...] = ()  # self-hosted: user/password pairs for the whole app
+    branding: Branding = field(default_factory=Branding)  # title, logo, accent, hidden controls, examples
 
 
 def storage_note(settings: Settings) -> str:

@@ -194,6 +194,19 @@ class History:
             last[a.id] = b.id
         return self._with(current=node_id, last_child=_frozen(last))
 
+    def subtree(self, root: int, current: int | None = None) -> History:
+        """Only the tree under `root` (a read-only view of it): its steps, redo links, and as
+        current `current` if it is in the tree, else the tip of the tree's most recent branch."""
+        keep: dict[int, Node] = {}
+        todo = [self.node(root)]
+        while todo:
+            n = todo.pop()
+            keep[n.id] = n
+            todo.extend(self.children(n.id))
+        last = {a: b for a, b in self.last_child.items() if a in keep}
+        view = replace(self, nodes=_frozen(keep), last_child=_frozen(last), current=root)
+        return replace(view, current=current if current in keep else view.tip(root))
+
     # --- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {

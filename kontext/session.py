@@ -29,12 +29,14 @@ from . import params as P
 from .admission import TurnQueue
 from .engine import Cancelled, EditResult, Engine
 from .errors import UserError
+from .examples import ResultCache
 from .export import write_export
 from .gpu import LocalGpu
 from .history import History, Node
 from .images import open_image, source_name
 from .importer import ExportReader, ImportResult, Limits, check_room, merge, open_export, plan_ids, renumbered_png
-from .store import Store, new_key
+from .sharing import Share, Shares, UnknownShare
+from .store import Store, check_key, new_key
 from .turns import Progress, TurnRequest, plan_step
 
 SEED_MODES = ("random", "fixed", "locked")
@@ -65,6 +67,7 @@ class Turn:
     parent_image: str | None  # the parent's stored image, to check the parent is still the same picture
     request: TurnRequest
     extra: dict[str, Any]
+    cacheable: bool = False  # a fixed-seed turn in a tree that started from an example
 
 
 def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
@@ -80,8 +83,10 @@ class Sessions:
     """All sessions of one app: a store on disk plus the engine that makes the images."""
 
     def __init__(self, engine: Engine, store: Store, max_nodes: int | None = None, *,
-                 gpu: Any = None, queue: TurnQueue | None = None):
+                 gpu: Any = None, queue: TurnQueue | None = None, results: ResultCache | None = None):
         self.engine = engine
+        self.results = results  # finished turns of example trees (kontext.examples), or None
+        self.shares = Shares(store.root / "shares.json")  # read-only links (kontext.sharing)
         self.store = store
         self.max_nodes = max_nodes
         self.gpu = gpu or LocalGpu(engine)  # kontext.gpu: this process, or ZeroGPU's worker
@@ -186,7 +191,7 @@ class Sessions:
         return str(self.store.public_path(key, h.node(nid).image, thumbnail=thumbnail))
 
     # --- turns ---------------------------------------------------------------------------------
-    def upload(self, key: str, source: Any, name: str = "") -> History:
+    def upload(self, key: str, source: Any, name: str = "", example: str | None = None) -> History:
         """Start a new tree from an uploaded image (path, bytes or PIL). Earlier trees stay.
 
         The step is named after the file (`name`, a client's file name: only its last part is kept),
@@ -194,8 +199,11 @@ class Sessions:
         img = open_image(source, "image")
         w, h = img.size
         name = source_name(name)
+        extra: dict[str, Any] = {"source": name} if name else {}
+        if example:
+            extra["example"] = example  # this tree's fixed-seed turns may come from the result cache
         node = Node(id=0, parent=None, kind="upload", image="", width=w, height=h,
-                    prompt=name or "original", extra={"source": name} if name else {})
+                    prompt=name or "original", extra=extra)
         # Encode outside the lock (seconds at 40 MP) with the id the step will most likely get.
         node = replace(node, id=self.history(key).next_id())
         png = metadata.png_bytes(img, step_dict(node))
@@ -281,7 +289,9 @@ class Sessions:
                             guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,
                             reference=reference, draft=opts.draft, preview_every=preview_every)
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
-        return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra)
+        from_example = parent_id is not None and bool(snapshot.path(parent_id)[0].extra.get("example"))
+        return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra,
+                    cacheable=from_example and opts.seed_mode == "fixed" and self.results is not None)
 
     def edit(
         self,
@@ -308,8 +318,25 @@ class Sessions:
         is_cancelled = (lambda: cancel.is_set()) if cancel is not None else (lambda: False)
         with self.queue.turn(key, is_cancelled, waiting):
             turn = self.plan(key, prompt, opts, parent=parent, preview_every=preview_every)
-            result = self.gpu.run(turn.request, on_step, cancel)
+            result = self._cached(turn)
+            if result is None:
+                result = self.gpu.run(turn.request, on_step, cancel)
+                if turn.cacheable and not (cancel is not None and cancel.is_set()):
+                    self.results.put(ResultCache.key(self.engine, turn.request), result.image, result.seconds,
+                                     result.extra)
             return self.commit(key, turn, result, cancel)
+
+    def _cached(self, turn: Turn) -> EditResult | None:
+        """The stored result of this very call, for an example tree's fixed-seed turn (else None)."""
+        if not turn.cacheable:
+            return None
+        hit = self.results.get(ResultCache.key(self.engine, turn.request))
+        if hit is None:
+            return None
+        r = turn.request
+        return EditResult(image=Image.open(io.BytesIO(hit.png)).convert("RGB"), seed=r.seed, guidance=r.guidance,
+                          steps=r.steps, width=r.width, height=r.height, seconds=hit.seconds,
+                          model=self.engine.model_id, extra={**hit.extra, "cached": True})
 
     def commit(self, key: str, turn: Turn, result: EditResult,
                cancel: threading.Event | None = None) -> tuple[History, Node]:
@@ -390,6 +417,32 @@ class Sessions:
         # The combined steps may have used different references (or none): combine without one.
         return self.edit(key, prompt, replace(opts, reference=None), parent=path[0].id, **kw)
 
+    # --- read-only share links -----------------------------------------------------------------
+    def share(self, key: str) -> Share:
+        """A read-only link to the tree of the current step (the same link if it is shared already)."""
+        h = self.history(key)
+        if h.current is None:
+            raise UserError("nothing to share yet: upload or make a picture first")
+        root = h.path()[0]
+        return self.shares.share(key, root.id, root.image)
+
+    def unshare(self, key: str) -> int:
+        """Revoke every share link of this session; return how many there were."""
+        check_key(key)
+        return self.shares.revoke(key)
+
+    def shared(self, token: object, current: int | None = None) -> tuple[Share, History]:
+        """What a share link shows: its tree as a read-only History, at `current` (a step the viewer
+        chose, if it is in the tree) or else at the owner's step in it or the tree's latest tip."""
+        share = self.shares.resolve(token)
+        h = self.history(share.key)
+        root = h.nodes.get(share.root)
+        if root is None or root.parent is not None or root.image != share.image:
+            raise UnknownShare("this share link shows nothing any more: its owner deleted that picture's "
+                               "steps (or the session expired)")
+        view = h.subtree(share.root, h.current)
+        return share, (view if current is None else h.subtree(share.root, current))
+
     # --- navigation (instant, no engine) -------------------------------------------------------
     def undo(self, key: str) -> History:
         return self._update(key, History.undo)
@@ -417,6 +470,7 @@ class Sessions:
         with self._lock(key):
             self.store.delete(key)
             self._forget(key)
+        self.shares.revoke(key)  # a link to deleted steps must not show a later picture
 
     def drift_warning(self, key: str, history: History | None = None) -> str:
         """A hint when the current chain is long enough for Kontext's quality to drift."""
