@@ -50,6 +50,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds between mirror pushes")
     p.add_argument("--login", default=env("KONTEXT_LOGIN", "none"), choices=["none", "hf"],
                    help="hf: editing needs a Hugging Face sign-in (a Space with hf_oauth: true)")
+    p.add_argument("--branding", default=env("KONTEXT_BRANDING"),
+                   help="a TOML file: title, description, logo, accent, hide, examples (see kontext/branding.py)")
+    p.add_argument("--title", default=env("KONTEXT_TITLE"), help="the page's title (wins over --branding)")
+    p.add_argument("--accent", default=env("KONTEXT_ACCENT"), help="accent colour: #rrggbb or a name like emerald")
+    p.add_argument("--hide", default=env("KONTEXT_HIDE"),
+                   help="controls to hide, comma-separated: examples, chains, reference, text, draft, advanced, "
+                        "seed, export, share, present, compare, start-over")
+    p.add_argument("--examples", default=env("KONTEXT_EXAMPLES"),
+                   help="an examples TOML file (see assets/examples/examples.toml), or none")
     p.add_argument("--auth", default=env("KONTEXT_AUTH"),
                    help="self-hosted: user:password[,user:password...] for the whole app and its API")
     return p.parse_args(argv)
@@ -64,14 +73,20 @@ def main(argv: list[str] | None = None) -> None:
         # Before torch: ZeroGPU patches torch's CUDA calls on import, and refuses if CUDA is set up already.
         import spaces  # noqa: F401
     from kontext.admission import TurnQueue
+    from kontext.branding import load_branding
     from kontext.config import Settings, parse_auth
     from kontext.engine import Engine, ModelLoadError
+    from kontext.examples import load_catalog
     from kontext.session import Sessions
     from kontext.startup import Startup, resolve_speed
     from kontext.store import Store
 
     try:
         auth = parse_auth(args.auth)
+        branding = load_branding(args.branding, title=args.title, accent=args.accent, hide=args.hide,
+                                 examples=args.examples)
+        if branding.examples:
+            load_catalog(branding.examples)  # a broken catalog stops here, in words, not at page build
     except ValueError as e:
         sys.exit(f"error: {e}")
     settings = Settings(
@@ -80,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         mcp=args.mcp, offload=args.offload, device=args.device or ("cuda" if zerogpu else None),
         gpu_slots=args.gpu_slots, max_waiting=args.max_waiting, zerogpu=zerogpu,
         on_space=bool(os.environ.get("SPACE_ID")), mirror=args.mirror, mirror_every_s=args.mirror_every,
-        login=args.login, auth=auth,
+        login=args.login, auth=auth, branding=branding,
     )
     if settings.login == "hf" and os.environ.get("SYSTEM") != "spaces":
         from kontext.hub import token
@@ -116,9 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     if mirror is not None:
         mirror.start()
         stop_mirror_on_exit(mirror)
+    from kontext.examples import ResultCache
     from ui import build_ui, launch_kwargs, queue_kwargs
 
-    sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue)
+    # Example results are kept after their first run (kontext.examples), beside the sessions.
+    results = ResultCache(Path(settings.data_dir) / "example-results")
+    sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue, results=results)
     demo = build_ui(sessions, settings, startup)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")

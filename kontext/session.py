@@ -484,11 +484,13 @@ class Sessions:
 
     # --- export and import ---------------------------------------------------------------------
     def export(self, key: str, dest: str | Path | BinaryIO, *, scope: str = "path",
-               extras: bool = True) -> dict[str, Any]:
+               extras: bool = True, at: int | None = None) -> dict[str, Any]:
         """Write a ZIP of the path ("path"), the current tree ("tree") or every tree ("all") to
-        `dest`; return its manifest. `extras` adds an animated GIF, a contact sheet and a README."""
-        return write_export(self.history(key), lambda name: self.store.read_image_bytes(key, name), dest,
-                            scope=scope, engine=self.engine, extras=extras)
+        `dest`; return its manifest. `extras` adds an animated GIF, a contact sheet and a README.
+        `at`: as if that step were current (a read-only view's position; the session is unchanged)."""
+        h = self.history(key)
+        return write_export(h if at is None else h.jump(at), lambda name: self.store.read_image_bytes(key, name),
+                            dest, scope=scope, engine=self.engine, extras=extras)
 
     def import_zip(self, key: str, source: str | Path | bytes | BinaryIO,
                    limits: Limits | None = None) -> ImportResult:

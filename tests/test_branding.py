@@ -34,3 +34,35 @@ def test_bad_settings_are_named(tmp_path, text, words):
     (tmp_path / "b.toml").write_text(text + "\n")
     with pytest.raises(UserError, match=words):
         load_branding(tmp_path / "b.toml")
+
+
+def test_the_page_follows_the_branding(engine, tmp_path):
+    from kontext.config import Settings
+    from kontext.session import Sessions
+    from kontext.store import Store
+    from ui import build_ui
+    from ui.app import launch_kwargs, theme
+
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "logo.png")
+    brand = load_branding(title="Acme demo", hide="advanced,share,examples", accent="#0e7490",
+                          logo=str(tmp_path / "logo.png"))
+    settings = Settings(model="tiny", data_dir=tmp_path, branding=brand)
+    demo = build_ui(Sessions(engine, Store(tmp_path / "s")), settings)
+    assert demo.title == "Acme demo"
+    props = {c["props"].get("elem_id"): c["props"] for c in demo.config["components"] if c["props"].get("elem_id")}
+    assert props["share-box"]["visible"] is False and props["reference"]["visible"] is not False
+    assert "examples" not in props and "chains" in props  # hidden examples are not even built
+    assert "# Acme demo" in props["title"]["value"] and "logo" in props
+    t = launch_kwargs(settings)["theme"]
+    assert t.primary_500 == "#0e7490" == theme("#0e7490").primary_500
+    assert launch_kwargs(Settings(data_dir=tmp_path))["theme"].primary_500 != "#0e7490"
+
+
+def test_a_bad_branding_flag_stops_the_app_in_words():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "app.py", "--model", "tiny", "--hide", "canvas"], capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert out.returncode != 0 and "hide: unknown control 'canvas'" in out.stderr

@@ -126,6 +126,17 @@ class Api:
         self.s.import_zip(session, path)
         return self._result(session)
 
+    def share(self, session: str) -> dict[str, Any]:
+        link = self.s.share(session)
+        return {"token": link.token, "path": f"/view?share={link.token}", "root": link.root}
+
+    def unshare(self, session: str) -> dict[str, Any]:
+        return {"revoked": self.s.unshare(session)}
+
+    def shared_history(self, token: str) -> dict[str, Any]:
+        link, h = self.s.shared(token)
+        return view.history_json(self.s, link.key, h)
+
     def clear(self, session: str) -> dict[str, Any]:
         self.s.clear(session)
         return view.history_json(self.s, session)
@@ -174,3 +185,7 @@ class Api:
         trigger.click(f(self.import_zip), [key, zip_in], pair, api_name="import_zip", concurrency_id="files",
                       api_visibility="public")
         trigger.click(f(self.clear), [key], info, api_name="clear", **common)
+        trigger.click(f(self.share), [key], info, api_name="share", **common)
+        trigger.click(f(self.unshare), [key], info, api_name="unshare", **common)
+        token = gr.Textbox(label="token", visible=False)
+        trigger.click(f(self.shared_history), [token], info, api_name="shared_history", **common)

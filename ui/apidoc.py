@@ -117,6 +117,16 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
         "import_zip": Doc("Continue from a ZIP made by export: its steps and branches are added to the session "
                           "as new chains (renumbered when the session has steps already).",
                           {"session": SESSION, "file": "The ZIP file, uploaded."}, RESULT),
+        "share": Doc("Make a read-only link to the tree of the current step (every branch of that picture, as it "
+                     "grows); sharing the same tree again gives the same link.", {"session": SESSION},
+                     "JSON {token, path, root}: open the app's address + path (/view?share=TOKEN) in a browser, "
+                     "or read the tree with shared_history"),
+        "unshare": Doc("Revoke every share link of the session: they stop working at once.", {"session": SESSION},
+                       "JSON {revoked: how many links there were}"),
+        "shared_history": Doc("Read a shared tree by its token, without the session key. Nothing can be changed "
+                              "with a token.",
+                              {"token": "The token from share (starts with v_, 66 characters)."},
+                              "the tree's history as JSON (as history, only that tree's steps)"),
         "clear": Doc("Delete every step of the session. This cannot be undone.", {"session": SESSION},
                      "the (empty) history as JSON"),
     }
@@ -130,5 +140,6 @@ def describe(fn: Callable, doc: Doc) -> Callable:
 
 def markdown(profile: P.Profile) -> str:
     """The README's endpoint list."""
-    head = (f"Every endpoint but `/new_session` takes `session`: {SESSION} *The result* is {RESULT}.\n\n")
+    head = (f"Every endpoint but `/new_session` and `/shared_history` takes `session`: {SESSION} "
+            f"*The result* is {RESULT}.\n\n")
     return head + "\n".join(d.markdown(name) for name, d in docs(profile).items())

@@ -8,6 +8,7 @@ import gradio as gr
 from PIL import Image as PILImage
 
 from kontext.config import Settings, browser_secret
+from kontext.examples import Catalog, load_catalog
 from kontext.images import MAX_PIXELS
 from kontext.session import Sessions
 from kontext.startup import Startup
@@ -20,20 +21,33 @@ from .layout import (
     render_compare,
     render_editor,
     render_engine_status,
+    render_examples,
     render_header,
+    render_present,
     render_settings,
     render_timeline,
 )
+from .showcase import Showcase
+from .viewer import Viewer
 
 # assets/ beside ui/ in a checkout; inside the package when installed from a wheel (pyproject.toml).
 _HERE = Path(__file__).resolve().parent
 ASSETS = _HERE / "assets" if (_HERE / "assets").is_dir() else _HERE.parent / "assets"
 
 
+def catalog_for(settings: Settings) -> Catalog:
+    """The example set: the branding file's, none, or the one shipped in assets/examples/."""
+    brand = settings.branding
+    if brand.no_examples:
+        return Catalog()
+    return load_catalog(brand.examples or ASSETS / "examples" / "examples.toml")
+
+
 def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = None) -> gr.Blocks:
     """The whole app as a gr.Blocks. Loads no model: `sessions.engine` is already loaded.
 
     `startup` (optional) reports a background warm-up; the page shows its progress until it is done.
+    A second page, /view, is the read-only shared view (ui/viewer.py).
     """
     # Gradio opens uploads with Pillow before we see them: make Pillow refuse bombs there too.
     PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -42,11 +56,13 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
     # names): no copy in gradio's cache, and no session folder (history, prompts) is ever served.
     public = sessions.store.public_dir
     public.mkdir(parents=True, exist_ok=True)
-    gr.set_static_paths([public])
+    catalog = catalog_for(settings)
+    brand = settings.branding
+    gr.set_static_paths([public])  # example pictures and the logo are initial values: gradio caches those
     page = Page()
     # delete_cache: uploads, previews and exports in gradio's cache go after an hour (checked every
     # ten minutes); session images are not there (they are served from the store's public folder).
-    with gr.Blocks(title="Kontext Playground", fill_width=True, delete_cache=(600, 3600)) as demo:
+    with gr.Blocks(title=brand.title, fill_width=True, delete_cache=(600, 3600)) as demo:
         page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
         page.shown = gr.State(None)
         render_header(sessions.engine, settings)
@@ -54,19 +70,27 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
         page.extra["ref_name"] = gr.State(None)  # the stored reference image this tab edits with
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
-                render_editor(page)
+                render_editor(page, brand)
+                render_examples(page, catalog, brand)
             with gr.Column(scale=2, min_width=300):
                 with gr.Tabs():
                     with gr.Tab("Timeline", id="timeline-tab"):
                         render_timeline(page)
-                    with gr.Tab("Compare", id="compare-tab", elem_id="compare-tab"):
+                    with gr.Tab("Compare", id="compare-tab", elem_id="compare-tab", visible=brand.shows("compare")):
                         render_compare(page)
-                render_settings(page, sessions.engine)
+                render_settings(page, sessions.engine, brand)
+        render_present(page)
         wiring = Wiring(page, sessions, login=settings.login)
-        wiring.wire()
+        showcase = Showcase(wiring, catalog)
+        wiring.wire(more_runs=showcase.wire_runs)
+        showcase.wire()
         demo.load(wiring.load, [page.key], [page.key, *wiring.view_outputs], queue=False,
                   api_name="ui_load", api_visibility="undocumented")
         Api(sessions, login=settings.login).wire()
+    with demo.route("Shared view", "/view", show_in_navbar=False):
+        viewer = Viewer(sessions)
+        viewer.render(brand.title)
+        viewer.wire(demo)
     return demo
 
 
@@ -75,7 +99,8 @@ def launch_kwargs(settings: Settings) -> dict:
     only its public folder of images is served (as static files, see build_ui)."""
     data = Path(settings.data_dir).resolve()
     kw = dict(LAUNCH_KWARGS, css_paths=[ASSETS / "style.css"], js=(ASSETS / "shortcuts.js").read_text("utf-8"),
-              blocked_paths=[str(data / ".browser-secret")])
+              blocked_paths=[str(data / ".browser-secret"), str(data / "shares.json")],
+              theme=theme(settings.branding.accent))
     if settings.auth:
         kw["auth"] = list(settings.auth)  # self-hosted: the whole app and its API need a password
     return kw
@@ -91,8 +116,24 @@ def queue_kwargs(settings: Settings) -> dict:
 # Passed to launch(): gradio 6 takes theme/css/js there (the assets are read in launch_kwargs, not
 # at import, so importing the UI needs no files beside it). ssr_mode and run_history stay off: in
 # gradio 6.27-6.31 a forged Host header could reach the saved HF token through run-history endpoints.
+def theme(accent: str) -> gr.themes.Base:
+    """gradio's Soft theme in the accent colour: a hue name, or #rrggbb (its shades mixed with white
+    and black around it)."""
+    if not accent.startswith("#"):
+        return gr.themes.Soft(primary_hue=accent)
+    rgb = [int(accent[i:i + 2], 16) for i in (1, 3, 5)]
+
+    def mix(to: int, t: float) -> str:
+        return "#" + "".join(f"{round(c + (to - c) * t):02x}" for c in rgb)
+
+    light = [mix(255, t) for t in (0.95, 0.85, 0.7, 0.5, 0.25)]  # 50 .. 400
+    dark = [mix(0, t) for t in (0.15, 0.3, 0.45, 0.6, 0.7)]  # 600 .. 950
+    shades = [*light, accent, *dark]
+    names = ["c50", "c100", "c200", "c300", "c400", "c500", "c600", "c700", "c800", "c900", "c950"]
+    return gr.themes.Soft(primary_hue=gr.themes.Color(name="brand", **dict(zip(names, shades, strict=True))))
+
+
 LAUNCH_KWARGS = dict(
-    theme=gr.themes.Soft(primary_hue="indigo"),
     ssr_mode=False,
     run_history=False,
     max_file_size="1gb",  # exported ZIPs of long sessions; images are capped in kontext.images

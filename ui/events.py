@@ -32,6 +32,13 @@ from .layout import Page
 
 log = logging.getLogger("kontext.ui")
 PREVIEW_EVERY = 2  # steps between live previews
+# After a turn: empty the instruction box only if it still holds the instruction that ran.
+CLEAR_IF_UNCHANGED = "(now, ran) => (ran !== null && ran !== undefined && now === ran) ? '' : now"
+NOTE_IF_BUSY = """() => {
+  const stop = document.getElementById('stop-btn');
+  const busy = stop && stop.offsetParent !== null;
+  return busy ? 'An edit is running: your new instruction stays in the box; press Enter again when it ends.' : '';
+}"""
 
 
 def friendly(fn: Callable) -> Callable:
@@ -186,10 +193,13 @@ class Wiring:
         def turn(report: Any, cancel: Any) -> Any:
             return run(on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
 
+        # The box is emptied only if it still holds what ran (see wire): what the user typed while
+        # the edit ran stays.
+        ran = prompt if mode in ("edit", "text") else None
         for item in stream(turn):
             if isinstance(item, Done):
                 _, node = item.value
-                yield {**self.redraw(key), p.seed: node.seed, p.prompt: "", **self.idle()}
+                yield {**self.redraw(key), p.seed: node.seed, p.extra["ran"]: ran, p.extra["note"]: "", **self.idle()}
                 return
             if item.total == 0:
                 ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
@@ -197,6 +207,10 @@ class Wiring:
             else:
                 status = f"Step {item.step} of {item.total}…"
             yield {p.status: status, **busy, **({p.canvas: item.preview} if item.preview is not None else {})}
+
+    def busy(self) -> dict[Any, Any]:
+        """Stop shown, Edit hidden: the moment a turn is asked for."""
+        return {self.p.edit_btn: gr.Button(visible=False), self.p.stop_btn: gr.Button(visible=True)}
 
     def idle(self) -> dict[Any, Any]:
         """The Edit button back, Stop hidden."""
@@ -280,10 +294,12 @@ class Wiring:
         return self.redraw(key)
 
     # --- wiring --------------------------------------------------------------------------------
-    def wire(self) -> None:
+    def wire(self, more_runs: Callable[[dict], list] | None = None) -> None:
+        """Register every event. `more_runs(gpu_options)` registers other turn-running events (the
+        example chains), which Stop must cancel too."""
         p, f = self.p, friendly
         views = self.view_outputs
-        edit_outputs = [*views, p.seed, p.prompt, p.edit_btn, p.stop_btn]
+        edit_outputs = [*views, p.seed, p.extra["ran"], p.extra["note"], p.edit_btn, p.stop_btn]
         x = p.extra
         controls = [p.key, p.shown, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"],
                     x["draft"]]
@@ -294,18 +310,31 @@ class Wiring:
         gpu = dict(concurrency_id="gpu", concurrency_limit=q.slots + q.max_waiting + 1,
                    api_visibility="undocumented")
 
-        edit_fn = f(self.edit)
+        def after_busy(trigger: Any, fn: Callable, name: str, inputs: list = controls,
+                       outputs: list = edit_outputs) -> Any:
+            """Stop shows the moment a button asks for a turn, even while gradio's queue holds it;
+            the turn starts after that (a .then), so its own last update always comes last."""
+            return trigger(self.busy, None, [p.edit_btn, p.stop_btn], queue=False, show_progress="hidden",
+                           api_visibility="private").then(fn, inputs, outputs, api_name=name, **gpu)
+
+        self.after_busy = after_busy
         runs = [
-            gr.on([p.edit_btn.click, p.prompt.submit], edit_fn, controls, edit_outputs, api_name="ui_edit", **gpu),
-            p.reroll_btn.click(f(functools.partial(self.edit, mode="reroll")), controls, edit_outputs,
-                                 api_name="ui_reroll", **gpu),
-            p.t2i_btn.click(f(functools.partial(self.edit, mode="text")), controls, edit_outputs,
-                            api_name="ui_text", **gpu),
-            x["combine_btn"].click(f(functools.partial(self.edit, mode="combine")), controls, edit_outputs,
-                                   api_name="ui_combine", **gpu),
-            x["refine_btn"].click(f(functools.partial(self.edit, mode="refine")), controls, edit_outputs,
-                                  api_name="ui_refine", **gpu),
+            after_busy(p.edit_btn.click, f(self.edit), "ui_edit"),
+            after_busy(p.reroll_btn.click, f(functools.partial(self.edit, mode="reroll")), "ui_reroll"),
+            after_busy(p.t2i_btn.click, f(functools.partial(self.edit, mode="text")), "ui_text"),
+            after_busy(x["combine_btn"].click, f(functools.partial(self.edit, mode="combine")), "ui_combine"),
+            after_busy(x["refine_btn"].click, f(functools.partial(self.edit, mode="refine")), "ui_refine"),
+            # Enter: straight to the turn. Gradio runs one submit at a time, so Enter during a turn is
+            # dropped rather than refused (the words stay in the box, NOTE_IF_BUSY says so).
+            p.prompt.submit(f(self.edit), controls, edit_outputs, api_name="ui_edit_submit", **gpu),
         ]
+        for run in (runs[0], runs[2], runs[5]):  # edit, text-to-image, Enter: their instruction is the box's
+            run.success(None, [p.prompt, x["ran"]], [p.prompt], js=CLEAR_IF_UNCHANGED, api_visibility="private")
+        # Typed and submitted while an edit runs: gradio runs one submit at a time and drops this one,
+        # so say that the words are kept, and keep them (CLEAR_IF_UNCHANGED).
+        p.prompt.submit(None, None, [x["note"]], js=NOTE_IF_BUSY, api_visibility="private")
+        if more_runs is not None:
+            runs += more_runs(gpu)
         for run in runs:  # after an error, put the buttons and the committed image back
             run.failure(f(self.failed), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn], queue=False,
                         api_visibility="private")

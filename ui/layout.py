@@ -8,21 +8,13 @@ from typing import Any
 import gradio as gr
 
 from kontext import params as P
+from kontext.branding import Branding
 from kontext.config import Settings, storage_note
 from kontext.doctor import HARDWARE_HINT
 from kontext.engine import Engine
+from kontext.examples import Catalog
 from kontext.session import DRIFT_TURNS
 from kontext.speed import memory_hint
-
-EXAMPLES = [
-    # What Kontext is known for, phrased the way BFL's prompting guide recommends.
-    "Change the car's colour to deep red, keep everything else the same",  # a local edit
-    "This woman, same face and hairstyle, now sitting in a Paris café at night",  # character consistency
-    "Using this style, create a lighthouse on a cliff at dusk",  # the upload is the style reference
-    "Restyle the whole image as a watercolour painting, keep the composition",  # style transfer
-    'Replace "OPEN" with "CLOSED", keep the same font',  # text replacement
-    "Remove the person in the background",
-]
 
 
 @dataclass
@@ -64,9 +56,12 @@ class Page:
 
 def render_header(engine: Engine, settings: Settings | None = None) -> None:
     settings = settings or Settings()
+    brand = settings.branding
     with gr.Row(elem_id="header-row"):
-        gr.Markdown("# Kontext Playground\nEdit a picture step by step with FLUX.1 Kontext [dev]: "
-                    "each instruction edits the previous result.", elem_id="title")
+        if brand.logo is not None:
+            gr.Image(str(brand.logo), show_label=False, interactive=False, container=False, height=56, width=56,
+                     scale=0, min_width=56, elem_id="logo", buttons=[])
+        gr.Markdown(f"# {brand.title}\n{brand.description}", elem_id="title")
         if settings.login == "hf":
             gr.LoginButton(size="sm", scale=0, min_width=220, elem_id="login")
     if engine.model_id == "tiny":
@@ -129,7 +124,8 @@ def render_engine_status(engine: Engine, startup: Any) -> None:
     timer.tick(tick, None, [status, timer], queue=False, api_visibility="private")
 
 
-def render_editor(page: Page) -> None:
+def render_editor(page: Page, brand: Branding | None = None) -> None:
+    brand = brand or Branding()
     page.canvas = gr.Image(
         label="Current image", type="filepath", format="png",
         placeholder="Drop, paste or upload a picture to start (a new picture starts a new chain)",
@@ -150,16 +146,20 @@ def render_editor(page: Page) -> None:
         page.reroll_btn = gr.Button("Re-roll", size="sm", elem_id="reroll-btn", min_width=80)
         page.extra["combine_btn"] = gr.Button("Redo path as one edit", size="sm", elem_id="combine-btn",
                                               min_width=120)
-        page.prev_branch = gr.Button("◀", size="sm", elem_id="prev-branch", min_width=40, visible=False)
-        page.branch = gr.Markdown("", elem_id="branch")
-        page.next_branch = gr.Button("▶", size="sm", elem_id="next-branch", min_width=40, visible=False)
+        with gr.Row(elem_id="branch-switch"):  # one unit: never wraps between its arrows
+            page.prev_branch = gr.Button("◀", size="sm", elem_id="prev-branch", min_width=36, visible=False)
+            page.branch = gr.Markdown("", elem_id="branch")
+            page.next_branch = gr.Button("▶", size="sm", elem_id="next-branch", min_width=36, visible=False)
         page.t2i_btn = gr.Button("New picture from text", size="sm", elem_id="t2i-btn", min_width=120)
-    with gr.Row(elem_id="draft-row"):
+        page.extra["present_btn"] = gr.Button("Present", size="sm", elem_id="present-btn", min_width=90,
+                                              visible=brand.shows("present"))
+    with gr.Row(elem_id="draft-row", visible=brand.shows("draft")):
         page.extra["draft"] = gr.Checkbox(False, label="Draft: ¼ of the size, several times faster",
                                           elem_id="draft", container=False, scale=3)
         page.extra["refine_btn"] = gr.Button("Refine draft at full size", size="sm", elem_id="refine-btn",
                                              scale=1, min_width=150)
-    with gr.Accordion("Reference image: a style, character or object to use", open=False, elem_id="reference"):
+    with gr.Accordion("Reference image: a style, character or object to use", open=False, elem_id="reference",
+                      visible=brand.shows("reference")):
         with gr.Row(equal_height=True):
             page.extra["ref_image"] = gr.Image(
                 label="Reference", type="filepath", format="png", image_mode=None, sources=["upload", "clipboard"],
@@ -170,19 +170,21 @@ def render_editor(page: Page) -> None:
                 "*put the person from the right image into the left scene*. The result keeps the current "
                 "image's size. Remove the reference (×) to edit without it.", elem_classes=["hint"])
         page.extra["ref_status"] = gr.Markdown("", elem_id="ref-status")
-    with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper"):
+    with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper", visible=brand.shows("text")):
         with gr.Row(equal_height=True):
             page.extra["old_text"] = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)
             page.extra["new_text"] = gr.Textbox(label="Replace with", placeholder="CLOSED", max_length=200, scale=2)
             page.extra["text_btn"] = gr.Button("Write the instruction", size="sm", scale=1, elem_id="text-btn")
     page.status = gr.Markdown("", elem_id="status")
     page.drift = gr.Markdown("", elem_id="drift", elem_classes=["hint"])
-    gr.Examples(EXAMPLES, inputs=[page.prompt], label="Try an instruction")
+    page.extra["note"] = gr.Markdown("", elem_id="type-ahead-note", elem_classes=["hint"])
+    page.extra["ran"] = gr.Textbox(visible=False, elem_id="ran-prompt")  # the instruction a finished turn ran
 
 
-def render_timeline(page: Page) -> None:
+def render_timeline(page: Page, label: str = "Timeline: click a step to go back to it (the next edit starts a new "
+                                               "branch)") -> None:
     page.gallery = gr.Gallery(
-        label="Timeline: click a step to go back to it (the next edit starts a new branch)",
+        label=label,
         columns=4, height=320, allow_preview=False, object_fit="cover", format="jpeg",
         elem_id="timeline", buttons=[],
     )
@@ -203,9 +205,10 @@ def render_compare(page: Page) -> None:
         page.cmp_orig = gr.Button("Original ↔ current", size="sm", elem_id="cmp-orig")
 
 
-def render_settings(page: Page, engine: Engine) -> None:
+def render_settings(page: Page, engine: Engine, brand: Branding | None = None) -> None:
+    brand = brand or Branding()
     prof = engine.profile
-    with gr.Accordion("Seed", open=True):
+    with gr.Accordion("Seed", open=True, visible=brand.shows("seed")):
         page.seed_mode = gr.Radio(
             [("Random each turn", "random"), ("Fixed: use this seed", "fixed"),
              ("Locked: reuse the current step's seed", "locked")],
@@ -213,7 +216,7 @@ def render_settings(page: Page, engine: Engine) -> None:
         )
         page.seed = gr.Number(label="Seed (shows the one used after each turn)", value=0, precision=0,
                               minimum=0, maximum=P.MAX_SEED, elem_id="seed")
-    with gr.Accordion("Advanced", open=False):
+    with gr.Accordion("Advanced", open=False, visible=brand.shows("advanced")):
         page.guidance = gr.Slider(1.0, 10.0, value=prof.default_guidance, step=0.1, label="Guidance",
                                   info="How strongly to follow the instruction (2.5 is the model card's value)",
                                   elem_id="guidance")
@@ -221,7 +224,17 @@ def render_settings(page: Page, engine: Engine) -> None:
                                info="Fewer steps: faster, rougher", elem_id="steps")
         page.size = gr.Dropdown([label for label, _ in P.size_choices(prof)], value="Match input",
                                 label="Output size", elem_id="size")
-    with gr.Accordion("Export / import", open=False, elem_id="share"):
+    with gr.Accordion("Share", open=False, elem_id="share-box", visible=brand.shows("share")):
+        gr.Markdown("A read-only link to this picture's steps (all its branches, as they grow): whoever has it "
+                    "can look, compare, present and download, never edit. *Stop sharing* turns every link of "
+                    "this session off.", elem_classes=["hint"])
+        with gr.Row(equal_height=True):
+            page.extra["share_btn"] = gr.Button("Make a read-only link", size="sm", elem_id="share-btn")
+            page.extra["unshare_btn"] = gr.Button("Stop sharing", size="sm", variant="stop", elem_id="unshare-btn")
+        page.extra["share_token"] = gr.Textbox(visible=False, elem_id="share-token")
+        page.extra["share_link"] = gr.Textbox(label="Link", interactive=False, buttons=["copy"], elem_id="share-link",
+                                              placeholder="press Make a read-only link")
+    with gr.Accordion("Export / import", open=False, elem_id="share", visible=brand.shows("export")):
         page.extra["scope"] = gr.Radio([("Current path", "path"), ("This tree (all its branches)", "tree"),
                                         ("Every tree", "all")], value="path", label="What to export",
                                        elem_id="export-scope")
@@ -230,7 +243,8 @@ def render_settings(page: Page, engine: Engine) -> None:
                                       elem_id="export-files")
         page.extra["import_btn"] = gr.UploadButton("Import an exported ZIP", file_types=[".zip"], size="sm",
                                                    elem_id="import-btn")
-    page.new_btn = gr.Button("Start over (clears this session)", size="sm", variant="secondary", elem_id="new-btn")
+    page.new_btn = gr.Button("Start over (clears this session)", size="sm", variant="secondary", elem_id="new-btn",
+                             visible=brand.shows("start-over"))
     page.confirm = gr.Checkbox(visible=False, value=False)
     gr.Markdown(
         f"Tip: after about {DRIFT_TURNS} edits in a row details can soften: *Redo path as one edit* applies all "
@@ -238,3 +252,38 @@ def render_settings(page: Page, engine: Engine) -> None:
         "Ctrl+Z / Ctrl+Shift+Z undo and redo outside the text box.",
         elem_classes=["hint"],
     )
+
+
+def render_examples(page: Page, catalog: Catalog, brand: Branding) -> None:
+    """Example pictures (click: a new chain with its instruction filled in) and example chains
+    (click: every instruction runs in turn)."""
+    if catalog.examples and brand.shows("examples"):
+        page.extra["examples"] = gr.Dataset(
+            components=["image", "textbox", "textbox"], headers=["", "Shows", "Instruction"], type="index",
+            samples=[[str(e.image), e.title, e.prompt] for e in catalog.examples], samples_per_page=10,
+            label="Try an example: click one to start from its picture, with its instruction filled in",
+            elem_id="examples", layout="table")
+    if catalog.chains and brand.shows("chains"):
+        page.extra["chains"] = gr.Dataset(
+            components=["image", "textbox", "textbox"], headers=["", "Chain", "Instructions, in turn"], type="index",
+            samples=[[str(c.image), c.title, " → ".join(c.prompts)] for c in catalog.chains], samples_per_page=10,
+            label="Example chains: click one to run all its instructions, turn by turn (Stop ends it)",
+            elem_id="chains", layout="table")
+
+
+def render_present(page: Page) -> None:
+    """A full-window presentation of the current path: before/after per step, its instruction as a
+    caption, ← → (and buttons) to move, Esc or the button to go back. Hidden until opened."""
+    with gr.Column(visible=False, elem_id="present") as col:
+        page.extra["present"] = col
+        with gr.Row(elem_id="present-bar", equal_height=True):
+            page.extra["present_count"] = gr.Markdown("", elem_id="present-count")
+            page.extra["present_close"] = gr.Button("✕ Back to editing", size="sm", scale=0, min_width=150,
+                                                    elem_id="present-close")
+        page.extra["present_caption"] = gr.Markdown("", elem_id="present-caption")
+        page.extra["present_slider"] = gr.ImageSlider(show_label=False, type="filepath", format="png",
+                                                      max_height=720, elem_id="present-slider", buttons=[])
+        with gr.Row(elem_id="present-nav"):
+            page.extra["present_prev"] = gr.Button("◀ Previous", elem_id="present-prev")
+            page.extra["present_next"] = gr.Button("Next ▶", variant="primary", elem_id="present-next")
+        page.extra["present_at"] = gr.State(0)

@@ -46,18 +46,21 @@ def _fresh_dir(need: int) -> Path:
     return Path(tempfile.mkdtemp(dir=root))
 
 
-def export_files(sessions: Sessions, key: str, scope: str) -> list[str]:
+def export_files(sessions: Sessions, key: str, scope: str, at: int | None = None) -> list[str]:
     """The ZIP of `scope` plus, for slides, its animated GIF of the path and its contact sheet.
+    `at`: export as if that step were current (the session's own current step is not changed).
 
     The GIF and sheet are copied out of the ZIP, so all three come from one read of the history
     and are made once (they take most of an export's time at 1 MP).
     """
     h = sessions.history(key)
+    if at is not None:
+        h = h.jump(at)  # a copy placed at `at` (a shared view's step): the session itself is unchanged
     need = sum(sessions.store.image_path(key, n.image).stat().st_size for n in select(h, scope)) + EXTRAS_BYTES
     folder = _fresh_dir(need)
     zip_path = folder / file_name(scope, "zip")
     try:
-        sessions.export(key, zip_path, scope=scope, extras=True)
+        sessions.export(key, zip_path, scope=scope, extras=True, at=at)
     except BaseException:
         zip_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):

@@ -51,7 +51,7 @@ def s(*values):
 
 
 def lerp(c1, c2, t):
-    return tuple(round(a + (b - a) * t) for a, b in zip(c1, c2))
+    return tuple(round(a + (b - a) * t) for a, b in zip(c1, c2, strict=True))
 
 
 def vertical_gradient(draw, box, top, bottom):

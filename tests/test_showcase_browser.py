@@ -1,0 +1,258 @@
+"""Showing work, in Debian's Chromium: examples, example chains, the presentation view, share links,
+and the page defects a new user found (type-ahead, the branch switcher, Stop while waiting)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gradio_client import Client
+
+from apphelpers import running_app
+from kontext.examples import ResultCache
+from kontext.gpu import LocalGpu
+from kontext.session import Sessions
+from kontext.store import Store
+from test_browser import ARGS, ARTIFACTS, CHROMIUM, status, thumbs, wait_status
+
+pytestmark = pytest.mark.browser
+DELAY_S = 1.2  # every turn takes at least this long here, so a person (or a test) can act during one
+
+
+class SlowGpu(LocalGpu):
+    def run(self, *args, **kwargs):
+        time.sleep(DELAY_S)
+        return super().run(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def app(engine, tmp_path_factory):
+    data = tmp_path_factory.mktemp("showcase-app")
+    sessions = Sessions(engine, Store(data / "sessions"), gpu=SlowGpu(engine),
+                        results=ResultCache(data / "example-results"))
+    with running_app(sessions, data) as url:
+        yield url, sessions
+
+
+@pytest.fixture(scope="module")
+def browser():
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian chromium is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url, viewport=(1400, 1000)):
+    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    page = ctx.new_page()
+    page.goto(url)
+    page.wait_for_selector("#canvas")
+    wait_status(page, "Upload an image")
+    return page
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"showcase-{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("viewport", [(1400, 1000), (390, 844)], ids=["desktop", "phone"])
+def test_an_example_click_starts_a_chain_and_its_result_is_cached(app, browser, viewport):
+    url, _ = app
+    page = open_page(browser, url, viewport)
+    tag = "desktop" if viewport[0] > 800 else "phone"
+    shot(page, f"{tag}-start")
+    page.locator("#examples tbody tr").first.click()
+    wait_status(page, "ready: press")
+    assert page.locator("#prompt textarea").input_value().startswith("Change the coffee cup")
+    assert page.locator("#seed input").input_value() == "42"
+    assert thumbs(page).count() == 1
+    page.click("#edit-btn")
+    wait_status(page, "Step #2 · seed `42`".replace("`", ""))
+    # The same example again, in a new chain: this time the result comes from the cache.
+    page.locator("#examples tbody tr").first.click()
+    wait_status(page, "ready: press")
+    start = time.monotonic()
+    page.click("#edit-btn")
+    wait_status(page, "from the example cache")
+    assert time.monotonic() - start < DELAY_S + 5  # (no model call: the slow GPU was not asked)
+    shot(page, f"{tag}-example")
+    page.context.close()
+
+
+def test_an_example_chain_runs_turn_by_turn_and_stops(app, browser):
+    url, sessions = app
+    page = open_page(browser, url)
+    # Count the timeline's thumbnails every time the page changes: each turn must show as it lands.
+    page.evaluate("""() => { window.seen = new Set();
+        new MutationObserver(() => window.seen.add(document.querySelectorAll('#timeline .thumbnail-item').length))
+            .observe(document.body, {subtree: true, childList: true}); }""")
+    page.locator("#chains tbody tr").first.click()
+    page.wait_for_selector("#stop-btn", state="visible")
+    wait_status(page, "Step #4 · seed", timeout=60_000)  # upload + 3 instructions
+    page.wait_for_selector("#edit-btn", state="visible")
+    seen = set(page.evaluate("() => [...window.seen]"))
+    assert {2, 3, 4} <= seen, seen  # 2 and 3 were on screen before the chain ended
+    shot(page, "chain-done")
+
+    page.locator("#chains tbody tr").nth(1).click()  # a chain of 4, stopped after its first turn
+    page.wait_for_function("() => document.querySelector('#status')?.innerText.includes('instruction 1 of 4')",
+                           timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#timeline .thumbnail-item').length === 2",
+                           timeout=60_000)  # the first turn landed; the second is on its way
+    page.click("#stop-btn")
+    page.wait_for_selector("#edit-btn", state="visible")
+    page.wait_for_timeout(DELAY_S * 1000 + 1500)  # a late turn would have landed by now
+    assert thumbs(page).count() == 2  # its picture and its first turn; nothing after Stop
+    page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [(1920, 1080), (390, 844)], ids=["1080p", "phone"])
+def test_presentation_view_with_the_keyboard(app, browser, viewport):
+    url, _ = app
+    page = open_page(browser, url, viewport)
+    page.locator("#examples tbody tr").nth(3).click()  # the shop sign
+    wait_status(page, "ready: press")
+    for i, prompt in enumerate(["make it night", "add snow"], start=2):
+        page.fill("#prompt textarea", prompt)
+        page.click("#edit-btn")
+        wait_status(page, f"Step #{i} · seed")
+    page.click("#present-btn")
+    count = page.locator("#present-count")
+    page.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('1 of 3')")
+    assert "The original" in page.locator("#present-caption").inner_text()
+    box = page.locator("#present").bounding_box()
+    assert box["width"] >= viewport[0] - 2 and box["height"] >= viewport[1] - 2  # the whole window
+    tag = "1080p" if viewport[0] > 800 else "phone"
+    page.wait_for_function("() => [...document.querySelectorAll('#present-slider img')].every(i => i.complete)")
+    page.wait_for_timeout(600)  # past gradio's loading fade
+    page.screenshot(path=str(ARTIFACTS / f"showcase-present-{tag}.png"))
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('2 of 3')")
+    assert "make it night" in page.locator("#present-caption").inner_text()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")  # past the end: stays on the last
+    page.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('3 of 3')")
+    page.wait_for_timeout(500)
+    assert "3 of 3" in count.inner_text()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('2 of 3')")
+    page.click("#present-next")
+    page.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('3 of 3')")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#present", state="hidden")
+    page.context.close()
+
+
+def test_a_share_link_is_read_only_and_can_be_revoked(app, browser):
+    url, _ = app
+    owner = open_page(browser, url)
+    owner.locator("#examples tbody tr").nth(1).click()
+    wait_status(owner, "ready: press")
+    owner.click("#edit-btn")
+    wait_status(owner, "Step #2 · seed")
+    owner.get_by_text("Share", exact=True).click()
+    owner.click("#share-btn")
+    owner.wait_for_function("() => (document.querySelector('#share-link textarea, #share-link input')?.value || '')"
+                            ".includes('/view?share=v_')")
+    link = owner.locator("#share-link textarea, #share-link input").first.input_value()
+    token = link.split("share=", 1)[1]
+
+    viewer = browser.new_context(viewport={"width": 390, "height": 844}).new_page()  # another browser
+    viewer.goto(link)
+    viewer.wait_for_selector("#view-canvas img")
+    viewer.wait_for_function("() => document.querySelectorAll('#timeline .thumbnail-item').length === 2")
+    for control in ("#prompt", "#edit-btn", "#undo-btn", "#new-btn", "#canvas input[type=file]", "#share-btn"):
+        assert viewer.locator(control).count() == 0, control  # no way to change anything
+    viewer.screenshot(path=str(ARTIFACTS / "showcase-shared-phone.png"), full_page=True)
+    viewer.locator("#timeline .thumbnail-item").first.click()  # looking around is the viewer's own
+    viewer.wait_for_function("() => document.querySelector('#view-status')?.innerText.includes('original')")
+    assert "Step #2" in status(owner)  # the owner's page did not move
+    viewer.click("#present-btn")
+    viewer.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('1 of')")
+
+    client = Client(url, verbose=False)
+    assert client.predict(token, api_name="/shared_history")["current"] == 2
+    for name, args in (("/undo", [token]), ("/clear", [token]), ("/share", [token])):
+        with pytest.raises(Exception, match="session key"):  # a token is not a key: every write refuses it
+            client.predict(*args, api_name=name)
+
+    owner.click("#unshare-btn")
+    owner.wait_for_selector("text=Sharing stopped")
+    viewer.reload()
+    viewer.wait_for_selector("text=This link does not work")
+    viewer.goto(url.rstrip("/") + "/view?share=v_" + "x" * 64)  # made up
+    viewer.wait_for_selector("text=This link does not work")
+    viewer.screenshot(path=str(ARTIFACTS / "showcase-shared-revoked.png"), full_page=True)
+    owner.context.close()
+    viewer.context.close()
+
+
+def test_an_instruction_typed_during_an_edit_is_kept(app, browser):
+    url, _ = app
+    page = open_page(browser, url)
+    page.locator("#examples tbody tr").nth(2).click()
+    wait_status(page, "ready: press")
+    page.click("#edit-btn")
+    page.wait_for_selector("#stop-btn", state="visible")
+    page.fill("#prompt textarea", "now make it a sketch")
+    page.press("#prompt textarea", "Enter")  # while the first edit runs
+    page.wait_for_selector("text=your new instruction stays in the box")
+    wait_status(page, "Step #2 · seed")
+    page.wait_for_timeout(800)
+    assert page.locator("#prompt textarea").input_value() == "now make it a sketch"
+    assert thumbs(page).count() == 2  # the type-ahead did not run by itself
+    page.press("#prompt textarea", "Enter")
+    wait_status(page, "Step #3 · seed")
+    page.wait_for_function("() => document.querySelector('#prompt textarea').value === ''")  # ran, so cleared
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", [1400, 390], ids=["desktop", "phone"])
+def test_the_branch_switcher_stays_on_one_line(app, browser, width):
+    url, _ = app
+    page = open_page(browser, url, (width, 900))
+    page.locator("#examples tbody tr").nth(4).click()
+    wait_status(page, "ready: press")
+    page.click("#edit-btn")
+    wait_status(page, "Step #2 · seed")
+    page.click("#undo-btn")
+    wait_status(page, "Step #1")
+    page.fill("#prompt textarea", "another branch")
+    page.click("#edit-btn")
+    wait_status(page, "Step #3 · seed")
+    page.wait_for_selector("#next-branch", state="visible")
+    boxes = [page.locator(s).bounding_box() for s in ("#prev-branch", "#branch", "#next-branch")]
+    tops = [b["y"] + b["height"] / 2 for b in boxes]
+    assert max(tops) - min(tops) < 6, boxes  # one line: the arrows never wrap away from the label
+    assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]
+    assert boxes[2]["x"] + boxes[2]["width"] <= width, boxes  # and all of it on screen
+    page.locator("#nav-row").screenshot(path=str(ARTIFACTS / f"showcase-branch-{width}.png"))
+    page.context.close()
+
+
+def test_stop_shows_and_works_while_an_edit_waits_for_the_gpu(app, browser):
+    url, _ = app
+    first, second = open_page(browser, url), open_page(browser, url)
+    for page in (first, second):
+        page.locator("#examples tbody tr").nth(5).click()
+        wait_status(page, "ready: press")
+        page.fill("#prompt textarea", "a waiting edit")  # not the example's: never from the cache
+    first.click("#edit-btn")
+    first.wait_for_selector("#stop-btn", state="visible")
+    second.click("#edit-btn")
+    wait_status(second, "Waiting for the GPU: 1 edit ahead")
+    assert second.locator("#stop-btn").is_visible()
+    second.click("#stop-btn")
+    second.wait_for_selector("#edit-btn", state="visible")
+    wait_status(first, "Step #2 · seed")
+    second.wait_for_timeout(DELAY_S * 1000 + 1000)
+    assert thumbs(second).count() == 1  # the cancelled waiting edit never ran
+    first.context.close()
+    second.context.close()

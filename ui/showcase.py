@@ -1,0 +1,123 @@
+"""The owner's page, for showing work: example pictures and chains, the presentation view, share links.
+
+Handlers are thin like those in ui/events.py (which they extend: the same redraw, busy/idle and
+error handling); the rules live in kontext (examples, sharing, sessions).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from kontext.examples import Catalog
+from kontext.session import EditOptions
+from kontext.turns import Done, stream
+
+from . import present as P
+from .access import check_signed_in
+from .events import PREVIEW_EVERY, Wiring, friendly
+
+# The link is made in the browser from its own address (behind a Space's proxy the server cannot
+# know the address visitors use).
+SHARE_LINK = ("(t) => t ? window.location.origin + window.location.pathname.replace(/\\/$/, '') "
+              "+ '/view?share=' + t : ''")
+
+
+class Showcase:
+    def __init__(self, wiring: Wiring, catalog: Catalog):
+        self.w = wiring
+        self.s = wiring.s
+        self.p = wiring.p
+        self.catalog = catalog
+
+    # --- examples ---------------------------------------------------------------------------------
+    def example(self, key: str, shown: Any, index: Any) -> dict[Any, Any]:
+        """A new chain from the example's picture, its instruction and seed filled in (press Edit)."""
+        ex = self.catalog.examples[int(index)]
+        self.s.upload(key, ex.image, name=ex.image.name, example=ex.id)
+        p = self.p
+        return {**self.w.redraw(key), p.prompt: ex.prompt, p.seed_mode: "fixed", p.seed: ex.seed,
+                p.status: f"**{ex.title}** ready: press *Edit* to run the instruction (seed {ex.seed}, the "
+                          "example's, so a result made before comes back at once)."}
+
+    def chain(self, key: str, shown: Any, index: Any, profile: gr.OAuthProfile | None = None) -> Any:
+        """Run an example chain: its picture as a new chain, then each instruction in turn; every
+        finished turn lands in the timeline before the next starts. Stop ends it after the turns so far."""
+        check_signed_in(self.w.login, profile)
+        chain = self.catalog.chains[int(index)]
+        p, n = self.p, len(chain.prompts)
+        busy = self.w.busy()
+        self.s.upload(key, chain.image, name=chain.image.name, example=chain.id)
+        yield {**self.w.redraw(key), p.status: f"Chain **{chain.title}**: starting ({n} instructions)…", **busy}
+        opts = EditOptions(seed_mode="fixed", seed=chain.seed)
+        for i, prompt in enumerate(chain.prompts, 1):
+            head = f"Chain **{chain.title}**, instruction {i} of {n} (“{prompt}”)"
+
+            def turn(report: Any, cancel: Any, prompt: str = prompt) -> Any:
+                return self.s.edit(key, prompt, opts, on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
+
+            for item in stream(turn):
+                if isinstance(item, Done):
+                    landed = {**self.w.redraw(key), **busy}
+                    if i < n:
+                        landed[p.status] = f"{head}: done; next instruction…"
+                    yield landed
+                    break
+                status = (f"{head}: waiting for the GPU…" if item.total == 0
+                          else f"{head}: step {item.step} of {item.total}…")
+                yield {p.status: status, **({p.canvas: item.preview} if item.preview is not None else {})}
+        yield {**self.w.redraw(key), p.seed: chain.seed, **self.w.idle()}
+
+    # --- presentation --------------------------------------------------------------------------------
+    def show(self, key: str, h: Any, index: int, visible: bool = True) -> dict[Any, Any]:
+        x = self.p.extra
+        sl = P.slide(self.s, key, h, index)
+        return {x["present"]: gr.Column(visible=visible), x["present_slider"]: sl.pair,
+                x["present_caption"]: sl.caption, x["present_count"]: sl.count, x["present_at"]: sl.index}
+
+    def present(self, key: str) -> dict[Any, Any]:
+        return self.show(key, self.s.history(key), 0)
+
+    def move(self, delta: int) -> Any:
+        def go(key: str, at: Any) -> dict[Any, Any]:
+            return self.show(key, self.s.history(key), int(at or 0) + delta)
+        return go
+
+    # --- share links ---------------------------------------------------------------------------------
+    def share(self, key: str) -> str:
+        return self.s.share(key).token
+
+    def unshare(self, key: str) -> tuple[str, str]:
+        n = self.s.unshare(key)
+        gr.Info("Sharing stopped: the link no longer works." if n else "This session had no share links.")
+        return "", ""
+
+    # --- wiring ------------------------------------------------------------------------------------
+    def wire_runs(self, gpu: dict) -> list:
+        """The turn-running events (Stop cancels them with the others)."""
+        x, p = self.p.extra, self.p
+        if "chains" not in x:
+            return []
+        outs = [*self.w.view_outputs, p.seed, p.edit_btn, p.stop_btn]
+        return [self.w.after_busy(x["chains"].click, friendly(self.chain), "ui_chain", [p.key, p.shown, x["chains"]],
+                                  outs)]
+
+    def wire(self) -> None:
+        x, p, f = self.p.extra, self.p, friendly
+        nav = dict(queue=False, api_visibility="undocumented")
+        if "examples" in x:
+            x["examples"].click(f(self.example), [p.key, p.shown, x["examples"]],
+                                [*self.w.view_outputs, p.prompt, p.seed_mode, p.seed], api_name="ui_example",
+                                concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
+        slides = [x["present"], x["present_slider"], x["present_caption"], x["present_count"], x["present_at"]]
+        x["present_btn"].click(f(self.present), [p.key], slides, api_name="ui_present", **nav)
+        x["present_prev"].click(f(self.move(-1)), [p.key, x["present_at"]], slides, api_name="ui_present_prev", **nav)
+        x["present_next"].click(f(self.move(+1)), [p.key, x["present_at"]], slides, api_name="ui_present_next", **nav)
+        x["present_close"].click(lambda: gr.Column(visible=False), None, [x["present"]], queue=False,
+                                 api_visibility="private")
+        x["share_btn"].click(f(self.share), [p.key], [x["share_token"]], api_name="ui_share", **nav).success(
+            None, [x["share_token"]], [x["share_link"]], js=SHARE_LINK, api_visibility="private")
+        # Queued (not `nav`): its toast needs the queue's channel to reach the page.
+        x["unshare_btn"].click(f(self.unshare), [p.key], [x["share_token"], x["share_link"]], api_name="ui_unshare",
+                               concurrency_id="share", concurrency_limit=None, api_visibility="undocumented")

@@ -1,0 +1,134 @@
+"""The shared view (`/view?share=TOKEN`): one tree of one session, read-only.
+
+A page of its own: it has no edit, undo or delete control at all, and its events take the share
+token, never a session key (the server resolves the token; the key never reaches the visitor). A
+visitor's position (which step they look at) is their own: it lives in the page, not in the session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from kontext.session import Sessions
+from kontext.sharing import UnknownShare
+
+from . import present as P
+from . import share, view
+from .events import friendly
+from .layout import Page, render_compare, render_present, render_timeline
+
+
+class Viewer:
+    def __init__(self, sessions: Sessions):
+        self.s = sessions
+        self.p = Page()
+
+    def _view(self, token: Any, at: Any = None) -> tuple[str, Any]:
+        share_, h = self.s.shared(token, int(at) if at is not None else None)
+        return share_.key, h
+
+    def draw(self, token: Any, at: Any = None) -> dict[Any, Any]:
+        p, x = self.p, self.p.extra
+        try:
+            key, h = self._view(token, at)
+        except UnknownShare as e:
+            why = str(e).split(": ", 1)[-1]  # the reason, without "this share link does not work"
+            return {x["message"]: f"### This link does not work\n{why[:1].upper()}{why[1:]}. Ask whoever sent it "
+                                  "for a new one.",
+                    x["body"]: gr.Column(visible=False), x["token"]: None}
+        snap = view.snapshot(self.s, key, h)
+        return {
+            x["message"]: "", x["body"]: gr.Column(visible=True), x["token"]: token, x["at"]: h.current,
+            p.canvas: snap.image, p.status: snap.status.replace("Type an instruction to edit it.", ""),
+            p.gallery: gr.Gallery(value=snap.gallery, selected_index=snap.selected),
+            p.goto: gr.Dropdown(choices=snap.choices, value=snap.current), p.tree: snap.tree,
+            p.slider: snap.compare, p.cmp_a: gr.Dropdown(choices=snap.choices, value=snap.compare_ids[0]),
+            p.cmp_b: gr.Dropdown(choices=snap.choices, value=snap.compare_ids[1]),
+        }
+
+    def load(self, request: gr.Request) -> dict[Any, Any]:
+        return self.draw(request.query_params.get("share") if request is not None else None)
+
+    def select(self, token: Any, at: Any, evt: gr.SelectData) -> dict[Any, Any]:
+        key, h = self._view(token, at)
+        line = view.timeline(h)
+        if evt.index is None or not 0 <= int(evt.index) < len(line):
+            return self.draw(token, at)
+        return self.draw(token, line[int(evt.index)].id)
+
+    def compare(self, token: Any, a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return gr.skip()
+        key, h = self._view(token)
+        return (self.s.store.public_path(key, h.node(int(a)).image).as_posix(),
+                self.s.store.public_path(key, h.node(int(b)).image).as_posix())
+
+    def preset(self, which: str) -> Any:
+        def pick(token: Any, at: Any) -> list[Any]:
+            key, h = self._view(token, at)
+            cur = h.current_node
+            other = h.path()[0] if which == "original" else (h.node(cur.parent) if cur.parent is not None else cur)
+            return [self.compare(token, other.id, cur.id), other.id, cur.id]
+        return pick
+
+    def slide(self, delta: int | None) -> Any:
+        def go(token: Any, at: Any, index: Any) -> dict[Any, Any]:
+            key, h = self._view(token, at)
+            x = self.p.extra
+            sl = P.slide(self.s, key, h, 0 if delta is None else int(index or 0) + delta)
+            return {x["present"]: gr.Column(visible=True), x["present_slider"]: sl.pair,
+                    x["present_caption"]: sl.caption, x["present_count"]: sl.count, x["present_at"]: sl.index}
+        return go
+
+    def download(self, token: Any, at: Any) -> list[str]:
+        key, h = self._view(token, at)
+        return share.export_files(self.s, key, "tree", at=h.current)
+
+    def render(self, title: str) -> None:
+        p, x = self.p, self.p.extra
+        gr.Markdown(f"# {title}\nA shared, read-only view of one picture's steps.", elem_id="view-title")
+        x["message"] = gr.Markdown("", elem_id="view-message")
+        x["token"], x["at"] = gr.State(None), gr.State(None)
+        with gr.Column(visible=False, elem_id="view-body") as body:
+            x["body"] = body
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3, min_width=320):
+                    p.canvas = gr.Image(label="Step", type="filepath", interactive=False, height=520,
+                                        elem_id="view-canvas", buttons=["download", "fullscreen"])
+                    p.status = gr.Markdown("", elem_id="view-status")
+                    with gr.Row():
+                        x["present_btn"] = gr.Button("Present", size="sm", elem_id="present-btn")
+                        x["download_btn"] = gr.Button("Download ZIP + GIF + contact sheet", size="sm",
+                                                      elem_id="view-download")
+                    x["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False, height=110,
+                                         elem_id="view-files")
+                with gr.Column(scale=2, min_width=300):
+                    with gr.Tabs():
+                        with gr.Tab("Timeline"):
+                            render_timeline(p, "Timeline: click a step to look at it")
+                        with gr.Tab("Compare", elem_id="compare-tab"):
+                            render_compare(p)
+            render_present(p)
+
+    def wire(self, demo: gr.Blocks) -> None:
+        p, x, f = self.p, self.p.extra, friendly
+        outs = [x["message"], x["body"], x["token"], x["at"], p.canvas, p.status, p.gallery, p.goto, p.tree,
+                p.slider, p.cmp_a, p.cmp_b]
+        nav = dict(queue=False, api_visibility="private")
+        demo.load(f(self.load), None, outs, **nav)
+        p.gallery.select(f(self.select), [x["token"], x["at"]], outs, **nav)
+        p.goto.input(f(self.draw), [x["token"], p.goto], outs, **nav)
+        for dd in (p.cmp_a, p.cmp_b):
+            dd.input(f(self.compare), [x["token"], p.cmp_a, p.cmp_b], [p.slider], **nav)
+        p.cmp_prev.click(f(self.preset("previous")), [x["token"], x["at"]], [p.slider, p.cmp_a, p.cmp_b], **nav)
+        p.cmp_orig.click(f(self.preset("original")), [x["token"], x["at"]], [p.slider, p.cmp_a, p.cmp_b], **nav)
+        slides = [x["present"], x["present_slider"], x["present_caption"], x["present_count"], x["present_at"]]
+        inputs = [x["token"], x["at"], x["present_at"]]
+        x["present_btn"].click(f(self.slide(None)), inputs, slides, **nav)
+        x["present_prev"].click(f(self.slide(-1)), inputs, slides, **nav)
+        x["present_next"].click(f(self.slide(+1)), inputs, slides, **nav)
+        x["present_close"].click(lambda: gr.Column(visible=False), None, [x["present"]], **nav)
+        x["download_btn"].click(f(self.download), [x["token"], x["at"]], [x["files"]], concurrency_id="files",
+                                api_visibility="private")
