@@ -7,13 +7,13 @@ import time
 
 import pytest
 from gradio_client import Client
+from test_browser import ARGS, ARTIFACTS, CHROMIUM, status, thumbs, wait_status
 
 from apphelpers import running_app
 from kontext.examples import ResultCache
 from kontext.gpu import LocalGpu
 from kontext.session import Sessions
 from kontext.store import Store
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, status, thumbs, wait_status
 
 pytestmark = pytest.mark.browser
 DELAY_S = 1.2  # every turn takes at least this long here, so a person (or a test) can act during one
