@@ -33,6 +33,11 @@ class TurnQueue:
         self._running = 0
         self._sessions: set[str] = set()
 
+    def has_turn(self, session: str) -> bool:
+        """Whether `session` has a turn running or waiting now."""
+        with self._cond:
+            return session in self._sessions
+
     @property
     def waiting(self) -> int:
         with self._cond:

@@ -84,7 +84,10 @@ class Engine:
         self.profile = draft_profile(profile) if self.speed.draft else profile
         self.device = device
         self.revision = revision
-        self._lock = threading.Lock()  # the pipeline keeps per-call state (e.g. _interrupt)
+        # The pipeline keeps per-call state (e.g. _interrupt). Re-entrant: compiling ahead of time
+        # (kontext.aot) holds it across its own sample edit, so user edits wait for the compile.
+        self._lock = threading.RLock()
+        self.aot: Any = None  # kontext.aot.AotTransformer once prepared (speed mode "aot")
         self._previewer: LatentPreviewer | None = None
         self._tap = EstimateTap.attach(pipe)  # None: previews show the noisy state
         self.preview_mode = "estimate"

@@ -6,8 +6,8 @@ may point the branding file at another one). Each example pairs a picture with a
 showing one of Kontext's strengths and a seed; each chain runs 3-5 instructions in turn on one
 picture with one seed. Both use fixed seeds, so on a given model their results are the same every
 time: `ResultCache` keeps them after their first run (never at start-up), and the next visitor who
-runs the same turn gets it at once. Only turns in a tree that started from an example are cached,
-which bounds the cache by the catalog.
+runs the same turn gets it at once. Only the catalog's own instructions, with a fixed seed, in a tree
+that started from an example are cached (at most `max_entries`; the least recently used go first).
 """
 
 from __future__ import annotations
@@ -149,17 +149,31 @@ class ResultCache:
     (least recently used go first). Files are written atomically; a damaged entry is a miss.
     """
 
-    def __init__(self, folder: str | Path, max_entries: int = 200):
+    def __init__(self, folder: str | Path, max_entries: int = 200, catalog: Catalog | None = None):
         self.folder = Path(folder)
         self.max_entries = max_entries
         self._lock = threading.Lock()
+        self.prompts: frozenset[str] | None = None
+        if catalog is not None:
+            self.allow(catalog)
+
+    def allow(self, catalog: Catalog) -> None:
+        """Cache only the catalog's instructions (so visitors' own prompts never fill the cache)."""
+        self.prompts = frozenset([e.prompt for e in catalog.examples] + [p for c in catalog.chains for p in c.prompts])
+
+    def covers(self, prompt: str) -> bool:
+        return self.prompts is not None and prompt in self.prompts
 
     @staticmethod
     def key(engine: Any, request: Any) -> str:
         h = hashlib.sha256()
+        from .aot import device_name
+        from .export import library_versions
+
         fields = [request.prompt, request.seed, request.guidance, request.steps, request.width,
                   request.height, request.fit_context, engine.model_id, engine.revision, engine.speed.label,
-                  str(engine.device)]
+                  device_name(engine.device), str(getattr(engine.pipe.transformer, "dtype", "")),
+                  library_versions()]
         h.update(json.dumps(fields).encode())
         if request.context is not None:
             ctx = request.context

@@ -463,7 +463,7 @@ def merge(history: History, export: Export, ids: Mapping[int, int], images: Mapp
     added = {}
     for n in export.nodes:
         parent = None if n.parent is None else ids[n.parent]
-        extra = dict(n.extra)
+        extra = {k: v for k, v in n.extra.items() if k not in ("example", "cached")}  # the server's own marks
         if extra.get("reference") is not None:  # parse_manifest checked that it names a stored one
             extra["reference"] = (references or {})[extra["reference"]]
         added[ids[n.id]] = replace(n, id=ids[n.id], parent=parent, image=images[n.id], extra=extra)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from PIL import Image
 
 from . import metadata
 from . import params as P
-from .admission import TurnQueue
+from .admission import Busy, TurnQueue
 from .engine import Cancelled, EditResult, Engine
 from .errors import UserError
 from .examples import ResultCache
@@ -39,6 +40,7 @@ from .sharing import Share, Shares, UnknownShare
 from .store import Store, check_key, new_key
 from .turns import Progress, TurnRequest, plan_step
 
+log = logging.getLogger("kontext.session")
 SEED_MODES = ("random", "fixed", "locked")
 MAX_CACHED = 1000  # session histories kept in memory
 LOCK_STRIPES = 256
@@ -290,8 +292,9 @@ class Sessions:
                             reference=reference, draft=opts.draft, preview_every=preview_every)
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
         from_example = parent_id is not None and bool(snapshot.path(parent_id)[0].extra.get("example"))
-        return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra,
-                    cacheable=from_example and opts.seed_mode == "fixed" and self.results is not None)
+        cacheable = (from_example and opts.seed_mode == "fixed" and self.results is not None
+                     and self.results.covers(request.prompt))
+        return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra, cacheable=cacheable)
 
     def edit(
         self,
@@ -316,14 +319,26 @@ class Sessions:
                 on_step(Progress(0, 0, None, ahead))
 
         is_cancelled = (lambda: cancel.is_set()) if cancel is not None else (lambda: False)
+        if self.results is not None and opts.seed_mode == "fixed":
+            # A cached example result needs no GPU: it never waits in the queue.
+            turn = self.plan(key, prompt, opts, parent=parent)
+            result = self._cached(turn)
+            if result is not None:
+                if self.queue.has_turn(key):
+                    raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
+                               "or press Stop")
+                return self.commit(key, turn, result, cancel)
         with self.queue.turn(key, is_cancelled, waiting):
             turn = self.plan(key, prompt, opts, parent=parent, preview_every=preview_every)
             result = self._cached(turn)
             if result is None:
                 result = self.gpu.run(turn.request, on_step, cancel)
                 if turn.cacheable and not (cancel is not None and cancel.is_set()):
-                    self.results.put(ResultCache.key(self.engine, turn.request), result.image, result.seconds,
-                                     result.extra)
+                    try:
+                        self.results.put(ResultCache.key(self.engine, turn.request), result.image,
+                                         result.seconds, result.extra)
+                    except OSError:  # a cache is a shortcut: never lose a finished turn over it
+                        log.exception("could not keep an example result in the cache")
             return self.commit(key, turn, result, cancel)
 
     def _cached(self, turn: Turn) -> EditResult | None:
@@ -424,7 +439,7 @@ class Sessions:
         if h.current is None:
             raise UserError("nothing to share yet: upload or make a picture first")
         root = h.path()[0]
-        return self.shares.share(key, root.id, root.image)
+        return self.shares.share(key, root.id, root.image, alive=self.store.exists)
 
     def unshare(self, key: str) -> int:
         """Revoke every share link of this session; return how many there were."""
@@ -484,13 +499,13 @@ class Sessions:
 
     # --- export and import ---------------------------------------------------------------------
     def export(self, key: str, dest: str | Path | BinaryIO, *, scope: str = "path",
-               extras: bool = True, at: int | None = None) -> dict[str, Any]:
+               extras: bool = True, history: History | None = None) -> dict[str, Any]:
         """Write a ZIP of the path ("path"), the current tree ("tree") or every tree ("all") to
         `dest`; return its manifest. `extras` adds an animated GIF, a contact sheet and a README.
-        `at`: as if that step were current (a read-only view's position; the session is unchanged)."""
-        h = self.history(key)
-        return write_export(h if at is None else h.jump(at), lambda name: self.store.read_image_bytes(key, name),
-                            dest, scope=scope, engine=self.engine, extras=extras)
+        `history`: export this view of the session (a shared tree, as checked) instead of reading it."""
+        h = self.history(key) if history is None else history
+        return write_export(h, lambda name: self.store.read_image_bytes(key, name), dest, scope=scope,
+                            engine=self.engine, extras=extras)
 
     def import_zip(self, key: str, source: str | Path | bytes | BinaryIO,
                    limits: Limits | None = None) -> ImportResult:

@@ -10,11 +10,13 @@ The owner revokes a link by deleting its entry; a revoked or invented token is s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from .errors import UserError
 # may be (kontext.store.KEY_RE), so a token is refused wherever a key is asked for.
 TOKEN_RE = re.compile(r"v_[A-Za-z0-9_-]{64}")
 MAX_SHARES = 10_000
+MAX_PER_SESSION = 20
+log = logging.getLogger("kontext.sharing")
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,25 @@ class Shares:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._memo: tuple[float, dict[str, dict]] | None = None  # (file mtime, entries)
 
     def _read(self) -> dict[str, dict]:
+        """The entries (a copy), re-read only when the file changed. A damaged file counts as empty
+        (logged): sharing and "start over" must keep working; its links are lost."""
         try:
-            data = json.loads(self.path.read_text("utf-8"))
+            mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
             return {}
-        return data if isinstance(data, dict) else {}
+        if self._memo is not None and self._memo[0] == mtime:
+            return dict(self._memo[1])
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError):
+            log.exception("share links file %s is damaged; starting with no links", self.path)
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        self._memo = (mtime, data)
+        return dict(data)
 
     def _write(self, data: dict[str, dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,17 +76,23 @@ class Shares:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self._memo = None
 
-    def share(self, key: str, root: int, image: str) -> Share:
-        """The link for `key`'s tree starting at `root`: the existing one, else a new token."""
+    def share(self, key: str, root: int, image: str, alive: Callable[[str], bool] = lambda key: True) -> Share:
+        """The link for `key`'s tree starting at `root`: the existing one, else a new token. `alive(key)`
+        says whether a session still exists: links of deleted sessions go when room is needed."""
         with self._lock:
             data = self._read()
             for token, entry in data.items():
                 if entry.get("key") == key and entry.get("root") == root and entry.get("image") == image:
                     return Share(token, key, root, image, float(entry.get("created", 0)))
+            if sum(e.get("key") == key for e in data.values()) >= MAX_PER_SESSION:
+                raise UserError(f"this session already has {MAX_PER_SESSION} share links: press Stop sharing, "
+                                "then share again")
             if len(data) >= MAX_SHARES:
-                raise UserError(f"this server already keeps {MAX_SHARES:,} share links: ask its owner to "
-                                "remove old ones")
+                data = {t: e for t, e in data.items() if alive(str(e.get("key")))}
+            if len(data) >= MAX_SHARES:
+                raise UserError(f"this server already keeps {MAX_SHARES:,} share links: try again later")
             token = "v_" + secrets.token_urlsafe(48)
             entry = {"key": key, "root": root, "image": image, "created": time.time()}
             data[token] = entry

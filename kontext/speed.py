@@ -40,6 +40,7 @@ class SpeedOptions:
     """What to do to a pipeline to make it faster or smaller. The default changes nothing ("eager")."""
 
     compile: bool = False  # regional torch.compile of the repeated transformer blocks
+    aot: bool = False  # the transformer exported and compiled ahead of time, loaded from the cache (kontext.aot)
     attention: str | None = None  # one of ATTENTION_BACKENDS; None keeps diffusers' default
     quantize: str | None = None  # "fp8" (weights + activations) or "int8" (weights only), via torchao
     cache: str | None = None  # step caching through diffusers' cache hooks: "fbcache" or "taylorseer"
@@ -48,7 +49,7 @@ class SpeedOptions:
     draft: bool = False  # a quarter of the default output area, for quick previews
 
     def __post_init__(self) -> None:
-        for name in ("compile", "draft"):
+        for name in ("compile", "aot", "draft"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _check_choice("attention", self.attention, ATTENTION_BACKENDS, optional=True)
@@ -63,7 +64,24 @@ class SpeedOptions:
                 raise UserError(f"cache_threshold must be a number above 0 and at most 1, got {t!r}")
         if self.compile and self.offload == "sequential":
             # accelerate's per-layer hooks move weights inside every forward: nothing stable to compile.
-            raise UserError("compile cannot be combined with offload='sequential'; use offload='group'")
+            raise UserError("compile cannot be combined with offload='sequential'; use compile+offload-model")
+        if self.compile and self.offload == "group":
+            # torch.compile refuses to trace group offload's onload hooks ("Skip inlining
+            # torch.compiler.disable()d function ModuleGroup.onload_"), checked on the tiny model.
+            raise UserError("compile cannot be combined with offload='group' (torch.compile cannot trace its "
+                            "hooks); use compile+offload-model, or offload-group without compile")
+        if self.aot:
+            if self.compile:
+                raise UserError("aot already compiles the transformer (ahead of time); drop compile: use aot")
+            if self.cache:
+                raise UserError("aot cannot be combined with step caching (its per-step choices are Python the "
+                                "export cannot keep); use fast or compile+fast")
+            if self.offload != "none":
+                raise UserError("aot needs the whole transformer on the device; use aot without offload, or "
+                                "compile+offload-model for a smaller GPU")
+            if self.quantize:
+                raise UserError(f"aot with {self.quantize} weights is not supported yet; use "
+                                f"{self.quantize}+compile")
 
     @property
     def label(self) -> str:
@@ -71,6 +89,8 @@ class SpeedOptions:
         parts = []
         if self.compile:
             parts.append("compile")
+        if self.aot:
+            parts.append("aot")
         if self.quantize:
             parts.append(self.quantize)
         if self.cache == "fbcache":
@@ -94,7 +114,7 @@ def _check_choice(name: str, value: object, allowed: tuple[str, ...], optional: 
         raise UserError(f"{name} must be one of {', '.join(allowed)}{extra}; got {value!r}")
 
 
-MODE_WORDS = ("eager", "compile", "fp8", "int8", "fast", "fast@T", "taylorseer", "draft",
+MODE_WORDS = ("eager", "compile", "aot", "fp8", "int8", "fast", "fast@T", "taylorseer", "draft",
               "offload-model", "offload-group", "offload-sequential", "attn-BACKEND")
 
 
@@ -109,6 +129,8 @@ def parse_mode(name: str) -> SpeedOptions:
             continue
         if word == "compile":
             kw["compile"] = True
+        elif word == "aot":
+            kw["aot"] = True
         elif word in QUANTIZE_MODES:
             kw["quantize"] = word
         elif word == "fast" or word.startswith("fast@"):
@@ -314,12 +336,16 @@ def warm_up(engine: Any, on_progress: Callable[[str], None] | None = None, *,
     from . import params as P
 
     say = on_progress or (lambda message: None)
+    start = time.perf_counter()
+    if engine.speed.aot and engine.aot is None:
+        from . import aot
+
+        engine.aot = aot.prepare(engine, say)  # compiles on the first start, loads on later ones
     if sizes is None:
         area = engine.profile.default_area
         sizes = [P.fit_area(1.0, area, engine.profile)]
         if engine.speed.compile:
             sizes.append(P.fit_area(1.5, area, engine.profile))
-    start = time.perf_counter()
     for n, size in enumerate(sizes, 1):
         what = "text-to-image" if size is None else f"{size[0]}x{size[1]} edit"
         say(f"warming up ({engine.speed.label}): {what}, {n} of {len(sizes)}")

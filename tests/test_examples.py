@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from kontext.errors import UserError
-from kontext.examples import ResultCache, load_catalog
+from kontext.examples import Catalog, Chain, ResultCache, load_catalog
 from kontext.session import EditOptions, Sessions
 
 SHIPPED = __import__("pathlib").Path(__file__).resolve().parent.parent / "assets" / "examples" / "examples.toml"
@@ -79,9 +79,13 @@ class CountingGpu:
         return self.inner.run(*a, **kw)
 
 
+def catalog(*prompts):
+    return Catalog(chains=(Chain("c", "C", SHIPPED, tuple(prompts), 1),))
+
+
 def test_example_turns_are_cached_and_others_are_not(engine, store, tmp_path):
     gpu = CountingGpu(engine)
-    cache = ResultCache(tmp_path / "results")
+    cache = ResultCache(tmp_path / "results", catalog=catalog("make the cup red", "now blue"))
     s = Sessions(engine, store, gpu=gpu, results=cache)
     pic = Image.effect_noise((96, 64), 40).convert("RGB")
     fixed = EditOptions(seed_mode="fixed", seed=42, steps=2)
@@ -104,11 +108,44 @@ def test_example_turns_are_cached_and_others_are_not(engine, store, tmp_path):
     s.upload(c, pic, name="cup.png")  # not an example
     s.edit(c, "make the cup red", fixed)
     assert gpu.runs == 4 and len(cache) == 2
+    s.edit(b, "a visitor's own words", fixed, parent=1)  # not the catalog's: never fills the cache
+    assert gpu.runs == 5 and len(cache) == 2
+
+
+def test_a_cached_result_does_not_wait_for_the_gpu(engine, store, tmp_path):
+    import threading
+
+    cache = ResultCache(tmp_path / "results", catalog=catalog("red"))
+    s = Sessions(engine, store, results=cache)
+    pic = Image.effect_noise((64, 64), 40).convert("RGB")
+    fixed = EditOptions(seed_mode="fixed", seed=5, steps=2)
+    a, b = s.new(), s.new()
+    s.upload(a, pic, example="x")
+    s.edit(a, "red", fixed)  # now cached
+    s.upload(b, pic, example="x")
+    with s.queue.turn("someone-else"):  # the only GPU slot is taken
+        done = threading.Event()
+        threading.Thread(target=lambda: (s.edit(b, "red", fixed), done.set()), daemon=True).start()
+        assert done.wait(30), "a cached example waited for the GPU"
+    assert s.history(b).current_node.extra["cached"]
+
+
+def test_a_failing_cache_write_never_loses_the_turn(engine, store, tmp_path, monkeypatch):
+    cache = ResultCache(tmp_path / "results", catalog=catalog("red"))
+    s = Sessions(engine, store, results=cache)
+    key = s.new()
+    s.upload(key, Image.effect_noise((64, 64), 40).convert("RGB"), example="x")
+
+    def full(*a, **kw):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(cache, "put", full)
+    h, node = s.edit(key, "red", EditOptions(seed_mode="fixed", seed=1, steps=2))
+    assert node.id == 2 and len(cache) == 0
 
 
 def test_a_damaged_cache_entry_is_a_miss(engine, store, tmp_path):
     gpu = CountingGpu(engine)
-    cache = ResultCache(tmp_path / "results")
+    cache = ResultCache(tmp_path / "results", catalog=catalog("edit"))
     s = Sessions(engine, store, gpu=gpu, results=cache)
     key = s.new()
     s.upload(key, Image.effect_noise((64, 64), 40).convert("RGB"), example="x")
@@ -124,3 +161,14 @@ def test_the_cache_keeps_its_bound(tmp_path):
     for i in range(5):
         cache.put(f"{i:064x}", Image.new("RGB", (8, 8)), 1.0, {})
     assert len(cache) == 3
+
+
+def test_an_imported_zip_cannot_mark_its_steps_as_examples(engine, store, tmp_path):
+    s = Sessions(engine, store)
+    key = s.new()
+    s.upload(key, Image.effect_noise((64, 64), 40).convert("RGB"), example="cup-red")
+    s.edit(key, "x", EditOptions(steps=2))
+    s.export(key, tmp_path / "e.zip", scope="all")
+    other = s.new()
+    s.import_zip(other, tmp_path / "e.zip")
+    assert all("example" not in n.extra and "cached" not in n.extra for n in s.history(other).nodes.values())

@@ -66,3 +66,32 @@ def test_links_survive_a_restart(engine, store):
     b = Sessions(engine, store)
     assert b.shared(token)[0].key == key
     assert (store.root / "shares.json").stat().st_mode & 0o077 == 0  # keys inside: owner-only
+
+
+def test_a_damaged_links_file_never_blocks_sharing_or_start_over(sessions):
+    key = sessions.new()
+    sessions.upload(key, Image.effect_noise((64, 64), 40).convert("RGB"))
+    sessions.share(key)
+    sessions.shares.path.write_text("{not json")
+    sessions.clear(key)  # still works
+    sessions.upload(key, Image.effect_noise((64, 64), 40).convert("RGB"))
+    assert TOKEN_RE.fullmatch(sessions.share(key).token)
+
+
+def test_links_are_bounded_per_session_and_dead_ones_make_room(sessions, monkeypatch):
+    from kontext import sharing
+
+    key = sessions.new()
+    for i in range(sharing.MAX_PER_SESSION):
+        sessions.upload(key, Image.effect_noise((32, 32), 10 + i).convert("RGB"))
+        sessions.share(key)
+    sessions.upload(key, Image.effect_noise((32, 32), 99).convert("RGB"))
+    with pytest.raises(UserError, match="already has 20 share links"):
+        sessions.share(key)
+    monkeypatch.setattr(sharing, "MAX_SHARES", sharing.MAX_PER_SESSION)
+    other = sessions.new()
+    sessions.upload(other, Image.effect_noise((32, 32), 5).convert("RGB"))
+    with pytest.raises(UserError, match="share links: try again later"):
+        sessions.share(other)  # the server is full of live links
+    sessions.store.delete(key)  # that session expired: its links make room
+    assert sessions.share(other).key == other

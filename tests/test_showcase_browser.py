@@ -108,8 +108,11 @@ def test_an_example_chain_runs_turn_by_turn_and_stops(app, browser):
                            timeout=60_000)  # the first turn landed; the second is on its way
     page.click("#stop-btn")
     page.wait_for_selector("#edit-btn", state="visible")
+    stopped_at = thumbs(page).count()
     page.wait_for_timeout(DELAY_S * 1000 + 1500)  # a late turn would have landed by now
-    assert thumbs(page).count() == 2  # its picture and its first turn; nothing after Stop
+    # The chain ended early (its picture, its first turn, perhaps one more under load) and nothing
+    # landed after Stop.
+    assert 2 <= thumbs(page).count() == stopped_at < 5
     page.context.close()
 
 

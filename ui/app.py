@@ -57,6 +57,8 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
     public = sessions.store.public_dir
     public.mkdir(parents=True, exist_ok=True)
     catalog = catalog_for(settings)
+    if sessions.results is not None:
+        sessions.results.allow(catalog)  # only these instructions are ever cached
     brand = settings.branding
     gr.set_static_paths([public])  # example pictures and the logo are initial values: gradio caches those
     page = Page()

@@ -34,11 +34,12 @@ log = logging.getLogger("kontext.ui")
 PREVIEW_EVERY = 2  # steps between live previews
 # After a turn: empty the instruction box only if it still holds the instruction that ran.
 CLEAR_IF_UNCHANGED = "(now, ran) => (ran !== null && ran !== undefined && now === ran) ? '' : now"
+NOTE_BUSY = "An edit is running: your new instruction stays in the box; press Enter again when it ends."
 NOTE_IF_BUSY = """() => {
   const stop = document.getElementById('stop-btn');
   const busy = stop && stop.offsetParent !== null;
-  return busy ? 'An edit is running: your new instruction stays in the box; press Enter again when it ends.' : '';
-}"""
+  return busy ? 'NOTE' : '';
+}""".replace("NOTE", NOTE_BUSY)
 
 
 def friendly(fn: Callable) -> Callable:
@@ -97,6 +98,8 @@ class Wiring:
         self.p = page
         self.s = sessions
         self.login = login
+        # Sessions with a turn or an example chain (ui/showcase.py) in flight from this page.
+        self.active: set[str] = set()
         p = page
         # Everything a redraw touches (`redraw` returns a dict keyed by these components).
         self.view_outputs = [p.canvas, p.gallery, p.status, p.branch, p.prev_branch, p.next_branch,
@@ -177,6 +180,20 @@ class Wiring:
 
         mode: edit, reroll, combine, refine or text. `profile` is gradio's: the signed-in HF user."""
         check_signed_in(self.login, profile)
+        p = self.p
+        if self.s.queue.has_turn(key) or key in self.active:
+            # Enter while this session's turn (or chain) runs: keep the words, change nothing else.
+            yield {p.extra["note"]: NOTE_BUSY}
+            return
+        self.active.add(key)
+        try:
+            yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, reference, draft, mode)
+        finally:
+            self.active.discard(key)
+
+    def _turn(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any, size: str,
+              reference: str | None, draft: bool, mode: str) -> Any:
+        p = self.p
         if mode in ("text", "combine"):
             reference = None  # nothing to put it beside / the combined steps had their own
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,
@@ -186,9 +203,8 @@ class Wiring:
             run = functools.partial(call, key, opts)
         else:
             run = functools.partial(self.s.edit, key, prompt, opts, **({"parent": None} if mode == "text" else {}))
-        p = self.p
         busy = {p.edit_btn: gr.Button(visible=False), p.stop_btn: gr.Button(visible=True)}
-        yield {p.status: "Starting…", **busy}
+        yield {p.status: "Starting…", p.extra["note"]: "", **busy}
 
         def turn(report: Any, cancel: Any) -> Any:
             return run(on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
@@ -199,7 +215,7 @@ class Wiring:
         for item in stream(turn):
             if isinstance(item, Done):
                 _, node = item.value
-                yield {**self.redraw(key), p.seed: node.seed, p.extra["ran"]: ran, p.extra["note"]: "", **self.idle()}
+                yield {**self.redraw(key), p.seed: node.seed, p.extra["ran"]: ran, **self.idle()}
                 return
             if item.total == 0:
                 ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
@@ -213,8 +229,9 @@ class Wiring:
         return {self.p.edit_btn: gr.Button(visible=False), self.p.stop_btn: gr.Button(visible=True)}
 
     def idle(self) -> dict[Any, Any]:
-        """The Edit button back, Stop hidden."""
-        return {self.p.edit_btn: gr.Button(visible=True), self.p.stop_btn: gr.Button(visible=False)}
+        """The Edit button back, Stop hidden, no "an edit is running" note."""
+        return {self.p.edit_btn: gr.Button(visible=True), self.p.stop_btn: gr.Button(visible=False),
+                self.p.extra["note"]: ""}
 
     def stopped(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """After Stop: show the committed state again (a preview never stays on screen)."""
@@ -336,9 +353,9 @@ class Wiring:
         if more_runs is not None:
             runs += more_runs(gpu)
         for run in runs:  # after an error, put the buttons and the committed image back
-            run.failure(f(self.failed), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn], queue=False,
+            run.failure(f(self.failed), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, x["note"]], queue=False,
                         api_visibility="private")
-        p.stop_btn.click(f(self.stopped), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn], cancels=runs,
+        p.stop_btn.click(f(self.stopped), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, x["note"]], cancels=runs,
                          concurrency_id="stop", concurrency_limit=None, api_name="ui_stop",
                          api_visibility="undocumented")
 

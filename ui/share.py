@@ -12,6 +12,7 @@ from gradio.utils import get_upload_folder
 
 from kontext.errors import UserError
 from kontext.export import ANIMATION, CONTACT_SHEET, file_name, select
+from kontext.history import History
 from kontext.session import Sessions
 
 KEEP_S = 600  # a download starts within seconds of the export; then the files go
@@ -46,21 +47,19 @@ def _fresh_dir(need: int) -> Path:
     return Path(tempfile.mkdtemp(dir=root))
 
 
-def export_files(sessions: Sessions, key: str, scope: str, at: int | None = None) -> list[str]:
+def export_files(sessions: Sessions, key: str, scope: str, history: History | None = None) -> list[str]:
     """The ZIP of `scope` plus, for slides, its animated GIF of the path and its contact sheet.
-    `at`: export as if that step were current (the session's own current step is not changed).
+    `history`: export this view (a shared tree as checked against its token) instead of reading it.
 
     The GIF and sheet are copied out of the ZIP, so all three come from one read of the history
     and are made once (they take most of an export's time at 1 MP).
     """
-    h = sessions.history(key)
-    if at is not None:
-        h = h.jump(at)  # a copy placed at `at` (a shared view's step): the session itself is unchanged
+    h = sessions.history(key) if history is None else history
     need = sum(sessions.store.image_path(key, n.image).stat().st_size for n in select(h, scope)) + EXTRAS_BYTES
     folder = _fresh_dir(need)
     zip_path = folder / file_name(scope, "zip")
     try:
-        sessions.export(key, zip_path, scope=scope, extras=True, at=at)
+        sessions.export(key, zip_path, scope=scope, extras=True, history=h)
     except BaseException:
         zip_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):

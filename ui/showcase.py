@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from kontext.errors import UserError
 from kontext.examples import Catalog
 from kontext.session import EditOptions
 from kontext.turns import Done, stream
@@ -46,6 +47,15 @@ class Showcase:
         finished turn lands in the timeline before the next starts. Stop ends it after the turns so far."""
         check_signed_in(self.w.login, profile)
         chain = self.catalog.chains[int(index)]
+        if self.s.queue.has_turn(key) or key in self.w.active:
+            raise UserError("an edit of this session is already running: wait for it, or press Stop")
+        self.w.active.add(key)  # an Enter between two turns must not slip its own edit in
+        try:
+            yield from self._run_chain(key, chain)
+        finally:
+            self.w.active.discard(key)
+
+    def _run_chain(self, key: str, chain: Any) -> Any:
         p, n = self.p, len(chain.prompts)
         busy = self.w.busy()
         self.s.upload(key, chain.image, name=chain.image.name, example=chain.id)
@@ -99,7 +109,7 @@ class Showcase:
         x, p = self.p.extra, self.p
         if "chains" not in x:
             return []
-        outs = [*self.w.view_outputs, p.seed, p.edit_btn, p.stop_btn]
+        outs = [*self.w.view_outputs, p.seed, p.edit_btn, p.stop_btn, x["note"]]
         return [self.w.after_busy(x["chains"].click, friendly(self.chain), "ui_chain", [p.key, p.shown, x["chains"]],
                                   outs)]
 

@@ -84,7 +84,7 @@ class Viewer:
 
     def download(self, token: Any, at: Any) -> list[str]:
         key, h = self._view(token, at)
-        return share.export_files(self.s, key, "tree", at=h.current)
+        return share.export_files(self.s, key, "tree", history=h)  # exactly the tree the token was checked for
 
     def render(self, title: str) -> None:
         p, x = self.p, self.p.extra
@@ -130,5 +130,6 @@ class Viewer:
         x["present_prev"].click(f(self.slide(-1)), inputs, slides, **nav)
         x["present_next"].click(f(self.slide(+1)), inputs, slides, **nav)
         x["present_close"].click(lambda: gr.Column(visible=False), None, [x["present"]], **nav)
-        x["download_btn"].click(f(self.download), [x["token"], x["at"]], [x["files"]], concurrency_id="files",
-                                api_visibility="private")
+        # Visitors' downloads queue among themselves, never in front of owners' exports and imports.
+        x["download_btn"].click(f(self.download), [x["token"], x["at"]], [x["files"]], concurrency_id="view-files",
+                                concurrency_limit=1, api_visibility="private")

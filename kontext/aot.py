@@ -1,0 +1,200 @@
+"""Ahead-of-time compiled transformer: export once, compile with AOTInductor, package, load in seconds.
+
+A JIT `torch.compile` recompiles at every start (minutes at 12B) and cannot run on ZeroGPU, where
+no process keeps a GPU. Here the transformer is exported with `torch.export` for one dynamic
+dimension, the image tokens, over the range every output bucket needs (kontext/buckets.py: the
+output plus the context beside it), compiled by AOTInductor into a package file and kept in the
+cache folder under a key of everything that makes the code valid: model id and revision, torch and
+diffusers versions, device (GPU name and compute capability), dtype and speed mode. The next start
+loads the package and binds the transformer's own weights to it (`load_constants(user_managed=True)`:
+no second copy of 24 GB in memory, and the package holds code only).
+
+The pipeline keeps calling `pipe.transformer(...)`: its forward is replaced by one that runs the
+compiled code for calls it was compiled for and the eager module for anything else (counted in
+`fallbacks`, which the tests and the bench read: 0 means nothing ran eagerly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .buckets import token_range
+
+log = logging.getLogger("kontext.aot")
+INPUTS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids",
+          "guidance")
+FORMAT = 1  # bump when the way artefacts are made changes
+
+
+def aot_dir() -> Path:
+    """<kontext cache>/aot ($KONTEXT_CACHE or ~/.cache/kontext-playground), beside the inductor cache."""
+    from .tiny import default_cache_dir
+
+    return default_cache_dir().parent / "aot"
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        d = torch.device(device)
+        cap = torch.cuda.get_device_capability(d)
+        return f"{torch.cuda.get_device_name(d)} sm{cap[0]}{cap[1]}"
+    import platform
+
+    return f"cpu-{platform.machine()}"
+
+
+def artefact_key(engine: Any) -> dict[str, Any]:
+    """Everything the compiled code depends on; its hash names the package file."""
+    import diffusers
+    import torch
+
+    tr = engine.pipe.transformer
+    return {"format": FORMAT, "model": engine.model_id, "revision": engine.revision, "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "device": device_name(engine.device), "dtype": str(tr.dtype),
+            "mode": engine.speed.label, "tokens": list(token_range(engine.profile)),
+            "text_tokens": engine.profile.max_sequence_length}
+
+
+def artefact_path(engine: Any) -> Path:
+    key = artefact_key(engine)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return aot_dir() / f"transformer-{digest}.pt2"
+
+
+class _Inputs:
+    """The keyword arguments of the pipeline's first transformer call, kept to export with."""
+
+    def __init__(self) -> None:
+        self.kwargs: dict[str, Any] | None = None
+
+
+def sample_inputs(engine: Any) -> dict[str, Any]:
+    """The transformer's inputs for a one-step edit at the largest bucket (a real pipeline call)."""
+    from PIL import Image
+
+    from .buckets import buckets
+
+    tr = engine.pipe.transformer
+    inner, seen = tr.forward, _Inputs()
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        if seen.kwargs is None:
+            seen.kwargs = {k: v for k, v in kwargs.items() if k in INPUTS}
+        return inner(*args, **kwargs)
+
+    big = max(buckets(engine.profile, draft=False), key=lambda b: b.tokens)
+    tr.forward = spy
+    try:
+        engine.edit(Image.new("RGB", (big.width, big.height), (128, 128, 128)), "export", seed=0, steps=1,
+                    width=big.width, height=big.height)
+    finally:
+        tr.forward = inner
+    assert seen.kwargs is not None  # noqa: S101 - the pipeline always calls the transformer
+    return seen.kwargs
+
+
+def export_and_compile(engine: Any, path: Path, say: Callable[[str], None]) -> None:
+    """torch.export the transformer with a dynamic token dimension, AOTInductor-compile it, package it."""
+    import torch
+
+    tr = engine.pipe.transformer
+    kwargs = sample_inputs(engine)
+    lo, hi = token_range(engine.profile)
+    n = kwargs["hidden_states"].shape[1]
+    if not lo <= n <= hi:
+        raise RuntimeError(f"the sample call has {n} image tokens, outside the buckets' {lo}-{hi}")
+
+    class Positional(torch.nn.Module):  # torch.export wants positional tensors
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.t = inner
+
+        def forward(self, hidden_states: Any, encoder_hidden_states: Any, pooled_projections: Any, timestep: Any,
+                    img_ids: Any, txt_ids: Any, guidance: Any) -> Any:
+            return self.t(hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states,
+                          pooled_projections=pooled_projections, timestep=timestep, img_ids=img_ids,
+                          txt_ids=txt_ids, guidance=guidance, return_dict=False)[0]
+
+    seq = torch.export.Dim("image_tokens", min=max(lo, 2), max=hi)
+    dims = {name: None for name in INPUTS}
+    dims["hidden_states"], dims["img_ids"] = {1: seq}, {0: seq}
+    say(f"exporting the transformer ({lo}-{hi} image tokens)")
+    t0 = time.perf_counter()
+    with torch.inference_mode(False), torch.no_grad():
+        exported = torch.export.export(Positional(tr), tuple(kwargs[k] for k in INPUTS), dynamic_shapes=dims)
+    say(f"exported in {time.perf_counter() - t0:.0f} s; compiling ahead of time (minutes at full size)")
+    configs: dict[str, Any] = {"aot_inductor.package_constants_in_so": False}  # code only; weights bind at load
+    if str(engine.device).startswith("cuda"):
+        configs["max_autotune"] = True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    t0 = time.perf_counter()
+    torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
+    os.replace(tmp, path)  # a half-written package is never loaded
+    say(f"compiled in {time.perf_counter() - t0:.0f} s ({path.stat().st_size / 2**20:.1f} MB)")
+
+
+class AotTransformer:
+    """The compiled package bound to the live transformer's weights, called in its place."""
+
+    def __init__(self, tr: Any, package: Any, tokens: tuple[int, int], path: Path):
+        self.tr = tr
+        self.package = package
+        self.tokens = tokens
+        self.path = path
+        self.calls = 0
+        self.fallbacks = 0
+        self._eager = tr.forward
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+        hs = kwargs.get("hidden_states")
+        extra = {k for k, v in kwargs.items() if k not in INPUTS and k != "return_dict" and v is not None}
+        if args or extra or hs is None or not self.tokens[0] <= hs.shape[1] <= self.tokens[1] or \
+                any(kwargs.get(k) is None for k in INPUTS):
+            self.fallbacks += 1
+            if self.fallbacks == 1:
+                log.warning("the compiled transformer does not cover this call (%s); running it eagerly",
+                            f"{hs.shape[1]} tokens" if hs is not None else "other arguments")
+            return self._eager(*args, **kwargs)
+        self.calls += 1
+        out = self.package(*(kwargs[k] for k in INPUTS))
+        return Transformer2DModelOutput(sample=out) if kwargs.get("return_dict", True) else (out,)
+
+
+def load(engine: Any, path: Path) -> AotTransformer:
+    """Load a package and bind the transformer's weights to it (shared, not copied)."""
+    import torch
+
+    tr = engine.pipe.transformer
+    package = torch._inductor.aoti_load_package(str(path))
+    weights = {f"t.{k}": v for k, v in tr.state_dict().items()}
+    package.load_constants(weights, check_full_update=True, user_managed=True)
+    lo, hi = token_range(engine.profile)
+    return AotTransformer(tr, package, (lo, hi), path)
+
+
+def prepare(engine: Any, say: Callable[[str], None] | None = None) -> AotTransformer:
+    """Load the engine's package from the cache, compiling it first if there is none; install it."""
+    say = say or (lambda message: None)
+    path = artefact_path(engine)
+    with engine._lock:  # edits asked for meanwhile wait, then run compiled
+        if path.is_file():
+            say(f"loading the compiled transformer ({path.name})")
+        else:
+            export_and_compile(engine, path, say)
+        t0 = time.perf_counter()
+        compiled = load(engine, path)
+        engine.pipe.transformer.forward = compiled.forward
+    say(f"compiled transformer ready (loaded in {time.perf_counter() - t0:.2f} s)")
+    return compiled
