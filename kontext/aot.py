@@ -136,7 +136,7 @@ def export_and_compile(engine: Any, path: Path, say: Callable[[str], None]) -> N
     if str(engine.device).startswith("cuda"):
         configs["max_autotune"] = True
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")  # AOTInductor wants a .pt2 name
     t0 = time.perf_counter()
     torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
     os.replace(tmp, path)  # a half-written package is never loaded
@@ -159,7 +159,9 @@ class AotTransformer:
         from diffusers.models.modeling_outputs import Transformer2DModelOutput
 
         hs = kwargs.get("hidden_states")
-        extra = {k for k, v in kwargs.items() if k not in INPUTS and k != "return_dict" and v is not None}
+        # Anything else given (LoRA scales in joint_attention_kwargs, ControlNet residuals) is not in the
+        # compiled graph: such calls run eagerly. The pipeline passes an empty dict when there is none.
+        extra = {k for k, v in kwargs.items() if k not in INPUTS and k != "return_dict" and v is not None and v != {}}
         if args or extra or hs is None or not self.tokens[0] <= hs.shape[1] <= self.tokens[1] or \
                 any(kwargs.get(k) is None for k in INPUTS):
             self.fallbacks += 1

@@ -17,7 +17,8 @@ from .speed import SpeedOptions, choose_low_memory, parse_mode, warm_up
 log = logging.getLogger("kontext.startup")
 
 
-ZEROGPU_REFUSED = ("compile", "offload", "quantize")
+# aot: its ZeroGPU route (compiling inside a lent GPU with spaces' aoti helpers) is not built yet.
+ZEROGPU_REFUSED = ("compile", "aot", "offload", "quantize")
 
 
 def resolve_speed(mode: str, device: str | None, offload: str = "none",

@@ -1,0 +1,125 @@
+"""The aot speed mode and output buckets (kontext/aot.py, kontext/buckets.py), on the tiny model on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kontext import buckets as B
+from kontext import params as P
+from kontext.errors import UserError
+from kontext.speed import parse_mode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_real_buckets_are_the_trained_resolutions_and_their_drafts():
+    full = B.buckets(P.REAL_PROFILE, draft=False)
+    assert [(b.width, b.height) for b in full] == list(P.PREFERRED_RESOLUTIONS)
+    drafts = B.buckets(P.REAL_PROFILE, draft=True)
+    assert all(b.draft and abs(b.tokens - 1024) < 80 for b in drafts)  # about a quarter of 1 MP
+    assert B.nearest(1920, 1080, P.REAL_PROFILE).label == "1392×752 (87:47)"
+    assert B.nearest(1000, 1000, P.REAL_PROFILE) == B.Bucket(1024, 1024)
+    assert B.nearest(100, 400, P.REAL_PROFILE) == B.Bucket(672, 1568)  # past the range: the extreme one
+    lo, hi = B.token_range(P.REAL_PROFILE)
+    assert lo == min(b.tokens for b in drafts) and hi == 2 * max(b.tokens for b in full)
+    with pytest.raises(UserError, match="positive whole numbers"):
+        B.nearest(0, 10, P.REAL_PROFILE)
+
+
+def test_tiny_buckets_have_the_same_aspects_at_the_tiny_area():
+    tiny = B.buckets(P.TINY_PROFILE, draft=False)
+    assert all(b.width % 16 == 0 and b.height % 16 == 0 for b in tiny)
+    assert all(abs(b.width * b.height - P.TINY_PROFILE.default_area) < 0.3 * P.TINY_PROFILE.default_area for b in tiny)
+
+
+@pytest.mark.parametrize("mode, words", [
+    ("aot+compile", "use aot"),
+    ("aot+fast", "use fast or compile+fast"),
+    ("aot+offload-model", "compile+offload-model"),
+    ("aot+int8", "int8+compile"),
+    ("compile+offload-group", "use compile+offload-model, or offload-group without compile"),
+    ("compile+offload-sequential", "compile+offload-model"),
+])
+def test_invalid_combinations_name_a_working_alternative(mode, words):
+    with pytest.raises(UserError, match=words.replace("+", r"\+")):
+        parse_mode(mode)
+    alternative = words.split("use ")[-1].split(",")[0].split(" or ")[0]
+    parse_mode(alternative)  # and the alternative really is a valid mode
+
+
+def test_aot_is_refused_on_zerogpu_for_now():
+    from kontext.startup import resolve_speed
+
+    with pytest.raises(UserError, match="aot"):
+        resolve_speed("aot", "cuda", zerogpu=True)
+
+
+LOAD_AND_EDIT = """
+import json, sys, time
+import torch
+torch.set_num_threads(1)
+t0 = time.perf_counter()
+from kontext.engine import Engine
+from kontext.speed import parse_mode, warm_up
+from PIL import Image
+e = Engine.load("tiny", speed=parse_mode("aot"))
+warm_up(e, sizes=[], steps=1)
+ready = time.perf_counter() - t0
+img = e.edit(Image.open(sys.argv[1]), "make it blue", seed=3, steps=2, width=128, height=128).image
+img.save(sys.argv[2])
+print(json.dumps({"ready_s": ready, "calls": e.aot.calls, "fallbacks": e.aot.fallbacks}))
+"""
+
+
+@pytest.mark.slow
+def test_aot_exports_compiles_packages_and_loads_in_a_fresh_process(tiny_dir, tmp_path):
+    """Export, AOTInductor compile and package on the first start; the next start only loads; the
+    images match eager; no bucket falls back to eager (nothing is compiled again)."""
+    from kontext import aot
+    from kontext.engine import Engine
+    from kontext.speed import warm_up
+
+    env_cache = os.environ["KONTEXT_CACHE"]
+    engine = Engine.load("tiny", cache_dir=tiny_dir, speed=parse_mode("aot"))
+    path = aot.artefact_path(engine)
+    path.unlink(missing_ok=True)
+    said: list[str] = []
+    t0 = time.perf_counter()
+    warm_up(engine, said.append, sizes=[], steps=1)
+    compile_s = time.perf_counter() - t0
+    assert path.is_file() and any("compiling ahead of time" in m for m in said), said
+    assert aot.aot_dir() == Path(env_cache) / "aot"  # beside the tiny model and the inductor cache
+
+    eager = Engine.load("tiny", cache_dir=tiny_dir)
+    src = Image.effect_noise((96, 64), 40).convert("RGB")
+    for b in B.buckets(engine.profile):  # every size the page offers, drafts included
+        kw = dict(seed=1, steps=1, width=b.width, height=b.height)
+        a = np.asarray(engine.edit(src, "x", **kw).image, np.int16)
+        e = np.asarray(eager.edit(src, "x", **kw).image, np.int16)
+        assert np.abs(a - e).max() <= 2, b  # same image as eager within 2 levels of 255
+    engine.edit(None, "text to image", seed=1, steps=1)  # no context: the fewest tokens
+    assert engine.aot.fallbacks == 0 and engine.aot.calls > 0
+    assert len(list(aot.aot_dir().glob("*.pt2"))) >= 1
+    mtime = path.stat().st_mtime_ns
+
+    src_path, out_path = tmp_path / "src.png", tmp_path / "out.png"
+    src.save(src_path)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", LOAD_AND_EDIT, str(src_path), str(out_path)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    fresh = json.loads(out.stdout.strip().splitlines()[-1])
+    assert fresh["fallbacks"] == 0 and fresh["calls"] == 2
+    assert path.stat().st_mtime_ns == mtime  # loaded, not compiled again
+    assert fresh["ready_s"] < compile_s
+    here = engine.edit(src, "make it blue", seed=3, steps=2, width=128, height=128).image
+    assert np.array_equal(np.asarray(here), np.asarray(Image.open(out_path)))  # the same package, the same image
