@@ -77,8 +77,9 @@ class _Inputs:
         self.kwargs: dict[str, Any] | None = None
 
 
-def sample_inputs(engine: Any) -> dict[str, Any]:
-    """The transformer's inputs for a one-step edit at the largest bucket (a real pipeline call)."""
+def sample_inputs(engine: Any, bucket: Any = None) -> dict[str, Any]:
+    """The transformer's inputs for a one-step edit at `bucket` (default: the largest), from a real
+    pipeline call."""
     from PIL import Image
 
     from .buckets import buckets
@@ -91,7 +92,7 @@ def sample_inputs(engine: Any) -> dict[str, Any]:
             seen.kwargs = {k: v for k, v in kwargs.items() if k in INPUTS}
         return inner(*args, **kwargs)
 
-    big = max(buckets(engine.profile, draft=False), key=lambda b: b.tokens)
+    big = bucket or max(buckets(engine.profile, draft=False), key=lambda b: b.tokens)
     tr.forward = spy
     try:
         engine.edit(Image.new("RGB", (big.width, big.height), (128, 128, 128)), "export", seed=0, steps=1,

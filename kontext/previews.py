@@ -60,7 +60,8 @@ class EstimateTap:
 class LatentPreviewer:
     def __init__(self, pipe: Any):
         self.pipe = pipe
-        self._weights: Any = None  # (C + 1, 3) torch tensor
+        self._weights: Any = None  # (C + 1, 3) torch tensor, on the CPU
+        self._on: dict[Any, Any] = {}  # the same, on each device previews were made on
         self._lock = threading.Lock()
 
     def _fit(self) -> Any:
@@ -86,19 +87,25 @@ class LatentPreviewer:
         return torch.linalg.lstsq(a, b).solution  # (C + 1, 3)
 
     def __call__(self, latents: Any, width: int, height: int, max_side: int = 512) -> Image.Image:
-        """An RGB preview of packed FLUX latents for an output of `width` x `height`."""
+        """An RGB preview of packed FLUX latents for an output of `width` x `height`.
+
+        Computed where the latents are (on the GPU while an edit runs there): only the small 8-bit
+        image, one pixel per latent cell, is copied to the host."""
         import torch
 
         with self._lock:
             if self._weights is None:
                 self._weights = self._fit()
+            weights = self._on.get(latents.device)
+            if weights is None:
+                weights = self._on[latents.device] = self._weights.to(latents.device)
         pipe = self.pipe
         with torch.inference_mode():
-            z = pipe._unpack_latents(latents[:1].detach(), height, width, pipe.vae_scale_factor).float().cpu()
+            z = pipe._unpack_latents(latents[:1].detach(), height, width, pipe.vae_scale_factor).float()
             z = z / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
             c, gh, gw = z.shape[1:]
-            flat = torch.cat([z[0].reshape(c, -1).T, torch.ones(gh * gw, 1)], dim=1)
-            rgb = (flat @ self._weights).clamp(0, 1).reshape(gh, gw, 3).numpy()
-        img = Image.fromarray((rgb * 255 + 0.5).astype(np.uint8))
+            flat = torch.cat([z[0].reshape(c, -1).T, torch.ones(gh * gw, 1, device=z.device)], dim=1)
+            rgb = (flat @ weights).clamp(0, 1).mul(255).add(0.5).to(torch.uint8).reshape(gh, gw, 3).cpu().numpy()
+        img = Image.fromarray(rgb)
         f = min(1.0, max_side / max(width, height))
         return img.resize((max(1, round(width * f)), max(1, round(height * f))), Image.BILINEAR)

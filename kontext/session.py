@@ -290,6 +290,8 @@ class Sessions:
         request = plan_step(self.engine, context, prompt, seed=self.resolve_seed(snapshot, parent_id, opts),
                             guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,
                             reference=reference, draft=opts.draft, preview_every=preview_every)
+        if opts.width is None and self.engine.speed.aot:
+            extra["bucket"] = f"{request.width}×{request.height}"  # the nearest compiled size, said on the page
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
         from_example = parent_id is not None and bool(snapshot.path(parent_id)[0].extra.get("example"))
         cacheable = (from_example and opts.seed_mode == "fixed" and self.results is not None

@@ -240,6 +240,12 @@ def check_device(opts: SpeedOptions, device: str) -> None:
     if opts.offload == "sequential" and not cuda:
         # accelerate's per-layer hooks fail on a CPU execution device (TypeError in set_module_tensor_to_device).
         raise RuntimeError(f"offload='sequential' needs a CUDA GPU; device is {device}")
+    if opts.attention and opts.attention.endswith("_hub"):
+        import importlib.util
+
+        if importlib.util.find_spec("kernels") is None:
+            raise RuntimeError(f"attention={opts.attention!r} fetches its kernel from the hub with the `kernels` "
+                               "package: pip install 'kontext-playground[speed]' (or use attn-native)")
     if opts.quantize:
         try:
             import torchao  # noqa: F401
@@ -273,6 +279,11 @@ def apply_speed(pipe: Any, opts: SpeedOptions, device: str) -> None:
             tr.to("cpu")
     if opts.attention:
         tr.set_attention_backend(opts.attention)
+    if (opts.compile or opts.aot) and str(device).startswith("cuda"):
+        import torch
+
+        # Convolutions of the VAE run faster channels-last on tensor cores (part of the flux-fast recipe).
+        pipe.vae.to(memory_format=torch.channels_last)
     if opts.offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif opts.offload == "sequential":

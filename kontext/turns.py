@@ -80,6 +80,13 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
     from .compose import side_by_side
     from .errors import UserError
 
+    if width is None and getattr(engine.speed, "aot", False):
+        # Compiled ahead of time for the buckets: "match input" is the nearest one (kontext/buckets.py).
+        from .buckets import nearest
+
+        w, h = context.size if context is not None else (1, 1)
+        b = nearest(w, h, engine.profile, draft=draft)
+        width, height = b.width, b.height
     if draft and width is None:
         width, height = P.draft_size(context.size if context is not None else None, engine.profile)
     if reference is not None:

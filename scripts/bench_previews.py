@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,20 @@ def main() -> int:
         print(f"| {step} ({pct} %) | {cell(rows[('noisy', step)])} | {cell(rows[('estimate', step)])} |")
     f = rows[("floor", 0)]
     print(f"| final latents | {med(f, 0):.1f} / {med(f, 1):.1f} dB | 0 | 0 | | | |")
+
+    # Cost: one preview (estimate -> colour map -> 8-bit image on the host) against one step.
+    times: list[float] = []
+    stamps: list[float] = []
+    engine.edit(source, "cost", seed=0, steps=args.steps, width=args.size, height=args.size,
+                on_step=lambda ev: stamps.append(time.perf_counter()) or events.append(ev))
+    for ev in events[-args.steps:]:
+        t0 = time.perf_counter()
+        engine.preview(ev)
+        times.append(time.perf_counter() - t0)
+    step_s = statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    prev_s = statistics.median(times)
+    print(f"\none preview: {prev_s * 1e3:.2f} ms; one step: {step_s * 1e3:.1f} ms; "
+          f"a preview every 2 steps costs {100 * prev_s / (2 * step_s):.1f} % of the steps' time")
     return 0
 
 

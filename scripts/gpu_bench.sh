@@ -18,8 +18,15 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
-        --platform any -d .whl diffusers==0.42.1 transformers==5.23.0 torchao==0.17.0 importlib_metadata
-    exit $?
+        --platform any -d .whl diffusers==0.42.1 transformers==5.23.0 torchao==0.17.0 importlib_metadata \
+        packaging || exit $?
+    # Their own dependencies too (huggingface_hub, tokenizers, safetensors, ...), except torch, which the
+    # GPU machine has: a machine whose other packages are older then still gets a consistent set.
+    python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform any -d .whl diffusers==0.42.1 transformers==5.23.0 torchao==0.17.0 -q || exit $?
+    rm -f .whl/torch-*.whl .whl/nvidia_*.whl .whl/triton-*.whl  # the machine's own CUDA build stays
+    exit 0
 fi
 
 OUT=${OUT:-/tmp/kontext-gpu-bench}
@@ -33,6 +40,28 @@ PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 KONTEXT_CACHE=/tmp/kontext-cache
 # One compile cache for all steps: the "warm" step reads what the first compile wrote.
 export TORCHINDUCTOR_CACHE_DIR=/tmp/kontext-inductor
+
+# Every installed distribution's requirements must be met, or the run stops here naming what is missing
+# (instead of failing minutes later inside one step).
+"$PY" - >>"$LOG" 2>&1 <<'PYCHECK' || { echo "dependency check failed: see $LOG" ; tail -20 "$LOG"; exit 1; }
+import importlib.metadata as md, sys
+from packaging.requirements import Requirement
+missing = []
+for dist in md.distributions(path=["/tmp/site"]):
+    for spec in dist.requires or []:
+        req = Requirement(spec)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            have = md.version(req.name)
+        except md.PackageNotFoundError:
+            missing.append(f"{dist.metadata['Name']} needs {req} (not installed)")
+            continue
+        if req.specifier and not req.specifier.contains(have, prereleases=True):
+            missing.append(f"{dist.metadata['Name']} needs {req}, found {have}")
+print("dependency check:", "ok" if not missing else "; ".join(missing))
+sys.exit(1 if missing else 0)
+PYCHECK
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   "$PY" -c "import torch, diffusers, transformers, torchao; print(torch.__version__, diffusers.__version__, transformers.__version__, torchao.__version__)"
@@ -55,8 +84,12 @@ step() {
 step headline 150 --modes eager,fast,compile,fp8 --sizes edit1024 --steps 28 --runs 2
 # 2. The other sizes, eager and compiled (compile also shows what a new shape costs; about 2 min).
 step sizes 110 --modes eager,compile --sizes edit512,t2i1024 --steps 28 --runs 2
-# 3. Low memory: peak GPU memory and per-step cost of offloading (8 steps: steps cost the same each).
-step lowmem 90 --modes offload-model,offload-group --sizes edit1024 --steps 8 --runs 1
+# 3. Low memory: what --mode auto picks for a 24 GB card (model offload + int8 weights), then the
+#    offload modes alone: peak GPU memory and per-step cost (8 steps: steps cost the same each).
+step lowmem 120 --modes offload-model+int8,offload-model,offload-group --sizes edit1024 --steps 8 --runs 1
+# 3b. Ahead of time: the first start exports and compiles, the second only loads the package.
+step aot 200 --modes aot --sizes edit1024 --steps 28 --runs 1
+step aotwarm 60 --modes aot --sizes edit1024 --steps 28 --runs 1
 # 4. Start-up with a warm compile cache (step 1 filled it): load + warm-up of the compile mode.
 step warmstart 40 --modes compile --sizes edit1024 --steps 28 --runs 1
 # 5. fp8 + compile: the fastest per step, but its first compile took 175 s on an H200.

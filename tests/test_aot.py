@@ -123,3 +123,39 @@ def test_aot_exports_compiles_packages_and_loads_in_a_fresh_process(tiny_dir, tm
     assert fresh["ready_s"] < compile_s
     here = engine.edit(src, "make it blue", seed=3, steps=2, width=128, height=128).image
     assert np.array_equal(np.asarray(here), np.asarray(Image.open(out_path)))  # the same package, the same image
+
+
+def test_match_input_picks_the_nearest_bucket_in_aot_mode(tiny_dir, store):
+    import dataclasses
+
+    from kontext.engine import Engine
+    from kontext.session import EditOptions, Sessions
+    from kontext.speed import SpeedOptions
+    from ui.view import status_text
+
+    engine = Engine.load("tiny", cache_dir=tiny_dir)
+    engine.speed = dataclasses.replace(engine.speed, aot=True)  # the rule only; nothing compiled here
+    s = Sessions(engine, store)
+    key = s.new()
+    s.upload(key, Image.effect_noise((300, 100), 40).convert("RGB"))  # 3:1, beyond the widest bucket
+    h, node = s.edit(key, "x", EditOptions(steps=1))
+    widest = B.nearest(300, 100, engine.profile)
+    assert (node.width, node.height) == (widest.width, widest.height)
+    assert "nearest compiled size" in status_text(h, "tiny") and node.extra["bucket"] == f"{node.width}×{node.height}"
+    _, draft = s.edit(key, "y", EditOptions(steps=1, draft=True), parent=1)
+    d = B.nearest(300, 100, engine.profile, draft=True)
+    assert (draft.width, draft.height) == (d.width, d.height)
+    assert SpeedOptions(aot=True).label == "aot"
+
+
+def test_hub_attention_names_the_package_it_needs(monkeypatch):
+    import importlib.util
+
+    import torch
+
+    from kontext.speed import SpeedOptions, check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kernels" else object())
+    with pytest.raises(RuntimeError, match=r"`kernels` package: pip install 'kontext-playground\[speed\]'"):
+        check_device(SpeedOptions(attention="flash_hub"), "cuda")
