@@ -59,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "seed, export, share, present, compare, start-over")
     p.add_argument("--examples", default=env("KONTEXT_EXAMPLES"),
                    help="an examples TOML file (see assets/examples/examples.toml), or none")
+    p.add_argument("--safety", default=env("KONTEXT_SAFETY") or ("prompt" if env("SPACE_ID") else "off"),
+                   help="content check on every turn: off, prompt (a word list), or module:function "
+                        "(see kontext/safety.py); default off, prompt on a Hugging Face Space")
+    p.add_argument("--safety-words", default=env("KONTEXT_SAFETY_WORDS"),
+                   help="with --safety prompt: a file of words or phrases to refuse, one per line")
     p.add_argument("--auth", default=env("KONTEXT_AUTH"),
                    help="self-hosted: user:password[,user:password...] for the whole app and its API")
     return p.parse_args(argv)
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     from kontext.config import Settings, parse_auth
     from kontext.engine import Engine, ModelLoadError
     from kontext.examples import load_catalog
+    from kontext.safety import load_check
     from kontext.session import Sessions
     from kontext.startup import Startup, resolve_speed
     from kontext.store import Store
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                                  examples=args.examples)
         if branding.examples:
             load_catalog(branding.examples)  # a broken catalog stops here, in words, not at page build
+        safety = load_check(args.safety, args.safety_words)
     except ValueError as e:
         sys.exit(f"error: {e}")
     settings = Settings(
@@ -136,7 +143,10 @@ def main(argv: list[str] | None = None) -> None:
 
     # Example results are kept after their first run (kontext.examples), beside the sessions.
     results = ResultCache(Path(settings.data_dir) / "example-results")
-    sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue, results=results)
+    sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue, results=results,
+                        safety=safety)
+    if safety is not None:
+        print(f"Content check on every turn: {args.safety}")
     demo = build_ui(sessions, settings, startup)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")

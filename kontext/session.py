@@ -28,6 +28,8 @@ from PIL import Image
 from . import metadata
 from . import params as P
 from .admission import Busy, TurnQueue
+from .drift import Drift
+from .drift import measure as measure_drift
 from .engine import Cancelled, EditResult, Engine
 from .errors import UserError
 from .examples import ResultCache
@@ -36,6 +38,7 @@ from .gpu import LocalGpu
 from .history import History, Node
 from .images import open_image, source_name
 from .importer import ExportReader, ImportResult, Limits, check_room, merge, open_export, plan_ids, renumbered_png
+from .safety import Check, enforce
 from .sharing import Share, Shares, UnknownShare
 from .store import Store, check_key, new_key
 from .turns import Progress, TurnRequest, plan_step
@@ -85,8 +88,10 @@ class Sessions:
     """All sessions of one app: a store on disk plus the engine that makes the images."""
 
     def __init__(self, engine: Engine, store: Store, max_nodes: int | None = None, *,
-                 gpu: Any = None, queue: TurnQueue | None = None, results: ResultCache | None = None):
+                 gpu: Any = None, queue: TurnQueue | None = None, results: ResultCache | None = None,
+                 safety: Check | None = None):
         self.engine = engine
+        self.safety = safety  # a host's content check on every turn (kontext.safety), or None
         self.results = results  # finished turns of example trees (kontext.examples), or None
         self.shares = Shares(store.root / "shares.json")  # read-only links (kontext.sharing)
         self.store = store
@@ -100,6 +105,7 @@ class Sessions:
         self._cache: OrderedDict[str, History] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._references: dict[tuple[str, str], str] = {}  # (key, sha256 of the PNG) -> stored name
+        self._drift: dict[tuple[str, str, str], Drift] = {}  # (session folder, original, step image) -> drift
         self._last_sweep = 0.0
 
     # --- keys and locks ------------------------------------------------------------------------
@@ -329,12 +335,18 @@ class Sessions:
                 if self.queue.has_turn(key):
                     raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
                                "or press Stop")
+                enforce(self.safety, turn.request.prompt, turn.request.context)
+                enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
                 return self.commit(key, turn, result, cancel)
         with self.queue.turn(key, is_cancelled, waiting):
             turn = self.plan(key, prompt, opts, parent=parent, preview_every=preview_every)
+            enforce(self.safety, turn.request.prompt, turn.request.context)  # before any GPU time
             result = self._cached(turn)
             if result is None:
                 result = self.gpu.run(turn.request, on_step, cancel)
+            # The result, before it is kept (or cached): a refusal leaves the history as it was.
+            enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
+            if not result.extra.get("cached"):
                 if turn.cacheable and not (cancel is not None and cancel.is_set()):
                     try:
                         self.results.put(ResultCache.key(self.engine, turn.request), result.image,
@@ -489,15 +501,62 @@ class Sessions:
             self._forget(key)
         self.shares.revoke(key)  # a link to deleted steps must not show a later picture
 
+    def drift_curve(self, key: str, history: History | None = None) -> list[tuple[Node, Drift]]:
+        """Each step of the current path (after the original) with its drift from the original
+        (kontext.drift), remembered per pair of pictures so a redraw costs nothing."""
+        h = self.history(key) if history is None else history
+        path = h.path() if h.current is not None else []
+        if len(path) < 2:
+            return []
+        out = []
+        root_img: Image.Image | None = None
+        # The timeline's 256 px thumbnails (made once, kept) are plenty for a 128 px measure and decode
+        # in a millisecond, so even a long chain's first curve is quick.
+        thumb = lambda n: Image.open(self.store.thumbnail_path(key, n.image))  # noqa: E731
+        for n in path[1:]:
+            memo = (self.store.folder(key).name, path[0].image, n.image)
+            d = self._drift.get(memo)
+            if d is None:
+                if root_img is None:
+                    root_img = thumb(path[0])
+                d = measure_drift(root_img, thumb(n))
+                if len(self._drift) > 20_000:
+                    self._drift.clear()  # only a shortcut
+                self._drift[memo] = d
+            out.append((n, d))
+        return out
+
     def drift_warning(self, key: str, history: History | None = None) -> str:
-        """A hint when the current chain is long enough for Kontext's quality to drift."""
+        """A hint when the current chain is long, or its picture far from the original, for Kontext's
+        quality to have drifted."""
         h = self.history(key) if history is None else history
         edits = sum(1 for n in h.path() if n.kind == "edit")
+        curve = self.drift_curve(key, h) if h.current is not None else []
+        last = curve[-1][1] if curve else None
+        if last is not None and last.high and edits >= 2:
+            return (f"The picture has moved far from the original (colour difference ΔE {last.delta_e:.0f}, "
+                    f"structure {last.ssim:.2f} of 1). If that was not intended, press \"Redo path as one edit\" "
+                    "(all instructions at once, from the original) or re-anchor a step's instruction on the "
+                    "original.")
         if edits >= DRIFT_TURNS:
             return (f"{edits} edits in a row: Kontext's quality drifts over many turns. If details soften, "
                     "press \"Redo path as one edit\" (all instructions at once, from the original) or branch "
                     "from an earlier step.")
         return ""
+
+    def reanchor(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
+        """The current step's instruction applied to the chain's original, with its seed and settings:
+        a new branch beside the step-by-step one, to compare without the drift of the turns between."""
+        h = self.history(key)
+        cur = h.current_node
+        if cur is None or cur.kind != "edit":
+            raise UserError("nothing to re-anchor: the current step is not an edit")
+        root = h.path()[0]
+        if cur.parent == root.id:
+            raise UserError("this step already edits the original: re-roll it for another variant")
+        again = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
+                            reference=cur.extra.get("reference"))
+        return self.edit(key, cur.prompt, again, parent=root.id, **kw)
 
     # --- export and import ---------------------------------------------------------------------
     def export(self, key: str, dest: str | Path | BinaryIO, *, scope: str = "path",

@@ -94,6 +94,11 @@ class Api:
         check_signed_in(self.login, profile)
         yield from self._stream(session, lambda **kw: self.s.combine(session, **kw), progress)
 
+    def reanchor(self, session: str, profile: gr.OAuthProfile | None = None,
+                 progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+        check_signed_in(self.login, profile)
+        yield from self._stream(session, lambda **kw: self.s.reanchor(session, **kw), progress)
+
     def undo(self, session: str) -> tuple[str | None, dict[str, Any]]:
         self.s.undo(session)
         return self._result(session)
@@ -112,6 +117,9 @@ class Api:
 
     def history(self, session: str) -> dict[str, Any]:
         return view.history_json(self.s, session)
+
+    def drift(self, session: str) -> dict[str, Any]:
+        return {"path": [{"id": n.id, "prompt": n.prompt, **d.to_dict()} for n, d in self.s.drift_curve(session)]}
 
     def step_image(self, session: str, step: float) -> str:
         return self.s.image_path(session, whole("step", step))
@@ -174,11 +182,13 @@ class Api:
         trigger.click(f(self.refine), [key], pair, api_name="refine", **gpu)
         trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)
         trigger.click(f(self.combine), [key], pair, api_name="combine", **gpu)
+        trigger.click(f(self.reanchor), [key], pair, api_name="reanchor", **gpu)
         trigger.click(f(self.undo), [key], pair, api_name="undo", **common)
         trigger.click(f(self.redo), [key], pair, api_name="redo", **common)
         trigger.click(f(self.jump), [key, step], pair, api_name="jump", **common)
         trigger.click(f(self.branch), [key, step], pair, api_name="branch", **common)
         trigger.click(f(self.history), [key], info, api_name="history", **common)
+        trigger.click(f(self.drift), [key], info, api_name="drift", **common)
         trigger.click(f(self.step_image), [key, step], image_out, api_name="step_image", **common)
         trigger.click(f(self.export), [key, scope], files_out, api_name="export", concurrency_id="files",
                       api_visibility="public")

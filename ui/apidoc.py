@@ -94,6 +94,9 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
                       "(a sibling branch).", {"session": SESSION}, RESULT),
         "combine": Doc("Redo every instruction of the current path as one edit of its original image (a new "
                        "branch). Useful when quality has drifted over many turns.", {"session": SESSION}, RESULT),
+        "reanchor": Doc("Apply the current step's instruction to the chain's original, with its seed and settings "
+                        "(a new branch beside the step-by-step one, without the drift of the turns between).",
+                        {"session": SESSION}, RESULT),
         "undo": Doc("Go back one step, to the current step's parent. At the original image nothing changes.",
                     {"session": SESSION}, RESULT),
         "redo": Doc("Go forward again along the branch undo came back from.", {"session": SESSION}, RESULT),
@@ -105,6 +108,10 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
                                   "it was left at.")}, RESULT),
         "history": Doc("Read the session's history without changing it.", {"session": SESSION},
                        "the history as JSON (as in edit's result, without the image)"),
+        "drift": Doc("How far each step of the current path has moved from the original: mean colour difference "
+                     "(CIE76 ΔE of 128 px versions; about 2 is just visible, above 12 the page suggests redoing the "
+                     "path) and luminance structural similarity (1 = same structure).", {"session": SESSION},
+                     "JSON {path: [{id, prompt, delta_e, ssim}, ...]} (empty before the first edit)"),
         "step_image": Doc("The picture of any step.", {"session": SESSION, "step": STEP},
                           "the step's PNG, with its prompt, seed and settings in the PNG metadata"),
         "export": Doc("Export the session as files: a ZIP (every step's PNG and manifest.json with prompts, "

@@ -19,6 +19,7 @@ from .events import Wiring
 from .layout import (
     Page,
     render_compare,
+    render_drift,
     render_editor,
     render_engine_status,
     render_examples,
@@ -78,6 +79,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
                 with gr.Tabs():
                     with gr.Tab("Timeline", id="timeline-tab"):
                         render_timeline(page)
+                        render_drift(page)
                     with gr.Tab("Compare", id="compare-tab", elem_id="compare-tab", visible=brand.shows("compare")):
                         render_compare(page)
                 render_settings(page, sessions.engine, brand)

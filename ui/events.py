@@ -104,6 +104,8 @@ class Wiring:
         # Everything a redraw touches (`redraw` returns a dict keyed by these components).
         self.view_outputs = [p.canvas, p.gallery, p.status, p.branch, p.prev_branch, p.next_branch,
                              p.undo_btn, p.redo_btn, p.goto, p.tree, p.slider, p.cmp_a, p.cmp_b, p.drift, p.shown]
+        if "drift_plot" in p.extra:
+            self.view_outputs.append(p.extra["drift_plot"])
 
     # --- drawing -------------------------------------------------------------------------------
     def redraw(self, key: str, shown: dict | None = None) -> dict[Any, Any]:
@@ -139,7 +141,18 @@ class Wiring:
             p.cmp_b: menu(snap.compare_ids[1]),
             p.drift: f"⚠️ {snap.drift}" if snap.drift else "",
             p.shown: {"timeline": line, "choices": choices},
+            **({p.extra["drift_plot"]: self.drift_frame(key)} if "drift_plot" in p.extra else {}),
         }
+
+    def drift_frame(self, key: str) -> Any:
+        """The drift curve as the LinePlot's table: turn, measure, value (two lines)."""
+        import pandas as pd
+
+        rows = []
+        for i, (_, d) in enumerate(self.s.drift_curve(key), 1):
+            rows.append({"turn": i, "measure": "colour ΔE", "value": round(d.delta_e, 2)})
+            rows.append({"turn": i, "measure": "structure lost, %", "value": round(100 * (1 - d.ssim), 1)})
+        return pd.DataFrame(rows, columns=["turn", "measure", "value"])
 
     # --- handlers ------------------------------------------------------------------------------
     def load(self, key: str | None) -> dict[Any, Any]:
@@ -178,7 +191,7 @@ class Wiring:
              profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
 
-        mode: edit, reroll, combine, refine or text. `profile` is gradio's: the signed-in HF user."""
+        mode: edit, reroll, combine, refine, reanchor or text. `profile` is gradio's: the signed-in HF user."""
         check_signed_in(self.login, profile)
         p = self.p
         if self.s.queue.has_turn(key) or key in self.active:
@@ -198,7 +211,8 @@ class Wiring:
             reference = None  # nothing to put it beside / the combined steps had their own
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,
                        draft and mode != "refine")  # refine: full size, from the size menu
-        call = {"reroll": self.s.reroll, "combine": self.s.combine, "refine": self.s.refine}.get(mode)
+        call = {"reroll": self.s.reroll, "combine": self.s.combine, "refine": self.s.refine,
+                "reanchor": self.s.reanchor}.get(mode)
         if call is not None:
             run = functools.partial(call, key, opts)
         else:
@@ -341,11 +355,12 @@ class Wiring:
             after_busy(p.t2i_btn.click, f(functools.partial(self.edit, mode="text")), "ui_text"),
             after_busy(x["combine_btn"].click, f(functools.partial(self.edit, mode="combine")), "ui_combine"),
             after_busy(x["refine_btn"].click, f(functools.partial(self.edit, mode="refine")), "ui_refine"),
+            after_busy(x["reanchor_btn"].click, f(functools.partial(self.edit, mode="reanchor")), "ui_reanchor"),
             # Enter: straight to the turn. Gradio runs one submit at a time, so Enter during a turn is
             # dropped rather than refused (the words stay in the box, NOTE_IF_BUSY says so).
             p.prompt.submit(f(self.edit), controls, edit_outputs, api_name="ui_edit_submit", **gpu),
         ]
-        for run in (runs[0], runs[2], runs[5]):  # edit, text-to-image, Enter: their instruction is the box's
+        for run in (runs[0], runs[2], runs[-1]):  # edit, text-to-image, Enter: their instruction is the box's
             run.success(None, [p.prompt, x["ran"]], [p.prompt], js=CLEAR_IF_UNCHANGED, api_visibility="private")
         # Typed and submitted while an edit runs: gradio runs one submit at a time and drops this one,
         # so say that the words are kept, and keep them (CLEAR_IF_UNCHANGED).

@@ -146,6 +146,8 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
         page.reroll_btn = gr.Button("Re-roll", size="sm", elem_id="reroll-btn", min_width=80)
         page.extra["combine_btn"] = gr.Button("Redo path as one edit", size="sm", elem_id="combine-btn",
                                               min_width=120)
+        page.extra["reanchor_btn"] = gr.Button("Apply this instruction to the original", size="sm",
+                                               elem_id="reanchor-btn", min_width=120)
         with gr.Row(elem_id="branch-switch"):  # one unit: never wraps between its arrows
             page.prev_branch = gr.Button("◀", size="sm", elem_id="prev-branch", min_width=36, visible=False)
             page.branch = gr.Markdown("", elem_id="branch")
@@ -287,3 +289,11 @@ def render_present(page: Page) -> None:
             page.extra["present_prev"] = gr.Button("◀ Previous", elem_id="present-prev")
             page.extra["present_next"] = gr.Button("Next ▶", variant="primary", elem_id="present-next")
         page.extra["present_at"] = gr.State(0)
+
+
+def render_drift(page: Page) -> None:
+    """Drift from the original over the turns of the current path (kontext/drift.py)."""
+    page.extra["drift_plot"] = gr.LinePlot(
+        x="turn", y="value", color="measure", height=200, elem_id="drift-plot", x_title="turn",
+        y_title="change from the original", label="Drift from the original (colour ΔE; structure lost, %)",
+        show_label=True)

@@ -1,0 +1,52 @@
+"""Drift from the original (kontext/drift.py) and re-anchoring (Sessions.reanchor)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from kontext.drift import measure
+from kontext.errors import UserError
+from kontext.session import EditOptions
+
+
+def photo():
+    """A colourful picture with structure (three different noise fields as R, G, B)."""
+    bands = [Image.effect_noise((100, 75), s).resize((400, 300), Image.BICUBIC) for s in (30, 60, 90)]
+    return Image.merge("RGB", bands)
+
+
+def test_an_unchanged_picture_has_no_drift_and_a_changed_one_grows():
+    a = photo()
+    same = measure(a, a.copy())
+    assert same.delta_e == 0 and same.ssim == pytest.approx(1.0)
+    shifts = [measure(a, ImageEnhance.Color(a).enhance(1 + k)).delta_e for k in (0.2, 0.6, 1.5)]
+    assert 0 < shifts[0] < shifts[1] < shifts[2]  # more colour shift, more ΔE
+    blur = [measure(a, a.resize((400 // k, 300 // k)).resize((400, 300))).ssim for k in (2, 4, 8)]
+    assert 1 > blur[0] > blur[1] > blur[2]  # more softening, less structure
+    resized = measure(a, a.resize((800, 600)))  # the same picture at another size: the structure stays
+    assert resized.ssim > 0.95 and resized.delta_e < shifts[2]
+    t0 = time.perf_counter()
+    for _ in range(20):
+        measure(a, a)
+    assert (time.perf_counter() - t0) / 20 < 0.05  # cheap (the bench figure is in BENCHMARKS.md)
+
+
+def test_the_curve_follows_the_path_and_reanchor_branches_from_the_original(sessions):
+    key = sessions.new()
+    sessions.upload(key, photo())
+    for prompt in ("one", "two", "three"):
+        sessions.edit(key, prompt, EditOptions(steps=2))
+    curve = sessions.drift_curve(key)
+    assert [n.prompt for n, _ in curve] == ["one", "two", "three"]
+    assert all(d.delta_e > 0 for _, d in curve)  # the tiny model's output is nothing like the photo
+    assert "moved far from the original" in sessions.drift_warning(key)
+    h, node = sessions.reanchor(key)
+    assert node.parent == 1 and node.prompt == "three" and node.seed == h.node(4).seed
+    assert len(sessions.drift_curve(key)) == 1  # the new branch: one edit of the original
+    with pytest.raises(UserError, match="already edits the original"):
+        sessions.reanchor(key)
+    assert np.asarray(sessions.image(key, 1)).shape == (300, 400, 3)
