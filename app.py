@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--title", default=env("KONTEXT_TITLE"), help="the page's title (wins over --branding)")
     p.add_argument("--accent", default=env("KONTEXT_ACCENT"), help="accent colour: #rrggbb or a name like emerald")
     p.add_argument("--hide", default=env("KONTEXT_HIDE"),
-                   help="controls to hide, comma-separated: examples, chains, reference, text, draft, advanced, "
+                   help="controls to hide, comma-separated: examples, chains, reference, mask, text, draft, advanced, "
                         "seed, export, share, present, compare, start-over")
     p.add_argument("--examples", default=env("KONTEXT_EXAMPLES"),
                    help="an examples TOML file (see assets/examples/examples.toml), or none")

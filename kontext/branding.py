@@ -20,7 +20,7 @@ from typing import Any
 from .errors import UserError
 
 # Parts of the page a host may hide (the edit box, canvas, undo/redo and the timeline always show).
-CONTROLS = ("examples", "chains", "reference", "text", "draft", "advanced", "seed", "export", "share",
+CONTROLS = ("examples", "chains", "reference", "mask", "text", "draft", "advanced", "seed", "export", "share",
             "present", "compare", "start-over")
 HUES = ("slate", "gray", "zinc", "neutral", "stone", "red", "orange", "amber", "yellow", "lime", "green",
         "emerald", "teal", "cyan", "sky", "blue", "indigo", "violet", "purple", "fuchsia", "pink", "rose")

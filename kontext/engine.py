@@ -23,6 +23,7 @@ from . import params as P
 from .errors import UserError
 from .hub import explain_load_error
 from .images import to_rgb
+from .masks import check_mask, coverage, paste
 from .previews import PREVIEW_MODES, EstimateTap, LatentPreviewer
 from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, memory_hint, speed_context
 from .tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
@@ -91,7 +92,18 @@ class Engine:
         self._previewer: LatentPreviewer | None = None
         self._tap = EstimateTap.attach(pipe)  # None: previews show the noisy state
         self.preview_mode = "estimate"
+        self._inpaint: Any = None  # built on the first masked edit (inpaint_pipe)
         pipe.set_progress_bar_config(disable=True)
+
+    @property
+    def inpaint_pipe(self) -> Any:
+        """diffusers' FluxKontextInpaintPipeline over the same components: no second copy of the weights."""
+        if self._inpaint is None:
+            from diffusers import FluxKontextInpaintPipeline
+
+            self._inpaint = FluxKontextInpaintPipeline(**self.pipe.components)
+            self._inpaint.set_progress_bar_config(disable=True)
+        return self._inpaint
 
     def set_preview_mode(self, mode: str) -> None:
         """Previews show "estimate" (the predicted result, the default) or "noisy" (the state itself)."""
@@ -220,21 +232,33 @@ class Engine:
         on_step: Callable[[StepEvent], None] | None = None,
         cancel: threading.Event | None = None,
         fit_context: bool = False,
+        mask: Image.Image | None = None,
     ) -> EditResult:
         """Edit `image` (or generate from text when it is None). Raises Cancelled if `cancel` is set.
 
         `fit_context` scales the context image to the output's area instead of Kontext's trained
         ~1 MP resolutions: fewer tokens, so a small draft is really fast (at some cost in fidelity).
+        `mask` (kontext.masks.check_mask, the image's size): only that part may change; the result
+        keeps the image's size and every pixel outside the mask (kontext.masks.paste).
         """
         import torch
 
+        if mask is not None:
+            if image is None:
+                raise UserError("a masked edit needs a picture to edit: upload one first")
+            if width is not None:
+                raise UserError("a masked edit keeps the picture's size: leave width and height empty")
+            mask = check_mask(mask, image.size)
+            width, height = self.output_size(image)
         args = self.validate(image, prompt, seed, guidance, steps, width, height)
         w, h = args["width"], args["height"]
         auto_resize = self.profile.auto_resize and not fit_context
         context = None
         if image is not None:
             context = to_rgb(image)
-            if not auto_resize:
+            if mask is not None:
+                context = context.resize((w, h), Image.LANCZOS)  # the inpaint pipeline keeps this size
+            elif not auto_resize:
                 # Without auto-resize the pipeline keeps the context at full size: bound its cost by
                 # the output's area, keeping the context's own aspect (a side-by-side pair is wider).
                 cw, ch = context.size
@@ -260,13 +284,15 @@ class Engine:
             if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
                 self._tap.keep = on_step is not None and self.preview_mode == "estimate"
             try:
-                out = self.pipe(
+                masked = {} if mask is None else dict(mask_image=mask.resize((w, h), Image.NEAREST), strength=1.0)
+                out = (self.pipe if mask is None else self.inpaint_pipe)(
                     image=context,
                     prompt=args["prompt"],
                     height=h,
                     width=w,
                     max_area=w * h,  # with height/width this keeps exactly (w, h)
-                    _auto_resize=auto_resize,
+                    _auto_resize=auto_resize and mask is None,
+                    **masked,
                     num_inference_steps=args["steps"],
                     guidance_scale=args["guidance"],
                     max_sequence_length=self.profile.max_sequence_length,
@@ -290,9 +316,14 @@ class Engine:
             raise UserError(
                 f"out of GPU memory at {w}x{h}: choose a smaller output size or start the app with --offload model"
             )
+        extra: dict[str, Any] = {"speed": self.speed.label}
+        if mask is not None:
+            out = paste(to_rgb(image), out, mask)  # outside the mask: the parent's pixels, exactly
+            w, h = out.size
+            extra["masked"] = round(coverage(mask), 4)
         return EditResult(
             image=out, seed=args["seed"], guidance=args["guidance"], steps=args["steps"],
-            width=w, height=h, seconds=seconds, model=self.model_id, extra={"speed": self.speed.label},
+            width=w, height=h, seconds=seconds, model=self.model_id, extra=extra,
         )
 
 

@@ -177,11 +177,11 @@ def write_export(
             # PNGs are already compressed: store them as they are (fast, and the bytes stay exact).
             zf.writestr(_zip_info(step_file(node.id)), png, compress_type=zipfile.ZIP_STORED)
             steps.append(manifest_step(node, png))
-            ref = node.extra.get("reference")
-            if isinstance(ref, str) and ref not in references:
-                data = read_image(ref)
-                zf.writestr(_zip_info(reference_file(ref)), data, compress_type=zipfile.ZIP_STORED)
-                references[ref] = hashlib.sha256(data).hexdigest()
+            for ref in (node.extra.get("reference"), node.extra.get("mask")):  # masks travel like references
+                if isinstance(ref, str) and ref not in references:
+                    data = read_image(ref)
+                    zf.writestr(_zip_info(reference_file(ref)), data, compress_type=zipfile.ZIP_STORED)
+                    references[ref] = hashlib.sha256(data).hexdigest()
             if extras:
                 # Keep only small copies, so memory stays bounded on a 200-step tree at 1 MP.
                 im = sheets.thumbnail(png, FRAME_SIDE)

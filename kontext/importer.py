@@ -55,7 +55,7 @@ class Limits:
 
     @property
     def max_entries(self) -> int:
-        return 2 * self.max_steps + self.extra_entries  # a PNG per step, at most one reference each
+        return 3 * self.max_steps + self.extra_entries  # a PNG per step, at most a reference and a mask each
 
 
 @dataclass(frozen=True)
@@ -359,14 +359,15 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
         if not (good_name and isinstance(sha, str) and SHA_RE.fullmatch(sha)):
             raise UserError(f"manifest.json 'references' has a bad entry {name!r:.60}")
     for n in nodes.values():
-        if "reference" not in n.extra:
-            continue
-        ref = n.extra["reference"]
-        if not isinstance(ref, str) or ref not in refs:
-            raise UserError(f"manifest step {n.id}: its reference image {ref!r:.60} is not in 'references'")
-        if n.kind != "edit":
-            raise UserError(f"manifest step {n.id}: only an edit can have a reference image")
-    used = {n.extra["reference"] for n in nodes.values() if "reference" in n.extra}
+        for what, word in (("reference", "reference image"), ("mask", "mask")):
+            if what not in n.extra:
+                continue
+            ref = n.extra[what]
+            if not isinstance(ref, str) or ref not in refs:
+                raise UserError(f"manifest step {n.id}: its {word} {ref!r:.60} is not in 'references'")
+            if n.kind != "edit":
+                raise UserError(f"manifest step {n.id}: only an edit can have a {word}")
+    used = {n.extra[k] for n in nodes.values() for k in ("reference", "mask") if k in n.extra}
     refs = {name: sha for name, sha in refs.items() if name in used}  # store only what a step uses
     return Export(manifest=m, nodes=tuple(sorted(nodes.values(), key=lambda n: n.id)), sha256=shas,
                   current=current, last_child=last, references=dict(refs))
@@ -464,8 +465,9 @@ def merge(history: History, export: Export, ids: Mapping[int, int], images: Mapp
     for n in export.nodes:
         parent = None if n.parent is None else ids[n.parent]
         extra = {k: v for k, v in n.extra.items() if k not in ("example", "cached")}  # the server's own marks
-        if extra.get("reference") is not None:  # parse_manifest checked that it names a stored one
-            extra["reference"] = (references or {})[extra["reference"]]
+        for k in ("reference", "mask"):
+            if extra.get(k) is not None:  # parse_manifest checked that it names a stored one
+                extra[k] = (references or {})[extra[k]]
         added[ids[n.id]] = replace(n, id=ids[n.id], parent=parent, image=images[n.id], extra=extra)
     if set(added) & set(history.nodes):
         raise UserError("the imported step ids collide with the session's; try the import again")

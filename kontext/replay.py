@@ -109,12 +109,16 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
             ref = node.extra.get("reference")
             if ref is not None and context is not None and ref not in references:
                 references[ref] = reader.reference(ref)[1]  # read (and counted) once per export
+            mask_name = node.extra.get("mask")
+            if mask_name is not None and mask_name not in references:
+                references[mask_name] = reader.reference(mask_name)[1]
             try:
                 # The app's own rule for a step (kontext.turns.plan_step), with the recorded values.
                 req = plan_step(engine, context, node.prompt, seed=node.seed, guidance=node.guidance,
                                 steps=node.steps, width=node.width, height=node.height,
                                 reference=references.get(ref) if context is not None else None,
-                                draft=bool(node.extra.get("draft")))
+                                draft=bool(node.extra.get("draft")),
+                                mask=references[mask_name].convert("L") if mask_name is not None else None)
                 result = run_turn(engine, req)
             except UserError as e:
                 raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None

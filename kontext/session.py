@@ -38,6 +38,7 @@ from .gpu import LocalGpu
 from .history import History, Node
 from .images import open_image, source_name
 from .importer import ExportReader, ImportResult, Limits, check_room, merge, open_export, plan_ids, renumbered_png
+from .masks import check_mask
 from .safety import Check, enforce
 from .sharing import Share, Shares, UnknownShare
 from .store import Store, check_key, new_key
@@ -62,6 +63,7 @@ class EditOptions:
     height: int | None = None
     reference: str | None = None  # a stored reference image (Sessions.add_reference), right of the context
     draft: bool = False  # a quarter of the area, context scaled down too: a quick look before refining
+    mask: str | None = None  # a stored mask (Sessions.add_mask): only there may the picture change
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,30 @@ class Sessions:
             self._references[(key, digest)] = name
             return name
 
+    def add_mask(self, key: str, source: Any) -> str:
+        """Store a mask (a picture: its alpha if it has one, else non-black means "may change") for
+        later masked edits; return its name. Kept exactly as given, so replays use the same pixels."""
+        if isinstance(source, Image.Image):
+            img = source
+        else:
+            img = open_image(source, "mask")  # every check an upload gets (format, size, bombs)
+            raw_src = io.BytesIO(source) if isinstance(source, bytes) else source
+            with Image.open(raw_src) as raw:  # open_image flattens alpha: a painted layer is its alpha
+                if raw.mode in ("RGBA", "LA", "PA") or "transparency" in raw.info:
+                    img = raw.convert("RGBA")
+        m = check_mask(img, img.size)
+        png = metadata.png_bytes(m.convert("RGB"), {"kind": "upload", "prompt": "mask"})
+        self.make_room(key, len(png))
+        with self._lock(key):
+            return self.store.save_image(key, png)
+
+    def mask_image(self, key: str, name: str) -> Image.Image:
+        try:
+            data = self.store.read_image_bytes(key, name)
+        except FileNotFoundError:
+            raise UserError("the mask is no longer stored: paint it again") from None
+        return Image.open(io.BytesIO(data)).convert("L")
+
     def reference_image(self, key: str, name: str) -> Image.Image:
         try:
             data = self.store.read_image_bytes(key, name)
@@ -293,9 +319,13 @@ class Sessions:
         if opts.reference is not None:
             reference = self.reference_image(key, opts.reference)
             extra["reference"] = opts.reference
+        mask = None
+        if opts.mask is not None:
+            mask = self.mask_image(key, opts.mask)
+            extra["mask"] = opts.mask
         request = plan_step(self.engine, context, prompt, seed=self.resolve_seed(snapshot, parent_id, opts),
                             guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,
-                            reference=reference, draft=opts.draft, preview_every=preview_every)
+                            reference=reference, draft=opts.draft, preview_every=preview_every, mask=mask)
         if opts.width is None and self.engine.speed.aot:
             extra["bucket"] = f"{request.width}×{request.height}"  # the nearest compiled size, said on the page
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
@@ -413,9 +443,11 @@ class Sessions:
         if cur is None or cur.kind == "upload":
             raise UserError("nothing to re-roll: the current step is not an edit")
         draft = bool(cur.extra.get("draft"))
+        masked = cur.extra.get("mask")
         rolled = EditOptions(seed_mode="random", guidance=cur.guidance, steps=cur.steps,
-                             width=None if draft else cur.width, height=None if draft else cur.height,
-                             reference=cur.extra.get("reference"), draft=draft)
+                             width=None if draft or masked else cur.width,
+                             height=None if draft or masked else cur.height,
+                             reference=cur.extra.get("reference"), draft=draft, mask=masked)
         return self.edit(key, cur.prompt, rolled, parent=cur.parent, **kw)
 
     def refine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
@@ -443,8 +475,8 @@ class Sessions:
         if len(prompt) > P.MAX_PROMPT_CHARS:
             raise UserError(f"the combined instruction is {len(prompt)} characters; the limit is "
                              f"{P.MAX_PROMPT_CHARS}: combine from a later step or shorten instructions")
-        # The combined steps may have used different references (or none): combine without one.
-        return self.edit(key, prompt, replace(opts, reference=None), parent=path[0].id, **kw)
+        # The combined steps may have used different references or masks (or none): combine without.
+        return self.edit(key, prompt, replace(opts, reference=None, mask=None), parent=path[0].id, **kw)
 
     # --- read-only share links -----------------------------------------------------------------
     def share(self, key: str) -> Share:
@@ -555,7 +587,7 @@ class Sessions:
         if cur.parent == root.id:
             raise UserError("this step already edits the original: re-roll it for another variant")
         again = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
-                            reference=cur.extra.get("reference"))
+                            reference=cur.extra.get("reference"), mask=cur.extra.get("mask"))
         return self.edit(key, cur.prompt, again, parent=root.id, **kw)
 
     # --- export and import ---------------------------------------------------------------------

@@ -51,8 +51,9 @@ def check_key(key: object) -> str:
 
 
 def referenced_images(history: History) -> list[str]:
-    """Reference images that steps were made with (kept in each step's `extra`)."""
-    return [n.extra["reference"] for n in history.nodes.values() if isinstance(n.extra.get("reference"), str)]
+    """Reference images and masks that steps were made with (kept in each step's `extra`)."""
+    return [n.extra[k] for n in history.nodes.values() for k in ("reference", "mask")
+            if isinstance(n.extra.get(k), str)]
 
 
 def _fsync_write(path: Path, data: bytes) -> None:

@@ -35,6 +35,7 @@ class TurnRequest:
     height: int
     fit_context: bool = False  # scale the context to the output's area (draft, reference pairs)
     preview_every: int = 0  # steps between live previews; 0 for none
+    mask: Image.Image | None = None  # L, the context's size: only there may the picture change
 
     @property
     def tokens(self) -> int:
@@ -69,7 +70,7 @@ class Failed:
 
 def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: int, guidance: float | None,
               steps: int | None, width: int | None, height: int | None, reference: Image.Image | None = None,
-              draft: bool = False, preview_every: int = 0) -> TurnRequest:
+              draft: bool = False, preview_every: int = 0, mask: Image.Image | None = None) -> TurnRequest:
     """The one rule for turning a step into a pipeline call, used by the app and by replay alike.
 
     A draft without a size gets a quarter of the default area; a reference is placed to the right
@@ -80,6 +81,18 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
     from .compose import side_by_side
     from .errors import UserError
 
+    if mask is not None:
+        if reference is not None or draft:
+            raise UserError("a masked edit works on the current picture alone: no reference and no draft")
+        if context is None:
+            raise UserError("a masked edit needs a picture to edit: upload one first")
+        from .masks import check_mask
+
+        mask = check_mask(mask, context.size)
+        args = engine.validate(context, prompt, seed, guidance, steps, None, None)
+        return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
+                           steps=args["steps"], width=context.width, height=context.height,
+                           preview_every=preview_every, mask=mask)
     if width is None and getattr(engine.speed, "aot", False):
         # Compiled ahead of time for the buckets: "match input" is the nearest one (kontext/buckets.py).
         from .buckets import nearest
@@ -117,9 +130,10 @@ def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] |
                 img = None
         report(Progress(ev.step, ev.total, img))
 
+    masked = req.mask is not None  # the engine picks a masked edit's size (the picture's own, pasted back)
     return engine.edit(req.context, req.prompt, seed=req.seed, guidance=req.guidance, steps=req.steps,
-                       width=req.width, height=req.height, fit_context=req.fit_context,
-                       on_step=on_step, cancel=cancel)
+                       width=None if masked else req.width, height=None if masked else req.height,
+                       fit_context=req.fit_context, on_step=on_step, cancel=cancel, mask=req.mask)
 
 
 def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],

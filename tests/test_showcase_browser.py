@@ -260,3 +260,46 @@ def test_stop_shows_and_works_while_an_edit_waits_for_the_gpu(app, browser):
     assert thumbs(second).count() == 1  # the cancelled waiting edit never ran
     first.context.close()
     second.context.close()
+
+
+def test_painting_a_mask_limits_the_edit_to_it(app, browser, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    url, _ = app
+    page = open_page(browser, url)
+    src = tmp_path / "photo.png"
+    Image.effect_noise((160, 120), 50).convert("RGB").save(src)
+    page.locator("#canvas input[type=file]").set_input_files(str(src))
+    wait_status(page, "Step #1")
+    page.get_by_text("Masked edit: paint").click()
+    page.click("#mask-load")
+    canvas = page.locator("#mask-editor canvas").first
+    page.wait_for_timeout(1500)  # the picture loads into the editor
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.55, steps=8)
+    page.mouse.up()
+    page.click("#mask-use")
+    page.wait_for_selector("text=Mask set")
+    page.fill("#prompt textarea", "make it glow")
+    page.click("#edit-btn")
+    wait_status(page, "masked: only")
+    share = int(status(page).split("masked: only ")[1].split(" %")[0])
+    page.locator("#mask-box").screenshot(path=str(ARTIFACTS / "showcase-mask.png"))
+
+    def shown() -> np.ndarray:
+        src_url = page.locator("#canvas img").first.get_attribute("src")
+        return np.asarray(Image.open(io.BytesIO(page.request.get(src_url).body())).convert("RGB"))
+
+    after = shown()
+    page.click("#undo-btn")
+    wait_status(page, "Step #1")
+    page.wait_for_timeout(500)
+    before = shown()
+    changed = np.any(after != before, axis=-1).mean()
+    assert 0 < changed <= share / 100 + 0.01  # only (part of) the painted area changed
+    page.context.close()

@@ -22,6 +22,7 @@ import gradio as gr
 from kontext import params as P
 from kontext.engine import Cancelled
 from kontext.errors import UserError
+from kontext.masks import coverage
 from kontext.session import EditOptions, Sessions
 from kontext.store import check_key
 from kontext.turns import Done, stream
@@ -78,7 +79,8 @@ def friendly(fn: Callable) -> Callable:
 
 
 def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any, steps: Any,
-            size: str | None, reference: str | None = None, draft: bool = False) -> EditOptions:
+            size: str | None, reference: str | None = None, draft: bool = False,
+            mask: str | None = None) -> EditOptions:
     """Build EditOptions from the page's controls (sizes by menu label)."""
     wh = None if draft else dict(P.size_choices(engine_profile)).get(size or "Match input", None)
     return EditOptions(
@@ -90,6 +92,7 @@ def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any,
         height=wh[1] if wh else None,
         reference=reference or None,
         draft=bool(draft),
+        mask=mask or None,
     )
 
 
@@ -187,7 +190,8 @@ class Wiring:
         return self.redraw(key)
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
-             size: str, reference: str | None = None, draft: bool = False, mode: str = "edit",
+             size: str, reference: str | None = None, draft: bool = False, mask: str | None = None,
+             mode: str = "edit",
              profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
 
@@ -200,17 +204,19 @@ class Wiring:
             return
         self.active.add(key)
         try:
-            yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, reference, draft, mode)
+            yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, reference, draft, mask, mode)
         finally:
             self.active.discard(key)
 
     def _turn(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any, size: str,
-              reference: str | None, draft: bool, mode: str) -> Any:
+              reference: str | None, draft: bool, mask: str | None, mode: str) -> Any:
         p = self.p
         if mode in ("text", "combine"):
-            reference = None  # nothing to put it beside / the combined steps had their own
+            reference = mask = None  # nothing to put it beside or paint on / the combined steps had their own
+        if mask:
+            reference, draft, size = None, False, None  # a masked edit keeps the picture, alone, at its size
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,
-                       draft and mode != "refine")  # refine: full size, from the size menu
+                       draft and mode != "refine", mask)  # refine: full size, from the size menu
         call = {"reroll": self.s.reroll, "combine": self.s.combine, "refine": self.s.refine,
                 "reanchor": self.s.reanchor}.get(mode)
         if call is not None:
@@ -299,6 +305,27 @@ class Wiring:
             return [self.compare(key, other.id, cur.id), other.id, cur.id]
         return preset
 
+    def load_mask_canvas(self, key: str) -> Any:
+        """The mask editor, empty, over the current picture."""
+        path = self.s.image_path(key)
+        return {"background": path, "layers": [], "composite": path}
+
+    def set_mask(self, key: str, value: Any) -> tuple[str, str]:
+        """Store what was painted as the mask the next edits use (the tab keeps its name)."""
+        layers = (value or {}).get("layers") if isinstance(value, dict) else None
+        if not layers:
+            raise UserError("nothing is painted yet: press Paint on the current picture, then paint over the part "
+                            "the instruction may change")
+        from PIL import Image as PILImage
+
+        painted = layers[0].convert("RGBA")
+        for layer in layers[1:]:
+            painted = PILImage.alpha_composite(painted, layer.convert("RGBA").resize(painted.size))
+        name = self.s.add_mask(key, painted)
+        share_ = round(100 * coverage(self.s.mask_image(key, name)))
+        return name, (f"**Mask set**: the next edits change only the painted {share_} % of the picture; "
+                      "everything else stays exactly as it is. *Clear mask* to edit everywhere.")
+
     def set_reference(self, key: str, value: Any) -> tuple[str | None, str]:
         """Store the reference once; edits then name it (the tab keeps the name in a gr.State)."""
         path = uploaded_path(value, "reference")
@@ -333,7 +360,7 @@ class Wiring:
         edit_outputs = [*views, p.seed, p.extra["ran"], p.extra["note"], p.edit_btn, p.stop_btn]
         x = p.extra
         controls = [p.key, p.shown, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"],
-                    x["draft"]]
+                    x["draft"], x["mask_name"]]
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
         # Turns wait in kontext's TurnQueue, not gradio's: start each handler at once (up to what the
         # TurnQueue can admit, plus one to say "busy"), so waiting and refusals are ours to report.
@@ -398,6 +425,12 @@ class Wiring:
                                     preprocess=False, api_visibility="undocumented")
         ref.failure(lambda: (None, None, ""), None, [x["ref_image"], x["ref_name"], x["ref_status"]], queue=False,
                     api_visibility="private")  # drop the rejected picture
+        x["mask_load"].click(f(self.load_mask_canvas), [p.key], [x["mask_editor"]], api_name="ui_mask_load", **nav)
+        x["mask_use"].click(f(self.set_mask), [p.key, x["mask_editor"]], [x["mask_name"], x["mask_status"]],
+                            api_name="ui_mask_use", concurrency_id="upload", concurrency_limit=2,
+                            api_visibility="undocumented")
+        x["mask_clear"].click(lambda: (None, "", None), None, [x["mask_name"], x["mask_status"], x["mask_editor"]],
+                              queue=False, api_visibility="private")
         x["ref_image"].clear(lambda: (None, ""), None, [x["ref_name"], x["ref_status"]], queue=False,
                              api_visibility="private")
         x["text_btn"].click(f(self.text_prompt), [x["old_text"], x["new_text"]], [p.prompt], api_name="ui_text_prompt",

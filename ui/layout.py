@@ -172,6 +172,20 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
                 "*put the person from the right image into the left scene*. The result keeps the current "
                 "image's size. Remove the reference (×) to edit without it.", elem_classes=["hint"])
         page.extra["ref_status"] = gr.Markdown("", elem_id="ref-status")
+    with gr.Accordion("Masked edit: paint where the instruction may change", open=False, elem_id="mask-box",
+                      visible=brand.shows("mask")):
+        gr.Markdown("Paint over the part the next instructions may change and press *Use this mask*: every "
+                    "pixel outside it stays exactly as it is, turn after turn.", elem_classes=["hint"])
+        page.extra["mask_editor"] = gr.ImageEditor(
+            type="pil", image_mode="RGBA", sources=(), transforms=(), layers=False, height=360,
+            brush=gr.Brush(colors=["#ff3b30"], default_size=28, color_mode="fixed"), eraser=gr.Eraser(),
+            label="Paint over the part to change", elem_id="mask-editor")
+        with gr.Row():
+            page.extra["mask_load"] = gr.Button("Paint on the current picture", size="sm", elem_id="mask-load")
+            page.extra["mask_use"] = gr.Button("Use this mask", size="sm", variant="primary", elem_id="mask-use")
+            page.extra["mask_clear"] = gr.Button("Clear mask", size="sm", elem_id="mask-clear")
+        page.extra["mask_status"] = gr.Markdown("", elem_id="mask-status")
+        page.extra["mask_name"] = gr.State(None)  # the stored mask this tab edits with
     with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper", visible=brand.shows("text")):
         with gr.Row(equal_height=True):
             page.extra["old_text"] = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)

@@ -80,6 +80,8 @@ def status_text(h: History, model: str) -> str:
         return f"**Step #{node.id}**: original image, {node.width}×{node.height}. Type an instruction to edit it."
     ref = " · with a reference image" if node.extra.get("reference") else ""
     ref += " · from the example cache (made earlier with this seed)" if node.extra.get("cached") else ""
+    ref += (f" · **masked**: only {round(100 * node.extra['masked'])} % could change"
+            if node.extra.get("masked") else "")
     ref += (f" · size matched to the nearest compiled size, {node.extra['bucket']}"
             if node.extra.get("bucket") else "")
     ref += (" · **draft**: *Refine draft at full size* re-runs it with the same seed and settings (close to "
