@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Loading {settings.model or 'the default model'}: {reason}")
         engine = Engine.load(settings.model, device=settings.device, speed=speed)
         engine.set_preview_mode(args.preview)
+        engine.set_lora_presets(branding.loras)
     except (ModelLoadError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     startup = Startup(reason)

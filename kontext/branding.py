@@ -7,6 +7,11 @@ and which examples, from a TOML file (`--branding FILE`) and/or flags (flags win
     accent = "#0e7490"           # #rrggbb, or a colour name: indigo, emerald, rose, ...
     hide = ["advanced", "seed"]  # see CONTROLS
     examples = "examples.toml"   # another catalog (kontext.examples), or "none"
+
+    [[lora]]                     # LoRA presets (kontext.loras), each with a strength slider
+    name = "watercolour"
+    source = "loras/watercolour.safetensors"   # next to this file, or a hub repository id
+    scale = 0.8
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import Any
 from .errors import UserError
 
 # Parts of the page a host may hide (the edit box, canvas, undo/redo and the timeline always show).
-CONTROLS = ("examples", "chains", "reference", "mask", "text", "draft", "advanced", "seed", "export", "share",
-            "present", "compare", "start-over")
+CONTROLS = ("examples", "chains", "reference", "mask", "lora", "text", "draft", "advanced", "seed", "export",
+            "share", "present", "compare", "start-over")
 HUES = ("slate", "gray", "zinc", "neutral", "stone", "red", "orange", "amber", "yellow", "lime", "green",
         "emerald", "teal", "cyan", "sky", "blue", "indigo", "violet", "purple", "fuchsia", "pink", "rose")
 LOGO_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".svg")
@@ -39,6 +44,7 @@ class Branding:
     hide: frozenset[str] = field(default_factory=frozenset)
     examples: Path | None = None  # None: the shipped catalog
     no_examples: bool = False
+    loras: tuple = ()  # kontext.loras.Lora presets the page offers
 
     def shows(self, control: str) -> bool:
         if control not in CONTROLS:
@@ -93,10 +99,10 @@ def load_branding(path: str | Path | None = None, **overrides: Any) -> Branding:
             raise UserError(f"branding file not found: {path}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"branding file {path.name} is not valid TOML: {e}") from None
-        unknown = set(data) - {"title", "description", "logo", "accent", "hide", "examples"}
+        unknown = set(data) - {"title", "description", "logo", "accent", "hide", "examples", "lora"}
         if unknown:
             raise UserError(f"branding file {path.name}: unknown setting {sorted(unknown)[0]!r}; the settings "
-                            "are title, description, logo, accent, hide, examples")
+                            "are title, description, logo, accent, hide, examples, [[lora]]")
     data.update({k: v for k, v in overrides.items() if v is not None})
     b = Branding()
     if "title" in data:
@@ -112,6 +118,20 @@ def load_branding(path: str | Path | None = None, **overrides: Any) -> Branding:
         b = replace(b, accent=check_accent(data["accent"]))
     if "hide" in data:
         b = replace(b, hide=check_hide(data["hide"]))
+    if "lora" in data:
+        from .loras import check_preset
+
+        entries = data["lora"] if isinstance(data["lora"], list) else [data["lora"]]
+        presets = []
+        for i, entry in enumerate(entries, 1):
+            lora = check_preset(entry, f"lora {i}")
+            local = base / lora.source
+            if local.exists():  # a file or folder next to the branding file; else a hub repository id
+                lora = replace(lora, source=str(local.resolve()))
+            presets.append(lora)
+        if len({p.name for p in presets}) != len(presets):
+            raise UserError("lora: each name once")
+        b = replace(b, loras=tuple(presets))
     if "examples" in data:
         ex = data["examples"]
         if ex in ("none", False):

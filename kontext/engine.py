@@ -23,6 +23,7 @@ from . import params as P
 from .errors import UserError
 from .hub import explain_load_error
 from .images import to_rgb
+from .loras import LoraSet
 from .masks import check_mask, coverage, paste
 from .previews import PREVIEW_MODES, EstimateTap, LatentPreviewer
 from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, memory_hint, speed_context
@@ -93,6 +94,7 @@ class Engine:
         self._tap = EstimateTap.attach(pipe)  # None: previews show the noisy state
         self.preview_mode = "estimate"
         self._inpaint: Any = None  # built on the first masked edit (inpaint_pipe)
+        self.lora = LoraSet(pipe)  # the host's LoRA presets (set_lora_presets), switched per turn
         pipe.set_progress_bar_config(disable=True)
 
     @property
@@ -104,6 +106,12 @@ class Engine:
             self._inpaint = FluxKontextInpaintPipeline(**self.pipe.components)
             self._inpaint.set_progress_bar_config(disable=True)
         return self._inpaint
+
+    def set_lora_presets(self, presets: Any) -> None:
+        """The LoRAs this engine offers (kontext.loras.Lora); they load on first use."""
+        if presets and self.speed.aot:
+            raise UserError("LoRAs are not part of the aot package: use --mode eager or compile with LoRAs")
+        self.lora = LoraSet(self.pipe, tuple(presets))
 
     def set_preview_mode(self, mode: str) -> None:
         """Previews show "estimate" (the predicted result, the default) or "noisy" (the state itself)."""
@@ -233,6 +241,8 @@ class Engine:
         cancel: threading.Event | None = None,
         fit_context: bool = False,
         mask: Image.Image | None = None,
+        loras: Any = (),
+        lora_sources: bool = False,
     ) -> EditResult:
         """Edit `image` (or generate from text when it is None). Raises Cancelled if `cancel` is set.
 
@@ -240,8 +250,12 @@ class Engine:
         ~1 MP resolutions: fewer tokens, so a small draft is really fast (at some cost in fidelity).
         `mask` (kontext.masks.check_mask, the image's size): only that part may change; the result
         keeps the image's size and every pixel outside the mask (kontext.masks.paste).
+        `loras`: (name, strength) pairs of the presets; with `lora_sources` (a replay) a recorded
+        (name, strength, source, weight_name) loads a LoRA that is not a preset.
         """
         import torch
+
+        lora_items = self.lora.resolve(loras, allow_sources=lora_sources)
 
         if mask is not None:
             if image is None:
@@ -280,6 +294,7 @@ class Engine:
         with self._lock, speed_context(self.pipe):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()  # stopped while waiting for another edit to finish
+            used_loras = self.lora.apply(lora_items)
             start = time.perf_counter()
             if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
                 self._tap.keep = on_step is not None and self.preview_mode == "estimate"
@@ -317,6 +332,8 @@ class Engine:
                 f"out of GPU memory at {w}x{h}: choose a smaller output size or start the app with --offload model"
             )
         extra: dict[str, Any] = {"speed": self.speed.label}
+        if used_loras:
+            extra["loras"] = used_loras
         if mask is not None:
             out = paste(to_rgb(image), out, mask)  # outside the mask: the parent's pixels, exactly
             w, h = out.size

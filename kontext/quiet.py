@@ -3,7 +3,8 @@
 transformers warns, on every import of diffusers' Flux pipelines, that its CLIP and SigLIP image
 processors fall back to their Pillow versions because torchvision is missing. The playground never
 uses those processors (they serve IP-adapter inputs), and installing torchvision would pull a second
-CUDA build, so the advice only confuses. The filter drops exactly that message and nothing else.
+CUDA build, so the advice only confuses. Loading a Kontext LoRA (transformer only) makes diffusers note
+that the text encoder got no LoRA keys. The filters drop exactly those messages and nothing else.
 """
 
 from __future__ import annotations
@@ -19,8 +20,18 @@ class _NoTorchvisionFallback(logging.Filter):
         return not ("requires torchvision" in msg and "falling back to" in msg)
 
 
+class _NoTextEncoderLoraNote(logging.Filter):
+    """Kontext LoRAs train the transformer only: diffusers' note that the text encoder got none is no news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No LoRA keys associated to" not in record.getMessage()
+
+
 def silence_known_warnings() -> None:
-    """Install the filter once (the logger exists before transformers is imported, so order is free)."""
-    log = logging.getLogger(_LOGGER)
-    if not any(isinstance(f, _NoTorchvisionFallback) for f in log.filters):
-        log.addFilter(_NoTorchvisionFallback())
+    """Install the filters once (the loggers exist before the libraries are imported, so order is free)."""
+    for name, kind in ((_LOGGER, _NoTorchvisionFallback), ("diffusers.loaders.lora_base", _NoTextEncoderLoraNote),
+                       ("diffusers.loaders.lora_pipeline", _NoTextEncoderLoraNote),
+                       ("diffusers.loaders.peft", _NoTextEncoderLoraNote)):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in log.filters):
+            log.addFilter(kind())

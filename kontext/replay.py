@@ -24,6 +24,7 @@ from .errors import UserError
 from .export import engine_info, library_versions
 from .history import Node
 from .importer import ExportReader, Limits, open_export
+from .loras import recorded as recorded_loras
 from .metadata import png_bytes
 from .session import step_dict
 from .turns import plan_step, run_turn
@@ -118,7 +119,8 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
                                 steps=node.steps, width=node.width, height=node.height,
                                 reference=references.get(ref) if context is not None else None,
                                 draft=bool(node.extra.get("draft")),
-                                mask=references[mask_name].convert("L") if mask_name is not None else None)
+                                mask=references[mask_name].convert("L") if mask_name is not None else None,
+                                loras=recorded_loras(node.extra.get("loras"), with_sources=True), lora_sources=True)
                 result = run_turn(engine, req)
             except UserError as e:
                 raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None

@@ -38,6 +38,7 @@ from .gpu import LocalGpu
 from .history import History, Node
 from .images import open_image, source_name
 from .importer import ExportReader, ImportResult, Limits, check_room, merge, open_export, plan_ids, renumbered_png
+from .loras import recorded
 from .masks import check_mask
 from .safety import Check, enforce
 from .sharing import Share, Shares, UnknownShare
@@ -64,6 +65,7 @@ class EditOptions:
     reference: str | None = None  # a stored reference image (Sessions.add_reference), right of the context
     draft: bool = False  # a quarter of the area, context scaled down too: a quick look before refining
     mask: str | None = None  # a stored mask (Sessions.add_mask): only there may the picture change
+    loras: tuple[tuple[str, float], ...] = ()  # (name, strength) of the engine's LoRA presets
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,11 @@ class Turn:
     request: TurnRequest
     extra: dict[str, Any]
     cacheable: bool = False  # a fixed-seed turn in a tree that started from an example
+
+
+def recorded_loras(node: Node) -> tuple[tuple[str, float], ...]:
+    """The (name, strength) pairs a step was made with (its extra["loras"])."""
+    return recorded(node.extra.get("loras"))
 
 
 def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
@@ -325,7 +332,8 @@ class Sessions:
             extra["mask"] = opts.mask
         request = plan_step(self.engine, context, prompt, seed=self.resolve_seed(snapshot, parent_id, opts),
                             guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,
-                            reference=reference, draft=opts.draft, preview_every=preview_every, mask=mask)
+                            reference=reference, draft=opts.draft, preview_every=preview_every, mask=mask,
+                            loras=opts.loras)
         if opts.width is None and self.engine.speed.aot:
             extra["bucket"] = f"{request.width}×{request.height}"  # the nearest compiled size, said on the page
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
@@ -447,7 +455,8 @@ class Sessions:
         rolled = EditOptions(seed_mode="random", guidance=cur.guidance, steps=cur.steps,
                              width=None if draft or masked else cur.width,
                              height=None if draft or masked else cur.height,
-                             reference=cur.extra.get("reference"), draft=draft, mask=masked)
+                             reference=cur.extra.get("reference"), draft=draft, mask=masked,
+                             loras=recorded_loras(cur))
         return self.edit(key, cur.prompt, rolled, parent=cur.parent, **kw)
 
     def refine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
@@ -457,7 +466,8 @@ class Sessions:
         if cur is None or not cur.extra.get("draft"):
             raise UserError("nothing to refine: the current step is not a draft")
         full = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
-                           width=opts.width, height=opts.height, reference=cur.extra.get("reference"))
+                           width=opts.width, height=opts.height, reference=cur.extra.get("reference"),
+                           loras=recorded_loras(cur))
         return self.edit(key, cur.prompt, full, parent=cur.parent, **kw)
 
     def combine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
@@ -587,7 +597,8 @@ class Sessions:
         if cur.parent == root.id:
             raise UserError("this step already edits the original: re-roll it for another variant")
         again = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
-                            reference=cur.extra.get("reference"), mask=cur.extra.get("mask"))
+                            reference=cur.extra.get("reference"), mask=cur.extra.get("mask"),
+                            loras=recorded_loras(cur))
         return self.edit(key, cur.prompt, again, parent=root.id, **kw)
 
     # --- export and import ---------------------------------------------------------------------

@@ -36,6 +36,8 @@ class TurnRequest:
     fit_context: bool = False  # scale the context to the output's area (draft, reference pairs)
     preview_every: int = 0  # steps between live previews; 0 for none
     mask: Image.Image | None = None  # L, the context's size: only there may the picture change
+    loras: tuple = ()  # (name, strength) of the host's LoRA presets; replays add source and weight_name
+    lora_sources: bool = False  # a replay: recorded LoRAs load from their sources
 
     @property
     def tokens(self) -> int:
@@ -70,7 +72,8 @@ class Failed:
 
 def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: int, guidance: float | None,
               steps: int | None, width: int | None, height: int | None, reference: Image.Image | None = None,
-              draft: bool = False, preview_every: int = 0, mask: Image.Image | None = None) -> TurnRequest:
+              draft: bool = False, preview_every: int = 0, mask: Image.Image | None = None,
+              loras: tuple = (), lora_sources: bool = False) -> TurnRequest:
     """The one rule for turning a step into a pipeline call, used by the app and by replay alike.
 
     A draft without a size gets a quarter of the default area; a reference is placed to the right
@@ -92,7 +95,7 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
         args = engine.validate(context, prompt, seed, guidance, steps, None, None)
         return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
                            steps=args["steps"], width=context.width, height=context.height,
-                           preview_every=preview_every, mask=mask)
+                           preview_every=preview_every, mask=mask, loras=tuple(loras), lora_sources=lora_sources)
     if width is None and getattr(engine.speed, "aot", False):
         # Compiled ahead of time for the buckets: "match input" is the nearest one (kontext/buckets.py).
         from .buckets import nearest
@@ -112,7 +115,8 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
     args = engine.validate(context, prompt, seed, guidance, steps, width, height)
     return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
                        steps=args["steps"], width=args["width"], height=args["height"],
-                       fit_context=draft or reference is not None, preview_every=preview_every)
+                       fit_context=draft or reference is not None, preview_every=preview_every,
+                       loras=tuple(loras), lora_sources=lora_sources)
 
 
 def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] | None = None,
@@ -133,7 +137,8 @@ def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] |
     masked = req.mask is not None  # the engine picks a masked edit's size (the picture's own, pasted back)
     return engine.edit(req.context, req.prompt, seed=req.seed, guidance=req.guidance, steps=req.steps,
                        width=None if masked else req.width, height=None if masked else req.height,
-                       fit_context=req.fit_context, on_step=on_step, cancel=cancel, mask=req.mask)
+                       fit_context=req.fit_context, on_step=on_step, cancel=cancel, mask=req.mask,
+                       loras=req.loras, lora_sources=req.lora_sources)
 
 
 def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],

@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from kontext.errors import UserError
+from kontext.loras import parse_active
 from kontext.session import EditOptions, Sessions
 from kontext.turns import Done, stream
 
@@ -66,7 +67,7 @@ class Api:
 
     def edit(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
              guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0,
-             reference: Any = None, draft: bool = False, profile: gr.OAuthProfile | None = None,
+             reference: Any = None, draft: bool = False, loras: str = "", profile: gr.OAuthProfile | None = None,
              progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 - gradio's injection marker
         check_signed_in(self.login, profile)
         ref = uploaded_path(reference, "reference")
@@ -76,7 +77,7 @@ class Api:
                            guidance=guidance or None, steps=whole("steps", steps) or None,
                            width=whole("width", width) or None, height=whole("height", height) or None,
                            reference=self.s.add_reference(session, ref) if ref else None,
-                           draft=bool(draft))
+                           draft=bool(draft), loras=parse_active(loras))
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw), progress)
 
     def reroll(self, session: str, profile: gr.OAuthProfile | None = None,
@@ -160,6 +161,7 @@ class Api:
             image_in = gr.Image(label="image", type="filepath", format="png", image_mode=None)
             reference_in = gr.Image(label="reference", type="filepath", format="png", image_mode=None)
             draft_in = gr.Checkbox(label="draft", value=False)
+            loras_in = gr.Textbox(label="loras", value="")
             image_out = gr.Image(label="image", type="filepath", format="png")
             info = gr.JSON(label="history")
             scope = gr.Textbox(label="scope", value="path")
@@ -177,7 +179,7 @@ class Api:
         trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
         # preprocess=False: images reach kontext.images as uploaded (see ui/events.py).
         trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", preprocess=False, **common)
-        trigger.click(f(self.edit), [key, text, mode, *nums, reference_in, draft_in], pair, api_name="edit",
+        trigger.click(f(self.edit), [key, text, mode, *nums, reference_in, draft_in, loras_in], pair, api_name="edit",
                       preprocess=False, **gpu)
         trigger.click(f(self.refine), [key], pair, api_name="refine", **gpu)
         trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)

@@ -85,7 +85,9 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
                                    "of the current image; say which is which in the prompt ('the person from "
                                    "the right image'). Empty: none."),
                      "draft": ("true: a quarter of the size with the context scaled down too, several times "
-                               "faster; refine then re-runs it at full size with the same seed. Default false.")},
+                               "faster; refine then re-runs it at full size with the same seed. Default false."),
+                     "loras": ("LoRAs this server offers, with strengths from 0 to 2: name=0.8,other=0.5 (at "
+                               "most 4; empty: none). Each step records them.")},
                     RESULT + ". While running, the JSON output streams {progress: {step, total}} (or "
                     "{progress: {waiting: n}} while n turns are ahead in the GPU queue)"),
         "refine": Doc("Re-run the current draft at full size with the same seed, prompt and settings "

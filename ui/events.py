@@ -80,7 +80,7 @@ def friendly(fn: Callable) -> Callable:
 
 def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any, steps: Any,
             size: str | None, reference: str | None = None, draft: bool = False,
-            mask: str | None = None) -> EditOptions:
+            mask: str | None = None, loras: Any = ()) -> EditOptions:
     """Build EditOptions from the page's controls (sizes by menu label)."""
     wh = None if draft else dict(P.size_choices(engine_profile)).get(size or "Match input", None)
     return EditOptions(
@@ -93,6 +93,7 @@ def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any,
         reference=reference or None,
         draft=bool(draft),
         mask=mask or None,
+        loras=tuple((str(n), float(v)) for n, v in (loras or ()) if float(v) > 0),
     )
 
 
@@ -191,7 +192,7 @@ class Wiring:
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, reference: str | None = None, draft: bool = False, mask: str | None = None,
-             mode: str = "edit",
+             loras: Any = (), mode: str = "edit",
              profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
 
@@ -204,19 +205,20 @@ class Wiring:
             return
         self.active.add(key)
         try:
-            yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, reference, draft, mask, mode)
+            yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, reference, draft, mask,
+                                  loras, mode)
         finally:
             self.active.discard(key)
 
     def _turn(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any, size: str,
-              reference: str | None, draft: bool, mask: str | None, mode: str) -> Any:
+              reference: str | None, draft: bool, mask: str | None, loras: Any, mode: str) -> Any:
         p = self.p
         if mode in ("text", "combine"):
             reference = mask = None  # nothing to put it beside or paint on / the combined steps had their own
         if mask:
             reference, draft, size = None, False, None  # a masked edit keeps the picture, alone, at its size
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,
-                       draft and mode != "refine", mask)  # refine: full size, from the size menu
+                       draft and mode != "refine", mask, loras)  # refine: full size, from the size menu
         call = {"reroll": self.s.reroll, "combine": self.s.combine, "refine": self.s.refine,
                 "reanchor": self.s.reanchor}.get(mode)
         if call is not None:
@@ -360,7 +362,7 @@ class Wiring:
         edit_outputs = [*views, p.seed, p.extra["ran"], p.extra["note"], p.edit_btn, p.stop_btn]
         x = p.extra
         controls = [p.key, p.shown, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"],
-                    x["draft"], x["mask_name"]]
+                    x["draft"], x["mask_name"], x["loras"]]
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
         # Turns wait in kontext's TurnQueue, not gradio's: start each handler at once (up to what the
         # TurnQueue can admit, plus one to say "busy"), so waiting and refusals are ours to report.
@@ -425,6 +427,10 @@ class Wiring:
                                     preprocess=False, api_visibility="undocumented")
         ref.failure(lambda: (None, None, ""), None, [x["ref_image"], x["ref_name"], x["ref_status"]], queue=False,
                     api_visibility="private")  # drop the rejected picture
+        sliders = x["lora_sliders"]
+        for slider in sliders:  # the strengths above 0, as one value the turns read
+            slider.change(lambda *vs: [(n, v) for n, v in zip(x["lora_names"], vs, strict=True) if v > 0], sliders,
+                          [x["loras"]], queue=False, api_visibility="private")
         x["mask_load"].click(f(self.load_mask_canvas), [p.key], [x["mask_editor"]], api_name="ui_mask_load", **nav)
         x["mask_use"].click(f(self.set_mask), [p.key, x["mask_editor"]], [x["mask_name"], x["mask_status"]],
                             api_name="ui_mask_use", concurrency_id="upload", concurrency_limit=2,

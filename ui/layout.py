@@ -186,6 +186,16 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
             page.extra["mask_clear"] = gr.Button("Clear mask", size="sm", elem_id="mask-clear")
         page.extra["mask_status"] = gr.Markdown("", elem_id="mask-status")
         page.extra["mask_name"] = gr.State(None)  # the stored mask this tab edits with
+    loras = brand.loras
+    with gr.Accordion("LoRAs: styles and effects this server offers", open=False, elem_id="lora-box",
+                      visible=bool(loras) and brand.shows("lora")):
+        gr.Markdown("Set a strength above 0 to use a LoRA in the next edits (several at once; 0 = off). "
+                    "Each step records the LoRAs it used.", elem_classes=["hint"])
+        page.extra["lora_sliders"] = [
+            gr.Slider(0.0, 2.0, value=0.0, step=0.05, label=f"{lo.name} (suggested {lo.scale:g})",
+                      elem_id=f"lora-{lo.name}") for lo in loras]
+        page.extra["lora_names"] = [lo.name for lo in loras]
+        page.extra["loras"] = gr.State([])  # [(name, strength)] with strength > 0, from the sliders
     with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper", visible=brand.shows("text")):
         with gr.Row(equal_height=True):
             page.extra["old_text"] = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)
