@@ -61,7 +61,11 @@ def artefact_key(engine: Any) -> dict[str, Any]:
     return {"format": FORMAT, "model": engine.model_id, "revision": engine.revision, "torch": torch.__version__,
             "diffusers": diffusers.__version__, "device": device_name(engine.device), "dtype": str(tr.dtype),
             "mode": engine.speed.label, "tokens": list(token_range(engine.profile)),
-            "text_tokens": engine.profile.max_sequence_length}
+            "text_tokens": engine.profile.max_sequence_length,
+            # A local folder has no revision: its architecture at least must match.
+            "config": hashlib.sha256(json.dumps(dict(tr.config), sort_keys=True, default=str).encode()).hexdigest(),
+            "shapes": hashlib.sha256(str([(k, tuple(v.shape)) for k, v in tr.state_dict().items()]).encode())
+            .hexdigest()}
 
 
 def artefact_path(engine: Any) -> Path:

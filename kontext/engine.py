@@ -97,6 +97,16 @@ class Engine:
         self.lora = LoraSet(pipe)  # the host's LoRA presets (set_lora_presets), switched per turn
         pipe.set_progress_bar_config(disable=True)
 
+    def masked_size(self, image: Image.Image) -> tuple[int, int]:
+        """The size a masked edit runs at before it is pasted back: the picture's aspect at the
+        model's area, or the nearest compiled bucket in aot mode (so it runs compiled)."""
+        if self.speed.aot:
+            from .buckets import nearest
+
+            b = nearest(image.width, image.height, self.profile)
+            return b.width, b.height
+        return self.output_size(image)
+
     @property
     def inpaint_pipe(self) -> Any:
         """diffusers' FluxKontextInpaintPipeline over the same components: no second copy of the weights."""
@@ -263,7 +273,7 @@ class Engine:
             if width is not None:
                 raise UserError("a masked edit keeps the picture's size: leave width and height empty")
             mask = check_mask(mask, image.size)
-            width, height = self.output_size(image)
+            width, height = self.masked_size(image)
         args = self.validate(image, prompt, seed, guidance, steps, width, height)
         w, h = args["width"], args["height"]
         auto_resize = self.profile.auto_resize and not fit_context

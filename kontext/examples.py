@@ -175,10 +175,13 @@ class ResultCache:
                   device_name(engine.device), str(getattr(engine.pipe.transformer, "dtype", "")),
                   library_versions()]
         h.update(json.dumps(fields).encode())
-        if request.context is not None:
-            ctx = request.context
-            h.update(f"{ctx.mode}:{ctx.size}".encode())
-            h.update(ctx.tobytes())
+        h.update(json.dumps([list(x) for x in getattr(request, "loras", ())]).encode())
+        for img in (request.context, getattr(request, "mask", None)):  # the mask decides pixels too
+            if img is not None:
+                h.update(f"{img.mode}:{img.size}".encode())
+                h.update(img.tobytes())
+            else:
+                h.update(b"-")
         return h.hexdigest()
 
     def get(self, key: str) -> CachedResult | None:

@@ -38,15 +38,17 @@ class Refused(UserError):
 
 
 class PromptFilter:
-    """Refuses prompts containing any listed word or phrase (whole words, any case, any spacing)."""
+    """Refuses prompts containing any listed word or phrase (words starting as listed, any case, any
+    spacing, hyphens and underscores read as spaces)."""
 
     def __init__(self, words: tuple[str, ...] | list[str] = DEFAULT_WORDS):
         words = [" ".join(w.lower().split()) for w in words if w.strip() and not w.lstrip().startswith("#")]
         if not words:
             raise UserError("the safety word list is empty: give at least one word or phrase")
         self.words = tuple(words)
-        alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in self.words)
-        self._re = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        # Each word may take a suffix ("children", "pornography"); words are apart by any spacing.
+        alternatives = "|".join(r"\w*\s+".join(map(re.escape, w.split())) + r"\w*" for w in self.words)
+        self._re = re.compile(rf"(?<!\w)(?:{alternatives})", re.IGNORECASE)
 
     @classmethod
     def from_file(cls, path: str | Path) -> PromptFilter:
@@ -58,7 +60,7 @@ class PromptFilter:
     def __call__(self, prompt: str, image: Any = None, output: Any = None) -> str | None:
         if output is not None:
             return None  # words only: the result is for an image classifier to judge
-        m = self._re.search(prompt or "")
+        m = self._re.search(re.sub(r"[-_]+", " ", prompt or ""))  # "child-porn" is "child porn"
         return f"the instruction contains {m.group(0)!r}, which this server does not allow" if m else None
 
 

@@ -313,6 +313,8 @@ class Sessions:
         """
         snapshot = self.history(key)
         parent_id = snapshot.current if parent is ... else parent
+        if self.safety is not None:
+            preview_every = 0  # a preview would show what the content check has not seen yet
         snapshot.check_room()
         context = None
         if parent_id is not None:
@@ -334,7 +336,7 @@ class Sessions:
                             guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,
                             reference=reference, draft=opts.draft, preview_every=preview_every, mask=mask,
                             loras=opts.loras)
-        if opts.width is None and self.engine.speed.aot:
+        if opts.width is None and self.engine.speed.aot and opts.mask is None:
             extra["bucket"] = f"{request.width}×{request.height}"  # the nearest compiled size, said on the page
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
         from_example = parent_id is not None and bool(snapshot.path(parent_id)[0].extra.get("example"))
@@ -596,8 +598,11 @@ class Sessions:
         root = h.path()[0]
         if cur.parent == root.id:
             raise UserError("this step already edits the original: re-roll it for another variant")
+        draft, masked = bool(cur.extra.get("draft")), cur.extra.get("mask")
+        sized = not (draft or masked)
         again = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
-                            reference=cur.extra.get("reference"), mask=cur.extra.get("mask"),
+                            width=cur.width if sized else None, height=cur.height if sized else None,
+                            reference=cur.extra.get("reference"), mask=masked, draft=draft,
                             loras=recorded_loras(cur))
         return self.edit(key, cur.prompt, again, parent=root.id, **kw)
 
@@ -628,8 +633,13 @@ class Sessions:
                 check_room(snapshot, reader.export)
                 self.make_room(key, reader.unpacked_bytes)
                 ids = plan_ids(reader.export, snapshot)
+                masks = {n.extra["mask"] for n in reader.export.nodes if isinstance(n.extra.get("mask"), str)}
                 for name in reader.export.references:
-                    refs[name] = self.store.save_image(key, reader.reference(name)[0])
+                    data, img = reader.reference(name)
+                    if name in masks:  # stored as the app stores its own: checked, 0/255, no alpha games
+                        m = check_mask(img, img.size)
+                        data = metadata.png_bytes(m.convert("RGB"), {"kind": "upload", "prompt": "mask"})
+                    refs[name] = self.store.save_image(key, data)
                 self._store_import(key, reader, ids, names)
                 with self._lock(key):
                     latest = self._load(key)
@@ -653,7 +663,10 @@ class Sessions:
     def _store_import(self, key: str, reader: ExportReader, ids: dict[int, int], names: dict[int, str]) -> None:
         """Check and store every image of the export, recording each stored name in `names`."""
         for node in reader.export.nodes:
-            data, _ = reader.png(node)
+            data, image = reader.png(node)
+            if node.kind != "upload":  # a host's content check sees imported steps too: words, then picture
+                enforce(self.safety, node.prompt, None)
+                enforce(self.safety, node.prompt, None, image)
             if ids[node.id] != node.id:
                 data = renumbered_png(data, node, ids)
             names[node.id] = self.store.save_image(key, data)

@@ -93,8 +93,11 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
 
         mask = check_mask(mask, context.size)
         args = engine.validate(context, prompt, seed, guidance, steps, None, None)
+        # The size the pipeline runs at (the result is then pasted back at the picture's own size):
+        # what the GPU time (tokens) depends on.
+        run_w, run_h = engine.masked_size(context)
         return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
-                           steps=args["steps"], width=context.width, height=context.height,
+                           steps=args["steps"], width=run_w, height=run_h, fit_context=True,
                            preview_every=preview_every, mask=mask, loras=tuple(loras), lora_sources=lora_sources)
     if width is None and getattr(engine.speed, "aot", False):
         # Compiled ahead of time for the buckets: "match input" is the nearest one (kontext/buckets.py).

@@ -77,3 +77,16 @@ def test_masked_edits_refuse_what_they_cannot_do(sessions):
     with pytest.raises(UserError, match="the mask is empty"):
         sessions.add_mask(key, Image.new("L", (100, 70)))
     assert len(sessions.history(key)) == 1
+
+
+def test_the_result_cache_tells_masks_apart(engine):
+    from kontext.examples import ResultCache
+    from kontext.turns import plan_step
+
+    pic = picture()
+    a = plan_step(engine, pic, "x", seed=1, guidance=None, steps=2, width=None, height=None, mask=box_mask())
+    b = plan_step(engine, pic, "x", seed=1, guidance=None, steps=2, width=None, height=None,
+                  mask=box_mask(box=(0, 0, 30, 30)))
+    c = plan_step(engine, pic, "x", seed=1, guidance=None, steps=2, width=None, height=None)
+    assert len({ResultCache.key(engine, r) for r in (a, b, c)}) == 3
+    assert a.tokens == 2 * a.width * a.height // 256  # what the GPU time is reckoned from

@@ -82,3 +82,26 @@ def test_checks_are_named_by_a_setting(tmp_path, monkeypatch):
             load_check(bad)
     with pytest.raises(UserError, match="needs --safety prompt"):
         load_check("off", str(words))
+
+
+def test_the_word_list_catches_suffixes_and_separators():
+    f = PromptFilter(["forbidden thing"])
+    for text in ("forbidden things", "Forbidden-thing", "forbidden_thingy", "FORBIDDEN\tTHINGS"):
+        assert f(text) is not None, text
+    assert f("a thing forbidden") is None and f("unforbidden thing") is None
+
+
+def test_imported_results_are_checked_and_previews_are_off(engine, store, tmp_path):
+    s, key, _ = started(engine, store, None)
+    s.edit(key, "a blocked word", FAST)
+    s.export(key, tmp_path / "e.zip", scope="all")
+    checked = Sessions(engine, store, safety=PromptFilter(["blocked word"]))
+    other = checked.new()
+    with pytest.raises(Refused, match="blocked word"):
+        checked.import_zip(other, tmp_path / "e.zip")
+    assert len(checked.history(other)) == 0
+    seen = []
+    key2 = checked.new()
+    checked.upload(key2, Image.effect_noise((64, 64), 40).convert("RGB"))
+    checked.edit(key2, "fine", FAST, on_step=seen.append, preview_every=1)
+    assert seen and all(p.preview is None for p in seen)  # nothing shown before the check has seen it

@@ -188,7 +188,8 @@ class Wiring:
         if not path or Path(path).resolve().parent == self.s.store.public_dir.resolve():
             return self.redraw(key)
         self.s.upload(key, path, name=uploaded_name(value))
-        return self.redraw(key)
+        x = self.p.extra  # a new picture: a mask painted on another one no longer applies
+        return {**self.redraw(key), x["mask_name"]: None, x["mask_status"]: "", x["mask_editor"]: None}
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, reference: str | None = None, draft: bool = False, mask: str | None = None,
@@ -407,7 +408,9 @@ class Wiring:
         # Uploads decode and re-encode up to 40 MP: queued, two at a time, never blocking undo/redo.
         # preprocess=False: the raw upload reaches kontext.images, which answers every bad file itself
         # (gradio's own decoding would fail first, with no message on the page).
-        up = p.canvas.upload(f(self.upload), [p.key, p.shown, p.canvas], views, api_name="ui_upload", preprocess=False,
+        up = p.canvas.upload(f(self.upload), [p.key, p.shown, p.canvas],
+                             [*views, x["mask_name"], x["mask_status"], x["mask_editor"]], api_name="ui_upload",
+                             preprocess=False,
                              concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
         # After a refusal, draw the committed state again (drops the rejected picture from the canvas).
         up.failure(f(self.redraw), [p.key, p.shown], views, queue=False, api_visibility="private")
