@@ -23,7 +23,7 @@ from PIL import Image
 
 from . import __version__, sheets
 from .errors import UserError
-from .history import History, Node
+from .history import History, Node, attached_images
 from .metadata import APP_NAME
 
 FORMAT = 1
@@ -177,8 +177,8 @@ def write_export(
             # PNGs are already compressed: store them as they are (fast, and the bytes stay exact).
             zf.writestr(_zip_info(step_file(node.id)), png, compress_type=zipfile.ZIP_STORED)
             steps.append(manifest_step(node, png))
-            for ref in (node.extra.get("reference"), node.extra.get("mask")):  # masks travel like references
-                if isinstance(ref, str) and ref not in references:
+            for ref in attached_images(node.extra):  # references and masks travel together
+                if ref not in references:
                     data = read_image(ref)
                     zf.writestr(_zip_info(reference_file(ref)), data, compress_type=zipfile.ZIP_STORED)
                     references[ref] = hashlib.sha256(data).hexdigest()

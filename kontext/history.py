@@ -64,6 +64,14 @@ class Node:
         )
 
 
+def attached_images(extra: Mapping[str, Any]) -> list[str]:
+    """The stored images a step was made with besides its parent: its references (the first under
+    "reference", more under "more_references") and its mask. Exports, imports, replays and the
+    store's clean-up all go by this one list."""
+    names = [extra.get("reference"), *(extra.get("more_references") or ()), extra.get("mask")]
+    return [n for n in names if isinstance(n, str)]
+
+
 def _frozen(d: dict) -> Mapping:
     return MappingProxyType(d)
 

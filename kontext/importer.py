@@ -27,9 +27,10 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from . import params as P
+from .compose import MAX_MORE_REFERENCES
 from .errors import UserError
 from .export import FORMAT, MANIFEST, SCOPES
-from .history import DEFAULT_MAX_NODES, KINDS, History, Node
+from .history import DEFAULT_MAX_NODES, KINDS, History, Node, attached_images
 from .images import MAX_FILE_BYTES, MAX_SIDE, MIN_SIDE, open_image
 from .metadata import APP_NAME, png_info
 
@@ -55,7 +56,7 @@ class Limits:
 
     @property
     def max_entries(self) -> int:
-        return 3 * self.max_steps + self.extra_entries  # a PNG per step, at most a reference and a mask each
+        return 5 * self.max_steps + self.extra_entries  # a PNG per step, up to 3 references and a mask each
 
 
 @dataclass(frozen=True)
@@ -359,15 +360,24 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
         if not (good_name and isinstance(sha, str) and SHA_RE.fullmatch(sha)):
             raise UserError(f"manifest.json 'references' has a bad entry {name!r:.60}")
     for n in nodes.values():
+        more = n.extra.get("more_references")
+        if more is not None and (not isinstance(more, list) or len(more) > MAX_MORE_REFERENCES
+                                 or "reference" not in n.extra):
+            raise UserError(f"manifest step {n.id}: 'more_references' must be a list of at most "
+                            f"{MAX_MORE_REFERENCES} images beside a first reference")
         for what, word in (("reference", "reference image"), ("mask", "mask")):
-            if what not in n.extra:
+            if what in n.extra and not isinstance(n.extra[what], str):
+                raise UserError(f"manifest step {n.id}: its {word} must be an image name")
+        named = [("reference image", n.extra.get("reference")), *(("reference image", r) for r in more or ()),
+                 ("mask", n.extra.get("mask"))]
+        for word, ref in named:
+            if ref is None:
                 continue
-            ref = n.extra[what]
             if not isinstance(ref, str) or ref not in refs:
                 raise UserError(f"manifest step {n.id}: its {word} {ref!r:.60} is not in 'references'")
             if n.kind != "edit":
                 raise UserError(f"manifest step {n.id}: only an edit can have a {word}")
-    used = {n.extra[k] for n in nodes.values() for k in ("reference", "mask") if k in n.extra}
+    used = {name for n in nodes.values() for name in attached_images(n.extra)}
     refs = {name: sha for name, sha in refs.items() if name in used}  # store only what a step uses
     return Export(manifest=m, nodes=tuple(sorted(nodes.values(), key=lambda n: n.id)), sha256=shas,
                   current=current, last_child=last, references=dict(refs))
@@ -465,9 +475,12 @@ def merge(history: History, export: Export, ids: Mapping[int, int], images: Mapp
     for n in export.nodes:
         parent = None if n.parent is None else ids[n.parent]
         extra = {k: v for k, v in n.extra.items() if k not in ("example", "cached")}  # the server's own marks
+        stored = references or {}  # parse_manifest checked that every name is in it
         for k in ("reference", "mask"):
-            if extra.get(k) is not None:  # parse_manifest checked that it names a stored one
-                extra[k] = (references or {})[extra[k]]
+            if extra.get(k) is not None:
+                extra[k] = stored[extra[k]]
+        if extra.get("more_references"):
+            extra["more_references"] = [stored[r] for r in extra["more_references"]]
         added[ids[n.id]] = replace(n, id=ids[n.id], parent=parent, image=images[n.id], extra=extra)
     if set(added) & set(history.nodes):
         raise UserError("the imported step ids collide with the session's; try the import again")

@@ -22,7 +22,7 @@ from PIL import Image
 
 from .errors import UserError
 from .export import engine_info, library_versions
-from .history import Node
+from .history import Node, attached_images
 from .importer import ExportReader, Limits, open_export
 from .loras import recorded as recorded_loras
 from .metadata import png_bytes
@@ -111,8 +111,10 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
             if ref is not None and context is not None and ref not in references:
                 references[ref] = reader.reference(ref)[1]  # read (and counted) once per export
             mask_name = node.extra.get("mask")
-            if mask_name is not None and mask_name not in references:
-                references[mask_name] = reader.reference(mask_name)[1]
+            for name in attached_images(node.extra):  # the other references and the mask
+                if name not in references:
+                    references[name] = reader.reference(name)[1]
+            more = tuple(references[r] for r in node.extra.get("more_references") or ())
             try:
                 # The app's own rule for a step (kontext.turns.plan_step), with the recorded values.
                 req = plan_step(engine, context, node.prompt, seed=node.seed, guidance=node.guidance,
@@ -120,7 +122,8 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
                                 reference=references.get(ref) if context is not None else None,
                                 draft=bool(node.extra.get("draft")),
                                 mask=references[mask_name].convert("L") if mask_name is not None else None,
-                                loras=recorded_loras(node.extra.get("loras"), with_sources=True), lora_sources=True)
+                                loras=recorded_loras(node.extra.get("loras"), with_sources=True), lora_sources=True,
+                                more_references=more if context is not None else ())
                 result = run_turn(engine, req)
             except UserError as e:
                 raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None

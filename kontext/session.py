@@ -28,6 +28,7 @@ from PIL import Image
 from . import metadata
 from . import params as P
 from .admission import Busy, TurnQueue
+from .compose import MAX_MORE_REFERENCES, ROLES
 from .drift import Drift
 from .drift import measure as measure_drift
 from .engine import Cancelled, EditResult, Engine
@@ -66,6 +67,8 @@ class EditOptions:
     draft: bool = False  # a quarter of the area, context scaled down too: a quick look before refining
     mask: str | None = None  # a stored mask (Sessions.add_mask): only there may the picture change
     loras: tuple[tuple[str, float], ...] = ()  # (name, strength) of the engine's LoRA presets
+    more_references: tuple[str, ...] = ()  # up to two more stored references, right of the first
+    roles: tuple[str, ...] = ()  # what each reference is (kontext.compose.ROLES), shown on the page
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,12 @@ class Turn:
 def recorded_loras(node: Node) -> tuple[tuple[str, float], ...]:
     """The (name, strength) pairs a step was made with (its extra["loras"])."""
     return recorded(node.extra.get("loras"))
+
+
+def recorded_references(node: Node) -> dict[str, tuple[str, ...]]:
+    """The extra references and roles a step was made with, as EditOptions fields."""
+    return {"more_references": tuple(node.extra.get("more_references") or ()),
+            "roles": tuple(node.extra.get("reference_roles") or ())}
 
 
 def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
@@ -324,10 +333,20 @@ class Sessions:
             if opts.width is not None:
                 raise UserError("a draft picks its own size: choose 'Match input' with draft")
             extra["draft"] = True
-        reference = None
+        reference, more = None, []
         if opts.reference is not None:
             reference = self.reference_image(key, opts.reference)
             extra["reference"] = opts.reference
+        if opts.more_references:
+            if len(opts.more_references) > MAX_MORE_REFERENCES:
+                raise UserError(f"at most {MAX_MORE_REFERENCES + 1} reference images at once")
+            more = [self.reference_image(key, r) for r in opts.more_references]
+            extra["more_references"] = list(opts.more_references)
+        if opts.roles:
+            bad = [r for r in opts.roles if r not in ROLES]
+            if bad:
+                raise UserError(f"a reference's role must be one of {', '.join(ROLES)}, got {bad[0]!r}")
+            extra["reference_roles"] = list(opts.roles)[: 1 + len(more)]
         mask = None
         if opts.mask is not None:
             mask = self.mask_image(key, opts.mask)
@@ -335,7 +354,7 @@ class Sessions:
         request = plan_step(self.engine, context, prompt, seed=self.resolve_seed(snapshot, parent_id, opts),
                             guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,
                             reference=reference, draft=opts.draft, preview_every=preview_every, mask=mask,
-                            loras=opts.loras)
+                            loras=opts.loras, more_references=tuple(more))
         if opts.width is None and self.engine.speed.aot and opts.mask is None:
             extra["bucket"] = f"{request.width}×{request.height}"  # the nearest compiled size, said on the page
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
@@ -458,7 +477,7 @@ class Sessions:
                              width=None if draft or masked else cur.width,
                              height=None if draft or masked else cur.height,
                              reference=cur.extra.get("reference"), draft=draft, mask=masked,
-                             loras=recorded_loras(cur))
+                             loras=recorded_loras(cur), **recorded_references(cur))
         return self.edit(key, cur.prompt, rolled, parent=cur.parent, **kw)
 
     def refine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
@@ -469,7 +488,7 @@ class Sessions:
             raise UserError("nothing to refine: the current step is not a draft")
         full = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
                            width=opts.width, height=opts.height, reference=cur.extra.get("reference"),
-                           loras=recorded_loras(cur))
+                           loras=recorded_loras(cur), **recorded_references(cur))
         return self.edit(key, cur.prompt, full, parent=cur.parent, **kw)
 
     def combine(self, key: str, opts: EditOptions = EditOptions(), **kw: Any) -> tuple[History, Node]:
@@ -488,7 +507,8 @@ class Sessions:
             raise UserError(f"the combined instruction is {len(prompt)} characters; the limit is "
                              f"{P.MAX_PROMPT_CHARS}: combine from a later step or shorten instructions")
         # The combined steps may have used different references or masks (or none): combine without.
-        return self.edit(key, prompt, replace(opts, reference=None, mask=None), parent=path[0].id, **kw)
+        return self.edit(key, prompt, replace(opts, reference=None, more_references=(), roles=(), mask=None),
+                         parent=path[0].id, **kw)
 
     # --- read-only share links -----------------------------------------------------------------
     def share(self, key: str) -> Share:
@@ -603,7 +623,7 @@ class Sessions:
         again = EditOptions(seed_mode="fixed", seed=cur.seed, guidance=cur.guidance, steps=cur.steps,
                             width=cur.width if sized else None, height=cur.height if sized else None,
                             reference=cur.extra.get("reference"), mask=masked, draft=draft,
-                            loras=recorded_loras(cur))
+                            loras=recorded_loras(cur), **recorded_references(cur))
         return self.edit(key, cur.prompt, again, parent=root.id, **kw)
 
     # --- export and import ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .history import History
+from .history import History, attached_images
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 IMAGE_RE = re.compile(r"^[0-9a-f]{32}\.png$")
@@ -51,9 +51,8 @@ def check_key(key: object) -> str:
 
 
 def referenced_images(history: History) -> list[str]:
-    """Reference images and masks that steps were made with (kept in each step's `extra`)."""
-    return [n.extra[k] for n in history.nodes.values() for k in ("reference", "mask")
-            if isinstance(n.extra.get(k), str)]
+    """Reference images and masks that steps were made with (kontext.history.attached_images)."""
+    return [name for n in history.nodes.values() for name in attached_images(n.extra)]
 
 
 def _fsync_write(path: Path, data: bytes) -> None:

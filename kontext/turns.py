@@ -73,7 +73,7 @@ class Failed:
 def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: int, guidance: float | None,
               steps: int | None, width: int | None, height: int | None, reference: Image.Image | None = None,
               draft: bool = False, preview_every: int = 0, mask: Image.Image | None = None,
-              loras: tuple = (), lora_sources: bool = False) -> TurnRequest:
+              loras: tuple = (), lora_sources: bool = False, more_references: tuple = ()) -> TurnRequest:
     """The one rule for turning a step into a pipeline call, used by the app and by replay alike.
 
     A draft without a size gets a quarter of the default area; a reference is placed to the right
@@ -84,6 +84,8 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
     from .compose import side_by_side
     from .errors import UserError
 
+    if more_references and reference is None:
+        raise UserError("more references need a first one")
     if mask is not None:
         if reference is not None or draft:
             raise UserError("a masked edit works on the current picture alone: no reference and no draft")
@@ -114,7 +116,7 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
                             "style reference alone, upload it and say 'Using this style, ...'")
         if width is None:  # the output keeps the current image's aspect, not the pair's
             width, height = engine.output_size(context)
-        context = side_by_side(context, reference)
+        context = side_by_side(context, reference, *more_references)
     args = engine.validate(context, prompt, seed, guidance, steps, width, height)
     return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
                        steps=args["steps"], width=args["width"], height=args["height"],

@@ -183,13 +183,20 @@ def test_edit_with_a_reference_image(app, browser, tmp_path):
     page = started_page(app, browser, tmp_path)
     ref = tmp_path / "style.png"
     Image.effect_noise((64, 64), 90).convert("RGB").save(ref)
-    page.get_by_text("Reference image: a style").click()
+    page.get_by_text("Reference images: a style").click()
     page.locator("#ref-image input[type=file]").set_input_files(str(ref))
     page.wait_for_selector("#ref-status :text('Reference set')")  # stored on upload
     page.fill("#prompt textarea", "restyle the left image like the right one")
     page.click("#edit-btn")
     wait_status(page, "Step #2 · seed")
     page.wait_for_function("document.querySelector('#timeline').innerText.includes('with reference')")
+    second = tmp_path / "person.png"
+    Image.effect_noise((48, 64), 30).convert("RGB").save(second)
+    page.locator("#ref-image2 input[type=file]").set_input_files(str(second))
+    page.wait_for_selector("#ref-status :text('Reference 2 set')")
+    page.fill("#prompt textarea", "the person from the third image in the style of the second")
+    page.click("#edit-btn")
+    wait_status(page, "with 2 reference images (style, character)")
     page.screenshot(path=str(ARTIFACTS / "browser-desktop-reference.png"), full_page=True)
     page.close()
 

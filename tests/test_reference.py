@@ -139,3 +139,34 @@ def test_the_same_reference_is_stored_once_and_scaled_down(sessions, with_refere
     assert again == ref
     big = sessions.add_reference(key, Image.new("RGB", (3000, 1500), "white"))
     assert max(sessions.reference_image(key, big).size) == sessions.engine.profile.max_side
+
+
+def test_three_references_with_roles_travel_with_the_step(sessions, tmp_path):
+    from kontext.importer import open_export
+    from kontext.replay import replay
+
+    key = sessions.new()
+    sessions.upload(key, Image.effect_noise((96, 64), 40).convert("RGB"))
+    refs = [sessions.add_reference(key, Image.effect_noise((64, 64), 10 + 20 * i).convert("RGB")) for i in range(3)]
+    opts = EditOptions(steps=2, reference=refs[0], more_references=tuple(refs[1:]),
+                       roles=("style", "character", "object"))
+    turn = sessions.plan(key, "the person from the second image in the style of the first", opts)
+    assert turn.request.context.width == 96 + 3 * 64  # the current picture, then the three, left to right
+    h, node = sessions.edit(key, "mix them", opts)
+    assert node.extra["more_references"] == refs[1:] and node.extra["reference_roles"][1] == "character"
+    assert abs(node.width / node.height - 96 / 64) < 0.1  # the current picture's aspect, not the strip's
+    _, rolled = sessions.reroll(key)
+    assert rolled.extra["more_references"] == refs[1:]
+    sessions.export(key, tmp_path / "r.zip", scope="tree")
+    other = sessions.new()
+    sessions.import_zip(other, tmp_path / "r.zip")
+    imported = sessions.history(other).current_node
+    assert len(imported.extra["more_references"]) == 2
+    (tmp_path / "out").mkdir()
+    with open_export(tmp_path / "r.zip") as reader:
+        rows = replay(reader, sessions.engine, tmp_path / "out")
+    assert all(r.identical in (True, None) for r in rows)
+    with pytest.raises(ValueError, match="at most 3 reference images"):
+        sessions.edit(key, "x", EditOptions(steps=2, reference=refs[0], more_references=tuple(refs)))
+    with pytest.raises(ValueError, match="role must be one of"):
+        sessions.edit(key, "x", EditOptions(steps=2, reference=refs[0], roles=("villain",)))

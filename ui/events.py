@@ -80,7 +80,8 @@ def friendly(fn: Callable) -> Callable:
 
 def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any, steps: Any,
             size: str | None, reference: str | None = None, draft: bool = False,
-            mask: str | None = None, loras: Any = ()) -> EditOptions:
+            mask: str | None = None, loras: Any = (), more_references: tuple = (),
+            roles: tuple = ()) -> EditOptions:
     """Build EditOptions from the page's controls (sizes by menu label)."""
     wh = None if draft else dict(P.size_choices(engine_profile)).get(size or "Match input", None)
     return EditOptions(
@@ -94,6 +95,8 @@ def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any,
         draft=bool(draft),
         mask=mask or None,
         loras=tuple((str(n), float(v)) for n, v in (loras or ()) if float(v) > 0),
+        more_references=tuple(r for r in more_references if r),
+        roles=tuple(r for r in roles if r),
     )
 
 
@@ -193,7 +196,8 @@ class Wiring:
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, reference: str | None = None, draft: bool = False, mask: str | None = None,
-             loras: Any = (), mode: str = "edit",
+             loras: Any = (), ref2: str | None = None, ref3: str | None = None, role1: str | None = None,
+             role2: str | None = None, role3: str | None = None, mode: str = "edit",
              profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
 
@@ -206,20 +210,25 @@ class Wiring:
             return
         self.active.add(key)
         try:
-            yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, reference, draft, mask,
-                                  loras, mode)
+            refs = [r for r in (reference, ref2, ref3) if r]  # the filled slots, in order
+            used_roles = [role for r, role in zip((reference, ref2, ref3), (role1, role2, role3), strict=True) if r]
+            yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, refs[0] if refs else None,
+                                  draft, mask, loras, mode, tuple(refs[1:]), tuple(used_roles))
         finally:
             self.active.discard(key)
 
     def _turn(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any, size: str,
-              reference: str | None, draft: bool, mask: str | None, loras: Any, mode: str) -> Any:
+              reference: str | None, draft: bool, mask: str | None, loras: Any, mode: str,
+              more: tuple = (), roles: tuple = ()) -> Any:
         p = self.p
         if mode in ("text", "combine"):
             reference = mask = None  # nothing to put it beside or paint on / the combined steps had their own
+            more = roles = ()
         if mask:
             reference, draft, size = None, False, None  # a masked edit keeps the picture, alone, at its size
+            more = roles = ()
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,
-                       draft and mode != "refine", mask, loras)  # refine: full size, from the size menu
+                       draft and mode != "refine", mask, loras, more, roles)  # refine: size from the menu
         call = {"reroll": self.s.reroll, "combine": self.s.combine, "refine": self.s.refine,
                 "reanchor": self.s.reanchor}.get(mode)
         if call is not None:
@@ -329,12 +338,13 @@ class Wiring:
         return name, (f"**Mask set**: the next edits change only the painted {share_} % of the picture; "
                       "everything else stays exactly as it is. *Clear mask* to edit everywhere.")
 
-    def set_reference(self, key: str, value: Any) -> tuple[str | None, str]:
+    def set_reference(self, key: str, value: Any, slot: int = 1) -> tuple[str | None, str]:
         """Store the reference once; edits then name it (the tab keeps the name in a gr.State)."""
         path = uploaded_path(value, "reference")
         if not path:
             return None, ""
-        return self.s.add_reference(key, path), "**Reference set**: the next edits use it."
+        label = "Reference set" if slot == 1 else f"Reference {slot} set"
+        return self.s.add_reference(key, path), f"**{label}**: the next edits use it."
 
     def export(self, key: str, scope: str) -> list[str]:
         return share.export_files(self.s, key, scope or "path")
@@ -363,7 +373,8 @@ class Wiring:
         edit_outputs = [*views, p.seed, p.extra["ran"], p.extra["note"], p.edit_btn, p.stop_btn]
         x = p.extra
         controls = [p.key, p.shown, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"],
-                    x["draft"], x["mask_name"], x["loras"]]
+                    x["draft"], x["mask_name"], x["loras"], x["ref2_name"], x["ref3_name"], x["role1"], x["role2"],
+                    x["role3"]]
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
         # Turns wait in kontext's TurnQueue, not gradio's: start each handler at once (up to what the
         # TurnQueue can admit, plus one to say "busy"), so waiting and refusals are ours to report.
@@ -425,6 +436,15 @@ class Wiring:
         trio = [p.slider, p.cmp_a, p.cmp_b]
         p.cmp_prev.click(f(self.compare_preset("previous")), [p.key], trio, api_name="ui_cmp_prev", **nav)
         p.cmp_orig.click(f(self.compare_preset("original")), [p.key], trio, api_name="ui_cmp_orig", **nav)
+        for n, slot, state in ((2, "ref_image2", "ref2_name"), (3, "ref_image3", "ref3_name")):
+            more_ref = x[slot].upload(f(functools.partial(self.set_reference, slot=n)), [p.key, x[slot]],
+                                      [x[state], x["ref_status"]],
+                                      concurrency_id="upload", concurrency_limit=2, preprocess=False,
+                                      api_visibility="private")
+            more_ref.failure(lambda: (None, None, ""), None, [x[slot], x[state], x["ref_status"]], queue=False,
+                             api_visibility="private")
+            x[slot].clear(lambda: (None, ""), None, [x[state], x["ref_status"]], queue=False,
+                          api_visibility="private")
         ref = x["ref_image"].upload(f(self.set_reference), [p.key, x["ref_image"]], [x["ref_name"], x["ref_status"]],
                                     api_name="ui_reference", concurrency_id="upload", concurrency_limit=2,
                                     preprocess=False, api_visibility="undocumented")

@@ -9,6 +9,7 @@ import gradio as gr
 
 from kontext import params as P
 from kontext.branding import Branding
+from kontext.compose import ROLES
 from kontext.config import Settings, storage_note
 from kontext.doctor import HARDWARE_HINT
 from kontext.engine import Engine
@@ -160,18 +161,24 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
                                           elem_id="draft", container=False, scale=3)
         page.extra["refine_btn"] = gr.Button("Refine draft at full size", size="sm", elem_id="refine-btn",
                                              scale=1, min_width=150)
-    with gr.Accordion("Reference image: a style, character or object to use", open=False, elem_id="reference",
-                      visible=brand.shows("reference")):
+    with gr.Accordion("Reference images: a style, character or object to use (up to three)", open=False,
+                      elem_id="reference", visible=brand.shows("reference")):
+        gr.Markdown(
+            "While references are set, each edit sees the current image with them to its right, left to right. "
+            "Say which is which, e.g. *restyle the left image in the style of the second image* or *put the "
+            "person from the right image into the left scene*. The result keeps the current image's size. "
+            "Remove a reference (×) to edit without it.", elem_classes=["hint"])
         with gr.Row(equal_height=True):
-            page.extra["ref_image"] = gr.Image(
-                label="Reference", type="filepath", format="png", image_mode=None, sources=["upload", "clipboard"],
-                height=160, scale=1, elem_id="ref-image", show_label=False)
-            gr.Markdown(
-                "While a reference is set, each edit sees the current image with the reference to its right. "
-                "Say which is which, e.g. *restyle the left image in the style of the right image* or "
-                "*put the person from the right image into the left scene*. The result keeps the current "
-                "image's size. Remove the reference (×) to edit without it.", elem_classes=["hint"])
+            for i, (slot, role) in enumerate((("ref_image", "style"), ("ref_image2", "character"),
+                                              ("ref_image3", "object")), 1):
+                with gr.Column(min_width=140):
+                    page.extra[slot] = gr.Image(
+                        label=f"Reference {i}", type="filepath", format="png", image_mode=None,
+                        sources=["upload", "clipboard"], height=140, elem_id=slot.replace("_", "-"))
+                    page.extra[f"role{i}"] = gr.Dropdown(list(ROLES), value=role, label=f"Reference {i} is a",
+                                                         elem_id=f"role{i}")
         page.extra["ref_status"] = gr.Markdown("", elem_id="ref-status")
+        page.extra["ref2_name"], page.extra["ref3_name"] = gr.State(None), gr.State(None)
     with gr.Accordion("Masked edit: paint where the instruction may change", open=False, elem_id="mask-box",
                       visible=brand.shows("mask")):
         gr.Markdown("Paint over the part the next instructions may change and press *Use this mask*: every "

@@ -25,7 +25,9 @@ def label(node: Node) -> str:
 def caption(node: Node) -> str:
     if node.kind == "upload":
         return f"#{node.id} · original · {node.width}×{node.height}"
-    ref = " · with reference" if node.extra.get("reference") else ""
+    n_refs = len([node.extra.get("reference"), *(node.extra.get("more_references") or ())]) if node.extra.get(
+        "reference") else 0
+    ref = "" if not n_refs else " · with reference" if n_refs == 1 else f" · with {n_refs} references"
     draft = " · draft" if node.extra.get("draft") else ""
     return f"#{node.id} · {short(node.prompt, 40)} · seed {node.seed} · {node.seconds:.1f}s{ref}{draft}"
 
@@ -78,7 +80,12 @@ def status_text(h: History, model: str) -> str:
         return "Upload an image (or paste / drop one), or type a prompt to generate a first picture."
     if node.kind == "upload":
         return f"**Step #{node.id}**: original image, {node.width}×{node.height}. Type an instruction to edit it."
-    ref = " · with a reference image" if node.extra.get("reference") else ""
+    roles = node.extra.get("reference_roles") or []
+    ref = ""
+    if node.extra.get("reference"):
+        count = 1 + len(node.extra.get("more_references") or ())
+        ref = " · with a reference image" if count == 1 else f" · with {count} reference images"
+        ref += f" ({', '.join(roles)})" if roles else ""
     ref += " · from the example cache (made earlier with this seed)" if node.extra.get("cached") else ""
     ref += (f" · **masked**: only {round(100 * node.extra['masked'])} % could change"
             if node.extra.get("masked") else "")
