@@ -17,12 +17,12 @@ and which examples, from a TOML file (`--branding FILE`) and/or flags (flags win
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .tomlfile import read_toml
 
 # Parts of the page a host may hide (the edit box, canvas, undo/redo and the timeline always show).
 CONTROLS = ("examples", "chains", "reference", "mask", "lora", "text", "draft", "advanced", "seed", "export",
@@ -93,12 +93,7 @@ def load_branding(path: str | Path | None = None, **overrides: Any) -> Branding:
     if path:
         path = Path(path)
         base = path.resolve().parent
-        try:
-            data = tomllib.loads(path.read_text("utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"branding file not found: {path}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"branding file {path.name} is not valid TOML: {e}") from None
+        data = read_toml(path, "branding")
         unknown = set(data) - {"title", "description", "logo", "accent", "hide", "examples", "lora"}
         if unknown:
             raise UserError(f"branding file {path.name}: unknown setting {sorted(unknown)[0]!r}; the settings "

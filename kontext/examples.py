@@ -18,7 +18,6 @@ import json
 import os
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from PIL import Image
 
 from . import params as P
 from .errors import UserError
+from .tomlfile import read_toml
 
 MIN_CHAIN, MAX_CHAIN = 3, 5
 KINDS = ("local edit", "character", "style", "text", "removal", "other")
@@ -57,29 +57,23 @@ class Catalog:
     chains: tuple[Chain, ...] = ()
 
     def example(self, example_id: str) -> Example:
-        for e in self.examples:
-            if e.id == example_id:
-                return e
-        raise UserError(f"example {example_id!r} does not exist; the examples are "
-                        f"{', '.join(e.id for e in self.examples) or 'none'}")
+        return _find(self.examples, example_id, "example", "examples")
 
     def chain(self, chain_id: str) -> Chain:
-        for c in self.chains:
-            if c.id == chain_id:
-                return c
-        raise UserError(f"example chain {chain_id!r} does not exist; the chains are "
-                        f"{', '.join(c.id for c in self.chains) or 'none'}")
+        return _find(self.chains, chain_id, "example chain", "chains")
+
+
+def _find(items: tuple, item_id: str, what: str, plural: str) -> Any:
+    for item in items:
+        if item.id == item_id:
+            return item
+    raise UserError(f"{what} {item_id!r} does not exist; the {plural} are {', '.join(i.id for i in items) or 'none'}")
 
 
 def load_catalog(path: str | Path) -> Catalog:
     """Read and check a catalog file; pictures are named relative to it. UserError names what is wrong."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"examples file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"examples file {path.name} is not valid TOML: {e}") from None
+    data = read_toml(path, "examples")
     unknown = set(data) - {"example", "chain"}
     if unknown:
         raise UserError(f"examples file {path.name}: unknown table {sorted(unknown)[0]!r} (use [[example]] "

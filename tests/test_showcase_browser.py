@@ -57,6 +57,15 @@ def open_page(browser, url, viewport=(1400, 1000)):
     return page
 
 
+def edited_example(browser, url, row):
+    """A fresh page with example `row` loaded and its instruction run (step #2)."""
+    page = open_page(browser, url)
+    page.locator("#examples tbody tr").nth(row).click()
+    wait_status(page, "ready: press")
+    page.click("#edit-btn")
+    return page
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"showcase-{name}.png"), full_page=True)
@@ -156,10 +165,7 @@ def test_presentation_view_with_the_keyboard(app, browser, viewport):
 
 def test_a_share_link_is_read_only_and_can_be_revoked(app, browser):
     url, _ = app
-    owner = open_page(browser, url)
-    owner.locator("#examples tbody tr").nth(1).click()
-    wait_status(owner, "ready: press")
-    owner.click("#edit-btn")
+    owner = edited_example(browser, url, 1)
     wait_status(owner, "Step #2 · seed")
     owner.get_by_text("Share", exact=True).click()
     owner.click("#share-btn")
@@ -200,10 +206,7 @@ def test_a_share_link_is_read_only_and_can_be_revoked(app, browser):
 
 def test_an_instruction_typed_during_an_edit_is_kept(app, browser):
     url, _ = app
-    page = open_page(browser, url)
-    page.locator("#examples tbody tr").nth(2).click()
-    wait_status(page, "ready: press")
-    page.click("#edit-btn")
+    page = edited_example(browser, url, 2)
     page.wait_for_selector("#stop-btn", state="visible")
     page.fill("#prompt textarea", "now make it a sketch")
     page.press("#prompt textarea", "Enter")  # while the first edit runs
