@@ -40,8 +40,9 @@ def test_with_the_hf_gate_a_signed_out_visitor_cannot_spend_gpu_time(engine, tmp
         c.predict(key, source(tmp_path), api_name="/upload")  # no GPU needed: allowed
         for call in (lambda: c.predict(key, "x", "random", 0, 0, 2, 0, 0, api_name="/edit"),
                      lambda: c.predict(key, api_name="/reroll"),
-                     lambda: c.predict(key, "x", "random", 0, 2.5, 2, "Match input", None, False,
-                                       api_name="/ui_edit")):
+                     # the page's own edit (its States are not parameters): ..., draft, the three roles
+                     lambda: c.predict(key, "x", "random", 0, 2.5, 2, "Match input", False, "style",
+                                       "character", "object", api_name="/ui_edit")):
             with pytest.raises(Exception, match="sign in with Hugging Face.*Space's owner"):
                 call()
         assert len(sessions.history(key)) == 1

@@ -264,7 +264,7 @@ def test_malformed_payloads_get_a_message(app):
     key = Client(url, verbose=False).predict(api_name="/new_session")
     server_file = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
     cases = [("edit", [key, "x"], "enough input values"),
-             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False], "not uploaded by a user"),
+             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False, ""], "not uploaded by a user"),
              ("upload", [key, server_file], "not uploaded by a user")]
     for api, data, words in cases:
         req = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),

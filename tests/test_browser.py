@@ -238,7 +238,7 @@ def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path):
         page.wait_for_function("document.querySelector('#timeline').querySelectorAll('.thumbnail-item').length == 1")
     assert "Step #1" in status(page)
     assert slowest < 1.5, f"slowest toast after {slowest:.2f} s"
-    page.get_by_text("Reference image: a style").click()
+    page.get_by_text("Reference images: a style").click()
     bomb = tmp_path / "bomb-12000.png"
     page.locator("#ref-image input[type=file]").set_input_files(str(bomb))
     page.wait_for_selector(".toast-body:has-text('reference: ')", timeout=5000)
