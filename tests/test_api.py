@@ -242,6 +242,16 @@ def test_edit_with_a_reference_image(client, source, tmp_path):
     assert step["extra"]["reference"].endswith(".png")
     assert Image.open(img).size == (step["width"], step["height"])
     assert abs(step["width"] / step["height"] - 1.5) < 0.1  # the photo's aspect, not the pair's
+    second = tmp_path / "person.png"
+    Image.effect_noise((48, 64), 30).convert("RGB").save(second)
+    _, h = client.predict(key, "the person from the third image, styled like the second", "random", 0, 0, 2, 0, 0,
+                          handle_file(str(ref)), False, "", handle_file(str(second)), None, "style,character",
+                          api_name="/edit")
+    step = h["steps"][-1]
+    assert len(step["extra"]["more_references"]) == 1 and step["extra"]["reference_roles"] == ["style", "character"]
+    with pytest.raises(Exception, match="role must be one of"):
+        client.predict(key, "x", "random", 0, 0, 2, 0, 0, handle_file(str(ref)), False, "", None, None, "villain",
+                       api_name="/edit")
 
 
 def test_draft_then_refine_endpoints(client, source):
@@ -264,7 +274,8 @@ def test_malformed_payloads_get_a_message(app):
     key = Client(url, verbose=False).predict(api_name="/new_session")
     server_file = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
     cases = [("edit", [key, "x"], "enough input values"),
-             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False, ""], "not uploaded by a user"),
+             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False, "", None, None, ""],
+              "not uploaded by a user"),
              ("upload", [key, server_file], "not uploaded by a user")]
     for api, data, words in cases:
         req = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),

@@ -87,7 +87,11 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
                      "draft": ("true: a quarter of the size with the context scaled down too, several times "
                                "faster; refine then re-runs it at full size with the same seed. Default false."),
                      "loras": ("LoRAs this server offers, with strengths from 0 to 2: name=0.8,other=0.5 (at "
-                               "most 4; empty: none). Each step records them.")},
+                               "most 4; empty: none). Each step records them."),
+                     "reference_2": "Optional third picture, right of the reference (empty: none).",
+                     "reference_3": "Optional fourth picture, right of reference_2 (empty: none).",
+                     "roles": ("What each reference is, in order, comma-separated: style, character, object, "
+                               "background or other (e.g. style,character). Recorded with the step.")},
                     RESULT + ". While running, the JSON output streams {progress: {step, total}} (or "
                     "{progress: {waiting: n}} while n turns are ahead in the GPU queue)"),
         "refine": Doc("Re-run the current draft at full size with the same seed, prompt and settings "
