@@ -12,7 +12,8 @@ the history and the user reads "refused by this server's content filter: <reason
 Built in: `PromptFilter`, a word list (no download; `--safety prompt`, with `--safety-words FILE` for
 a host's own list, one word or phrase per line). An image classifier plugs in as
 `--safety package.module:function` (a function of the signature above, e.g. wrapping a local NSFW
-classifier that is already on disk); it may keep its model in a module-level variable.
+classifier that is already on disk); it may keep its model in a module-level variable. While a check
+that may look at pictures is on, live previews are off: they would show a result before it is checked.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Refused(UserError):
 class PromptFilter:
     """Refuses prompts containing any listed word or phrase (words starting as listed, any case, any
     spacing, hyphens and underscores read as spaces)."""
+
+    checks_images = False  # words only: live previews reveal nothing it would refuse
 
     def __init__(self, words: tuple[str, ...] | list[str] = DEFAULT_WORDS):
         words = [" ".join(w.lower().split()) for w in words if w.strip() and not w.lstrip().startswith("#")]

@@ -322,7 +322,7 @@ class Sessions:
         """
         snapshot = self.history(key)
         parent_id = snapshot.current if parent is ... else parent
-        if self.safety is not None:
+        if self.safety is not None and getattr(self.safety, "checks_images", True):
             preview_every = 0  # a preview would show what the content check has not seen yet
         snapshot.check_room()
         context = None

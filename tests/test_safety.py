@@ -100,8 +100,13 @@ def test_imported_results_are_checked_and_previews_are_off(engine, store, tmp_pa
     with pytest.raises(Refused, match="blocked word"):
         checked.import_zip(other, tmp_path / "e.zip")
     assert len(checked.history(other)) == 0
-    seen = []
-    key2 = checked.new()
-    checked.upload(key2, Image.effect_noise((64, 64), 40).convert("RGB"))
-    checked.edit(key2, "fine", FAST, on_step=seen.append, preview_every=1)
-    assert seen and all(p.preview is None for p in seen)  # nothing shown before the check has seen it
+    def run_with(check):
+        s = Sessions(engine, store, safety=check)
+        key2 = s.new()
+        s.upload(key2, Image.effect_noise((64, 64), 40).convert("RGB"))
+        seen = []
+        s.edit(key2, "fine", EditOptions(steps=3), on_step=seen.append, preview_every=1)
+        return [p.preview for p in seen if p.total]
+
+    assert all(p is None for p in run_with(lambda prompt, image, output: None))  # an image check: no previews
+    assert any(p is not None for p in run_with(PromptFilter(["blocked word"])))  # words only: previews stay
