@@ -50,3 +50,15 @@ def test_the_curve_follows_the_path_and_reanchor_branches_from_the_original(sess
     with pytest.raises(UserError, match="already edits the original"):
         sessions.reanchor(key)
     assert np.asarray(sessions.image(key, 1)).shape == (300, 400, 3)
+
+
+def test_the_chart_starts_at_the_original():
+    from kontext.drift import Drift
+    from ui.view import drift_series, drift_svg
+
+    assert drift_svg([]) == ""
+    curve = [(None, Drift(10.0, 0.75)), (None, Drift(20.0, 0.5))]
+    assert drift_series(curve) == ([0.0, 10.0, 20.0], [0.0, 25.0, 50.0])  # turn 0: the original
+    svg = drift_svg(curve)
+    assert svg.count("<polyline") == 2 and "colour ΔE <b>20</b>" in svg and "<b>50 %</b>" in svg
+    assert drift_svg(curve[:1]).count("<polyline") == 2  # one edit already draws a line from the original

@@ -148,18 +148,8 @@ class Wiring:
             p.cmp_b: menu(snap.compare_ids[1]),
             p.drift: f"⚠️ {snap.drift}" if snap.drift else "",
             p.shown: {"timeline": line, "choices": choices},
-            **({p.extra["drift_plot"]: self.drift_frame(key)} if "drift_plot" in p.extra else {}),
+            **({p.extra["drift_plot"]: view.drift_svg(self.s.drift_curve(key))} if "drift_plot" in p.extra else {}),
         }
-
-    def drift_frame(self, key: str) -> Any:
-        """The drift curve as the LinePlot's table: turn, measure, value (two lines)."""
-        import pandas as pd
-
-        rows = []
-        for i, (_, d) in enumerate(self.s.drift_curve(key), 1):
-            rows.append({"turn": i, "measure": "colour ΔE", "value": round(d.delta_e, 2)})
-            rows.append({"turn": i, "measure": "structure lost, %", "value": round(100 * (1 - d.ssim), 1)})
-        return pd.DataFrame(rows, columns=["turn", "measure", "value"])
 
     # --- handlers ------------------------------------------------------------------------------
     def load(self, key: str | None) -> dict[Any, Any]:

@@ -323,8 +323,6 @@ def render_present(page: Page) -> None:
 
 
 def render_drift(page: Page) -> None:
-    """Drift from the original over the turns of the current path (kontext/drift.py)."""
-    page.extra["drift_plot"] = gr.LinePlot(
-        x="turn", y="value", color="measure", height=200, elem_id="drift-plot", x_title="turn",
-        y_title="change from the original", label="Drift from the original (colour ΔE; structure lost, %)",
-        show_label=True)
+    """Drift from the original over the turns of the current path (kontext/drift.py), as a small SVG
+    chart drawn by ui/view.drift_svg (no plotting library, so it renders the same everywhere)."""
+    page.extra["drift_plot"] = gr.HTML("", elem_id="drift-plot")

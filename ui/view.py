@@ -159,3 +159,49 @@ def history_json(sessions: Sessions, key: str, h: History | None = None) -> dict
         "branch": branch_text(h),
         "steps": [step(n) for n in sorted(h.nodes.values(), key=lambda n: n.id)],
     }
+
+
+def drift_series(curve: list) -> tuple[list[float], list[float]]:
+    """ΔE and structure lost (%) per turn, turn 0 being the original (no drift)."""
+    delta = [0.0] + [round(d.delta_e, 1) for _, d in curve]
+    lost = [0.0] + [round(100 * (1 - d.ssim), 1) for _, d in curve]
+    return delta, lost
+
+
+def drift_svg(curve: list, width: int = 360, height: int = 150) -> str:
+    """The drift chart: two lines over the turns (ΔE in the accent colour, structure lost dashed),
+    the threshold where the page suggests redoing the path, and the last values in words."""
+    from kontext.drift import DELTA_E_HIGH, SSIM_LOW
+
+    if not curve:
+        return ""
+    delta, lost = drift_series(curve)
+    top = max(max(delta), max(lost), DELTA_E_HIGH, 100 * (1 - SSIM_LOW), 1.0) * 1.1
+    left, right, pad = 30, 10, 12
+    n = len(delta) - 1
+
+    def pt(i: int, v: float) -> str:
+        x = left + (width - left - right) * (i / n if n else 0)
+        y = pad + (height - 2 * pad) * (1 - v / top)
+        return f"{x:.1f},{y:.1f}"
+
+    def line(vals: list[float], style: str) -> str:
+        return f'<polyline fill="none" {style} points="{" ".join(pt(i, v) for i, v in enumerate(vals))}"/>'
+
+    y_high = pad + (height - 2 * pad) * (1 - DELTA_E_HIGH / top)
+    return (
+        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="drift from the original">'
+        f'<line x1="{left}" y1="{height - pad}" x2="{width - right}" y2="{height - pad}" stroke="#999"/>'
+        f'<line x1="{left}" y1="{y_high:.1f}" x2="{width - right}" y2="{y_high:.1f}" stroke="#f59e0b" '
+        f'stroke-dasharray="2 3"/>'
+        f'<text x="2" y="{y_high + 4:.1f}" font-size="10" fill="#b45309">{DELTA_E_HIGH:g}</text>'
+        f'<text x="2" y="{height - pad + 4}" font-size="10" fill="#666">0</text>'
+        + line(delta, 'stroke="#6366f1" stroke-width="2"')
+        + line(lost, 'stroke="#10b981" stroke-width="2" stroke-dasharray="5 3"')
+        + f'<text x="{left}" y="{height - 1}" font-size="10" fill="#666">original</text>'
+        f'<text x="{width - right}" y="{height - 1}" font-size="10" fill="#666" text-anchor="end">turn {n}</text>'
+        "</svg>"
+        f'<p style="margin:0;font-size:0.85em">Drift from the original: colour ΔE <b>{delta[-1]:g}</b> '
+        f'(solid; above {DELTA_E_HIGH:g} the page suggests redoing the path), structure lost '
+        f'<b>{lost[-1]:g} %</b> (dashed).</p>'
+    )
