@@ -386,8 +386,9 @@ class Sessions:
                 on_step(Progress(0, 0, None, ahead))
 
         is_cancelled = (lambda: cancel.is_set()) if cancel is not None else (lambda: False)
-        if self.results is not None and opts.seed_mode == "fixed":
-            # A cached example result needs no GPU: it never waits in the queue.
+        if self.results is not None and opts.seed_mode == "fixed" and self.results.covers(str(prompt).strip()):
+            # A cached example result needs no GPU: it never waits in the queue. (Only catalog
+            # instructions can be cached, so other turns are not planned twice.)
             turn = self.plan(key, prompt, opts, parent=parent)
             result = self._cached(turn)
             if result is not None:
