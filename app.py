@@ -69,8 +69,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def prepare_aot_on_zerogpu(engine, zero) -> str:
+    """Compile (first start) or find (later starts) the aot package in one lent GPU call, before the
+    page is up: ZeroGPU gives long GPU calls only at start-up. Each worker then loads it itself."""
+    import logging
+    import time
+
+    from kontext import aot
+
+    print("aot: preparing the compiled transformer on a lent GPU (minutes on the first start)")
+    t0 = time.perf_counter()
+    try:
+        path = Path(zero.zerogpu_aot_function()())
+    except Exception as e:  # noqa: BLE001 - the app still works eagerly; the banner says so
+        logging.getLogger("kontext.aot").exception("aot preparation failed")
+        return f"ready, but eager: the ahead-of-time compile failed ({type(e).__name__}); see the logs"
+    engine.aot = aot.install(engine, path, load_now=False)
+    seconds = time.perf_counter() - t0
+    print(f"aot: {path.name} ready in {seconds:.0f} s")
+    return f"ready (transformer compiled ahead of time, {path.name}, prepared in {seconds:.0f} s)"
+
+
+def log_to_stderr() -> None:
+    """The playground's own log lines (kontext.*) at INFO on stderr, where a Space shows its logs;
+    other libraries keep their defaults."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("kontext")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    log_to_stderr()
     from kontext.gpu import on_zerogpu  # imports no torch
 
     zerogpu = on_zerogpu()
@@ -128,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         zero.install(engine)  # the forked GPU worker inherits the loaded model
         gpu = zero.RemoteGpu(zero.zerogpu_function())
         startup.message = "ready (ZeroGPU lends the GPU per edit, so nothing is warmed up in advance)"
+        if speed.aot:
+            startup.message = prepare_aot_on_zerogpu(engine, zero)
         startup.done.set()
     elif args.no_warmup:
         startup.message = "ready (no warm-up)"

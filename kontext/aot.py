@@ -12,6 +12,13 @@ no second copy of 24 GB in memory, and the package holds code only).
 The pipeline keeps calling `pipe.transformer(...)`: its forward is replaced by one that runs the
 compiled code for calls it was compiled for and the eager module for anything else (counted in
 `fallbacks`, which the tests and the bench read: 0 means nothing ran eagerly).
+
+On ZeroGPU the same path runs in two halves: `ensure_package` inside a lent GPU at start-up
+(kontext/gpu.py `gpu_aot_package`, the one call that may ask for minutes), then `install(...,
+load_now=False)` in the main process, so each forked GPU worker loads the package on its first call.
+The package lives in the same cache folder, so a Space with persistent storage compiles once. Unlike
+`spaces.aoti_apply`, the module keeps its weights: the package binds to them, and calls outside the
+compiled range still run eagerly.
 """
 
 from __future__ import annotations
@@ -34,8 +41,12 @@ FORMAT = 1  # bump when the way artefacts are made changes
 
 
 def aot_dir() -> Path:
-    """<kontext cache>/aot ($KONTEXT_CACHE or ~/.cache/kontext-playground), beside the inductor cache."""
+    """$KONTEXT_AOT_DIR, else <kontext cache>/aot ($KONTEXT_CACHE or ~/.cache/kontext-playground),
+    beside the inductor cache."""
     from .tiny import default_cache_dir
+
+    if os.environ.get("KONTEXT_AOT_DIR"):
+        return Path(os.environ["KONTEXT_AOT_DIR"])
 
     return default_cache_dir().parent / "aot"
 
@@ -149,16 +160,30 @@ def export_and_compile(engine: Any, path: Path, say: Callable[[str], None]) -> N
 
 
 class AotTransformer:
-    """The compiled package bound to the live transformer's weights, called in its place."""
+    """The compiled package bound to the live transformer's weights, called in its place.
 
-    def __init__(self, tr: Any, package: Any, tokens: tuple[int, int], path: Path):
+    The package is loaded in the process that calls it, on its first call there: on ZeroGPU the main
+    process has no CUDA to load it with, and each forked GPU worker loads it for itself (seconds: it
+    holds code only) and binds the weights that worker sees on the GPU."""
+
+    def __init__(self, tr: Any, path: Path, tokens: tuple[int, int], package: Any = None):
         self.tr = tr
-        self.package = package
-        self.tokens = tokens
         self.path = path
+        self.tokens = tokens
+        self.package = package
+        self._pid = os.getpid() if package is not None else None
         self.calls = 0
         self.fallbacks = 0
         self._eager = tr.forward
+
+    def compiled(self) -> Any:
+        if self.package is None or self._pid != os.getpid():
+            t0 = time.perf_counter()
+            self.package = _load_package(self.tr, self.path)
+            self._pid = os.getpid()
+            log.info("compiled transformer %s loaded in %.2f s (process %d)", self.path.name,
+                     time.perf_counter() - t0, self._pid)
+        return self.package
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         from diffusers.models.modeling_outputs import Transformer2DModelOutput
@@ -174,21 +199,38 @@ class AotTransformer:
                 log.warning("the compiled transformer does not cover this call (%s); running it eagerly",
                             f"{hs.shape[1]} tokens" if hs is not None else "other arguments")
             return self._eager(*args, **kwargs)
+        package = self.compiled()
         self.calls += 1
-        out = self.package(*(kwargs[k] for k in INPUTS))
+        out = package(*(kwargs[k] for k in INPUTS))
         return Transformer2DModelOutput(sample=out) if kwargs.get("return_dict", True) else (out,)
 
 
-def load(engine: Any, path: Path) -> AotTransformer:
+def _load_package(tr: Any, path: Path) -> Any:
     """Load a package and bind the transformer's weights to it (shared, not copied)."""
     import torch
 
-    tr = engine.pipe.transformer
     package = torch._inductor.aoti_load_package(str(path))
     weights = {f"t.{k}": v for k, v in tr.state_dict().items()}
     package.load_constants(weights, check_full_update=True, user_managed=True)
-    lo, hi = token_range(engine.profile)
-    return AotTransformer(tr, package, (lo, hi), path)
+    return package
+
+
+def install(engine: Any, path: Path, load_now: bool = True) -> AotTransformer:
+    """Put the package at `path` in place of the transformer's forward (loaded now, or at first use)."""
+    tr = engine.pipe.transformer
+    package = _load_package(tr, path) if load_now else None
+    compiled = AotTransformer(tr, path, token_range(engine.profile), package)
+    tr.forward = compiled.forward
+    return compiled
+
+
+def ensure_package(engine: Any, say: Callable[[str], None] | None = None) -> Path:
+    """The engine's package in the cache, compiled first if there is none (on the device: the GPU)."""
+    path = artefact_path(engine)
+    with engine._lock:
+        if not path.is_file():
+            export_and_compile(engine, path, say or (lambda message: None))
+    return path
 
 
 def prepare(engine: Any, say: Callable[[str], None] | None = None) -> AotTransformer:
@@ -198,10 +240,8 @@ def prepare(engine: Any, say: Callable[[str], None] | None = None) -> AotTransfo
     with engine._lock:  # edits asked for meanwhile wait, then run compiled
         if path.is_file():
             say(f"loading the compiled transformer ({path.name})")
-        else:
-            export_and_compile(engine, path, say)
+        ensure_package(engine, say)
         t0 = time.perf_counter()
-        compiled = load(engine, path)
-        engine.pipe.transformer.forward = compiled.forward
+        compiled = install(engine, path)
     say(f"compiled transformer ready (loaded in {time.perf_counter() - t0:.2f} s)")
     return compiled

@@ -50,6 +50,9 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"])
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--cache-dir", default=None, help="folder for the tiny model (default: $KONTEXT_CACHE/...)")
+    p.add_argument("--startup", action="store_true",
+                   help="also time start-up per mode: a fresh process until the first edit is possible, "
+                        "with empty compile caches (cold) and again with the caches it left (warm)")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -86,9 +89,69 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.json:  # after every mode: a run stopped by a time limit still leaves its results
             Path(args.json).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     print(format_table(rows))
+    starts: list[dict[str, Any]] = []
+    if args.startup:
+        for name, _ in modes:
+            print(f"[bench] {name}: start-up, cold then warm", file=sys.stderr, flush=True)
+            starts.append(time_startup(args, name, device))
+        print()
+        print(format_startup(starts))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"meta": meta, "results": rows, "startup": starts}, indent=2) + "\n")
     if args.json:
         print(f"wrote {args.json}", file=sys.stderr)
-    return 0 if all(r["error"] is None for r in rows) else 1
+    return 0 if all(r["error"] is None for r in rows + starts) else 1
+
+
+# --- start-up: a fresh process until an edit is possible --------------------------------------------
+READY = "ready"
+
+
+def ready_main(argv: list[str]) -> None:
+    """In the child: load the model in one mode and warm it up (compile, or load the aot package),
+    then say READY. Run as `python -m kontext.bench MODEL MODE DEVICE [CACHE_DIR]`."""
+    model, mode, device, *rest = argv
+    ns = argparse.Namespace(model=model, dtype=None, cache_dir=rest[0] if rest else None)
+    engine = _load(ns, parse_mode(mode), device)
+    warm_up(engine, sizes=[], steps=1)  # what the app's warm-up does before the first edit, minus its edits
+    print(READY, flush=True)
+
+
+def time_startup(args: argparse.Namespace, mode: str, device: str) -> dict[str, Any]:
+    """Seconds from process start to the first possible edit, with empty compile caches and then with
+    what the first run left there (the aot package, inductor's kernels). The model files are warm."""
+    import os
+    import subprocess
+    import tempfile
+
+    row: dict[str, Any] = {"mode": mode, "error": None}
+    with tempfile.TemporaryDirectory(prefix="kontext-startup-") as tmp:
+        env = dict(os.environ, KONTEXT_AOT_DIR=str(Path(tmp, "aot")),
+                   TORCHINDUCTOR_CACHE_DIR=str(Path(tmp, "inductor")))
+        if args.model == "tiny":
+            env["HF_HUB_OFFLINE"] = "1"
+        if args.threads:
+            env["OMP_NUM_THREADS"] = str(args.threads)
+        cmd = [sys.executable, "-m", "kontext.bench", args.model, mode, device]
+        cmd += [args.cache_dir] if args.cache_dir else []
+        for label in ("cold_s", "warm_s"):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=7200)
+            if out.returncode or READY not in out.stdout.split():
+                row["error"] = " ".join(out.stderr.split()[-40:])[:500] or f"exit {out.returncode}"
+                return row
+            row[label] = round(time.perf_counter() - t0, 2)
+    return row
+
+
+def format_startup(rows: list[dict[str, Any]]) -> str:
+    lines = ["| mode | start-up, cold caches s | start-up, warm caches s |", "|---|---|---|"]
+    for r in rows:
+        if r["error"]:
+            lines.append(f"| {r['mode']} | error: {r['error'][:160].replace('|', '/')} | |")
+        else:
+            lines.append(f"| {r['mode']} | {_fmt(r['cold_s'], 1)} | {_fmt(r['warm_s'], 1)} |")
+    return "\n".join(lines)
 
 
 def bench_mode(args: argparse.Namespace, name: str, opts: SpeedOptions, sizes: list[str], device: str,
@@ -371,3 +434,7 @@ def build_random_pipeline(device: str, dtype: Any, configs: dict[str, dict[str, 
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
     return FluxKontextPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok,
                                text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
+
+
+if __name__ == "__main__":  # the start-up child (time_startup)
+    ready_main(sys.argv[1:])

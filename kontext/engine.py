@@ -306,6 +306,7 @@ class Engine:
                 raise Cancelled()  # stopped while waiting for another edit to finish
             used_loras = self.lora.apply(lora_items)
             start = time.perf_counter()
+            aot_before = self.aot.calls if self.aot is not None else 0
             if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
                 self._tap.keep = on_step is not None and self.preview_mode == "estimate"
             try:
@@ -333,6 +334,7 @@ class Engine:
                     self._tap.keep = False
                     self._tap.take()  # drop the last estimate's memory
             seconds = time.perf_counter() - start
+            compiled_calls = self.aot.calls - aot_before if self.aot is not None else None
         if oom:
             # Recover outside the except block: the exception holds references to big tensors.
             gc.collect()
@@ -342,6 +344,8 @@ class Engine:
                 f"out of GPU memory at {w}x{h}: choose a smaller output size or start the app with --offload model"
             )
         extra: dict[str, Any] = {"speed": self.speed.label}
+        if compiled_calls is not None:  # transformer calls that ran the compiled package (kontext/aot.py)
+            extra["compiled_calls"] = compiled_calls
         if used_loras:
             extra["loras"] = used_loras
         if mask is not None:

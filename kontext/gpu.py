@@ -101,6 +101,26 @@ def _picklable(e: BaseException) -> BaseException:
         return RuntimeError(f"{type(e).__name__}: {e}")
 
 
+AOT_COMPILE_S = 1500  # what ZeroGPU lets a call made at start-up ask for
+
+
+def gpu_aot_package() -> str:
+    """On a lent GPU: the aot package's path in the cache, compiled first if there is none (kontext/aot.py).
+    The key names the GPU, so it is computed here, where the GPU is real."""
+    from . import aot
+
+    if _engine is None:
+        raise RuntimeError("no model is installed for the GPU worker")
+    return str(aot.ensure_package(_engine, aot.log.info))
+
+
+def zerogpu_aot_function() -> Callable[[], str]:
+    """`gpu_aot_package` wrapped with `spaces.GPU` for start-up's long duration."""
+    import spaces
+
+    return spaces.GPU(duration=AOT_COMPILE_S)(gpu_aot_package)
+
+
 def zerogpu_function() -> Callable[[TurnRequest], Iterator[Any]]:
     """`gpu_turn` wrapped with `spaces.GPU(duration=turn_seconds)` (a no-op wrapper off ZeroGPU)."""
     import spaces

@@ -17,8 +17,8 @@ from .speed import SpeedOptions, choose_low_memory, parse_mode, warm_up
 log = logging.getLogger("kontext.startup")
 
 
-# aot: its ZeroGPU route (compiling inside a lent GPU with spaces' aoti helpers) is not built yet.
-ZEROGPU_REFUSED = ("compile", "aot", "offload", "quantize")
+# aot is allowed: it compiles inside one lent GPU call at start-up and loads in each worker (kontext/aot.py).
+ZEROGPU_REFUSED = ("compile", "offload", "quantize")
 
 
 def resolve_speed(mode: str, device: str | None, offload: str = "none",
@@ -38,7 +38,9 @@ def resolve_speed(mode: str, device: str | None, offload: str = "none",
             asked.append("offload")
         if asked:
             raise UserError(f"speed mode {mode!r} uses {', '.join(sorted(set(asked)))}, which ZeroGPU does not "
-                             "support (the GPU is lent per edit in a forked worker): use --mode auto or eager")
+                             "support (the GPU is lent per edit in a forked worker): use --mode auto, eager or aot")
+        if opts.aot:
+            return opts, "speed mode aot (ZeroGPU: compiled ahead of time on a lent GPU, loaded by each worker)"
         return opts, f"speed mode {opts.label} (ZeroGPU: eager bf16, the GPU is lent per edit)"
     if mode != "auto":
         opts = parse_mode(mode)

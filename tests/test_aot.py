@@ -56,11 +56,13 @@ def test_invalid_combinations_name_a_working_alternative(mode, words):
     parse_mode(alternative)  # and the alternative really is a valid mode
 
 
-def test_aot_is_refused_on_zerogpu_for_now():
+def test_aot_is_allowed_on_zerogpu_but_not_with_quantized_weights():
     from kontext.startup import resolve_speed
 
-    with pytest.raises(UserError, match="aot"):
-        resolve_speed("aot", "cuda", zerogpu=True)
+    opts, reason = resolve_speed("aot", "cuda", zerogpu=True)
+    assert opts.aot and "lent GPU" in reason
+    with pytest.raises(UserError, match="ZeroGPU does not support"):
+        resolve_speed("int8", "cuda", zerogpu=True)
 
 
 LOAD_AND_EDIT = """

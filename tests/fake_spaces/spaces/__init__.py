@@ -4,6 +4,7 @@ It records whether torch was already imported when it was imported (ZeroGPU need
 and each duration it was asked for, in the files named by $FAKE_SPACES_LOG, one JSON line each.
 """
 
+import inspect
 import json
 import os
 import sys
@@ -25,12 +26,20 @@ _log(event="import", before_torch=IMPORTED_BEFORE_TORCH)
 
 def GPU(task=None, *, duration=None, size=None):  # noqa: N802 - the real API's name
     def wrap(fn):
-        forked = ForkedGpu(fn)
+        if inspect.isgeneratorfunction(fn):
+            forked = ForkedGpu(fn)
 
-        def handler(*args, **kw):
-            seconds = duration(*args, **kw) if callable(duration) else duration
-            _log(event="call", function=fn.__name__, duration=seconds)
-            yield from forked(*args, **kw)
+            def handler(*args, **kw):
+                seconds = duration(*args, **kw) if callable(duration) else duration
+                _log(event="call", function=fn.__name__, duration=seconds)
+                yield from forked(*args, **kw)
+        else:  # a plain function: its one return value comes back, as with the real decorator
+            forked = ForkedGpu(lambda *a, **k: iter([fn(*a, **k)]), timeout_s=900)
+
+            def handler(*args, **kw):
+                seconds = duration(*args, **kw) if callable(duration) else duration
+                _log(event="call", function=fn.__name__, duration=seconds)
+                return next(iter(list(forked(*args, **kw))))
 
         handler.zerogpu = None
         return handler
