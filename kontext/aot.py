@@ -37,7 +37,7 @@ from .buckets import token_range
 log = logging.getLogger("kontext.aot")
 INPUTS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids",
           "guidance")
-FORMAT = 1  # bump when the way artefacts are made changes
+FORMAT = 2  # bump when the way artefacts are made changes (2: fused QKV projections)
 
 
 def aot_dir() -> Path:
@@ -71,7 +71,7 @@ def artefact_key(engine: Any) -> dict[str, Any]:
     tr = engine.pipe.transformer
     return {"format": FORMAT, "model": engine.model_id, "revision": engine.revision, "torch": torch.__version__,
             "diffusers": diffusers.__version__, "device": device_name(engine.device), "dtype": str(tr.dtype),
-            "mode": engine.speed.label, "tokens": list(token_range(engine.profile)),
+            "mode": engine.speed.label, "fused_qkv": True, "tokens": list(token_range(engine.profile)),
             "text_tokens": engine.profile.max_sequence_length,
             # A local folder has no revision: its architecture at least must match.
             "config": hashlib.sha256(json.dumps(dict(tr.config), sort_keys=True, default=str).encode()).hexdigest(),
@@ -210,9 +210,35 @@ def _load_package(tr: Any, path: Path) -> Any:
     import torch
 
     package = torch._inductor.aoti_load_package(str(path))
-    weights = {f"t.{k}": v for k, v in tr.state_dict().items()}
-    package.load_constants(weights, check_full_update=True, user_managed=True)
+    wanted = set(package.get_constant_fqns())  # an inner tensor the graph never reads is not in it
+    weights = {name: v for k, v in plain_state_dict(tr).items() if (name := f"t.{k}") in wanted}
+    package.load_constants(weights, check_full_update=True, user_managed=True)  # every one it needs
     return package
+
+
+def plain_state_dict(module: Any) -> dict[str, Any]:
+    """The module's weights as plain tensors, under the names the exported graph gives them.
+
+    Quantized weights (torchao's int8/fp8 tensor subclasses) are flattened by the export into their
+    inner tensors ("...weight" becomes "...parametrizations.weight.original0", "...original1"). The
+    same flattening is applied to a copy of the module tree that shares every tensor, so the live
+    module keeps its quantized weights for eager calls and nothing is copied."""
+    from torch._functorch._aot_autograd.subclass_parametrization import unwrap_tensor_subclass_parameters
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    if not any(is_traceable_wrapper_subclass(t) for t in module.state_dict().values()):
+        return module.state_dict()
+    return unwrap_tensor_subclass_parameters(_share_tree(module)).state_dict()
+
+
+def _share_tree(module: Any) -> Any:
+    """A new module object per node, holding the same tensors: parametrizing it leaves `module` as it was."""
+    twin = object.__new__(type(module))
+    twin.__dict__ = dict(module.__dict__)
+    twin._parameters = dict(module._parameters)
+    twin._buffers = dict(module._buffers)
+    twin._modules = {name: _share_tree(child) for name, child in module._modules.items() if child is not None}
+    return twin
 
 
 def install(engine: Any, path: Path, load_now: bool = True) -> AotTransformer:

@@ -79,9 +79,6 @@ class SpeedOptions:
             if self.offload != "none":
                 raise UserError("aot needs the whole transformer on the device; use aot without offload, or "
                                 "compile+offload-model for a smaller GPU")
-            if self.quantize:
-                raise UserError(f"aot with {self.quantize} weights is not supported yet; use "
-                                f"{self.quantize}+compile")
 
     @property
     def label(self) -> str:
@@ -262,6 +259,8 @@ def apply_speed(pipe: Any, opts: SpeedOptions, device: str) -> None:
     """
     check_device(opts, device)
     tr = pipe.transformer
+    if opts.aot:
+        fuse_qkv(tr)  # before placing it: on ZeroGPU the main process must not compute on CUDA tensors
     if opts.offload == "none":
         pipe.to(device)
     if opts.quantize:
@@ -307,6 +306,23 @@ def apply_speed(pipe: Any, opts: SpeedOptions, device: str) -> None:
         # The cache hooks decide per step whether to run the remaining blocks, a graph break that
         # fullgraph=True refuses; without a cache the whole block compiles into one graph.
         tr.compile_repeated_blocks(fullgraph=opts.cache is None)
+
+
+def fuse_qkv(tr: Any) -> None:
+    """One matmul for query, key and value in every attention (part of the flux-fast recipe), with the
+    separate projections dropped so the weights are not held twice; eager calls use the fused path too."""
+    tr.fuse_qkv_projections()
+    for m in tr.modules():
+        if not getattr(m, "fused_projections", False):
+            continue
+        if hasattr(m, "to_qkv"):
+            for name in ("to_q", "to_k", "to_v"):
+                if hasattr(m, name):
+                    delattr(m, name)
+        if hasattr(m, "to_added_qkv"):
+            for name in ("add_q_proj", "add_k_proj", "add_v_proj"):
+                if hasattr(m, name):
+                    delattr(m, name)
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ def test_tiny_buckets_have_the_same_aspects_at_the_tiny_area():
     ("aot+compile", "use aot"),
     ("aot+fast", "use fast or compile+fast"),
     ("aot+offload-model", "compile+offload-model"),
-    ("aot+int8", "int8+compile"),
+    ("aot+offload-group", "compile+offload-model"),
     ("compile+offload-group", "use compile+offload-model, or offload-group without compile"),
     ("compile+offload-sequential", "compile+offload-model"),
 ])
@@ -161,3 +161,44 @@ def test_hub_attention_names_the_package_it_needs(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kernels" else object())
     with pytest.raises(RuntimeError, match=r"`kernels` package: pip install 'kontext-playground\[speed\]'"):
         check_device(SpeedOptions(attention="flash_hub"), "cuda")
+
+
+@pytest.mark.slow
+def test_aot_with_int8_weights_binds_the_quantized_tensors(tiny_dir, tmp_path, monkeypatch):
+    """int8 weights (torchao tensor subclasses) through the same export -> compile -> package -> load
+    path: the package binds the quantized weights' inner tensors, runs every call compiled, and gives
+    the int8 eager image within a level; fp8 takes this path on a GPU that has it."""
+    pytest.importorskip("torchao")
+    from kontext import aot
+    from kontext.engine import Engine
+    from kontext.speed import warm_up
+
+    monkeypatch.setenv("KONTEXT_AOT_DIR", str(tmp_path / "aot"))
+    engine = Engine.load("tiny", cache_dir=tiny_dir, speed=parse_mode("aot+int8"))
+    warm_up(engine, sizes=[], steps=1)
+    assert aot.artefact_path(engine).parent == tmp_path / "aot" and engine.aot.package is not None
+    int8 = Engine.load("tiny", cache_dir=tiny_dir, speed=parse_mode("int8"))
+    src = Image.effect_noise((96, 64), 40).convert("RGB")
+    got = engine.edit(src, "x", seed=2, steps=2)
+    want = int8.edit(src, "x", seed=2, steps=2)
+    assert got.extra["compiled_calls"] == 2 and engine.aot.fallbacks == 0
+    assert np.abs(np.asarray(got.image, np.int16) - np.asarray(want.image, np.int16)).max() <= 2
+    attn = engine.pipe.transformer.transformer_blocks[0].attn
+    assert type(attn.to_qkv.weight).__name__ != "Parameter"  # still quantized, and fused
+    assert not hasattr(attn, "to_q")  # the separate projections are gone, not kept beside the fused one
+
+
+def test_fused_qkv_gives_the_same_image_and_holds_no_second_copy(tiny_dir):
+    from kontext.engine import Engine
+    from kontext.speed import fuse_qkv
+
+    engine = Engine.load("tiny", cache_dir=tiny_dir)
+    src = Image.effect_noise((96, 64), 40).convert("RGB")
+    before = np.asarray(engine.edit(src, "x", seed=2, steps=2).image, np.int16)
+    tr = engine.pipe.transformer
+    count = sum(p.numel() for p in tr.parameters())
+    fuse_qkv(tr)
+    assert sum(p.numel() for p in tr.parameters()) == count
+    assert all(getattr(m, "fused_projections", True) for m in tr.modules() if hasattr(m, "to_qkv"))
+    after = np.asarray(engine.edit(src, "x", seed=2, steps=2).image, np.int16)
+    assert np.abs(after - before).max() <= 1
