@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -43,6 +44,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="edits that run at once (ZeroGPU can lend more than one GPU; one elsewhere)")
     p.add_argument("--max-waiting", type=int, default=int(env("KONTEXT_MAX_WAITING", "16")),
                    help="edits that may wait for the GPU; more are told the server is busy")
+    p.add_argument("--workers", default=env("KONTEXT_WORKERS") or ("ray" if env("KONTEXT_RAY_ADDRESS") else "local"),
+                   choices=["local", "ray"],
+                   help="ray: run the model in a pool of Ray Serve workers, this process in front "
+                        "(pip install -e '.[scale]'); local: in this process (default)")
+    p.add_argument("--replicas", type=int, default=int(env("KONTEXT_REPLICAS", "0")),
+                   help="with --workers ray: model workers, one GPU each (default: one per GPU, 1 without)")
+    p.add_argument("--ray-address", default=env("KONTEXT_RAY_ADDRESS"),
+                   help="with --workers ray: join this Ray cluster (e.g. auto, or ray://head:10001); "
+                        "default: start a local Ray instance")
     p.add_argument("--mirror", default=env("KONTEXT_MIRROR"),
                    help="a private Hugging Face dataset (owner/name) to mirror sessions to, so a restarted "
                         "Space keeps them; needs HF_TOKEN with write access (default: off)")
@@ -145,18 +155,28 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit("error: --login hf needs a Space with hf_oauth: true in its front matter; locally, gradio "
                      "signs you in as the account of `hf auth login`, so log in first")
     mirror = start_mirror(settings)
+    pool = None
     try:
+        if args.workers == "ray":
+            pool, engine = start_ray_pool(args, settings, branding, zerogpu)
+            settings = dataclasses.replace(settings, gpu_slots=pool.replicas)  # one running turn per worker
+            speed, reason = engine.speed, f"{pool.replicas} Ray Serve worker(s), speed mode {engine.speed.label}"
+        else:
+            speed, reason = resolve_speed(args.mode, settings.device, settings.offload, zerogpu=zerogpu)
+            print(f"Loading {settings.model or 'the default model'}: {reason}")
+            engine = Engine.load(settings.model, device=settings.device, speed=speed)
+            engine.set_preview_mode(args.preview)
+            engine.set_lora_presets(branding.loras)
         queue = TurnQueue(slots=settings.gpu_slots, max_waiting=settings.max_waiting)
-        speed, reason = resolve_speed(args.mode, settings.device, settings.offload, zerogpu=zerogpu)
-        print(f"Loading {settings.model or 'the default model'}: {reason}")
-        engine = Engine.load(settings.model, device=settings.device, speed=speed)
-        engine.set_preview_mode(args.preview)
-        engine.set_lora_presets(branding.loras)
     except (ModelLoadError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     startup = Startup(reason)
     gpu = None
-    if zerogpu:
+    if pool is not None:
+        gpu = pool
+        startup.message = f"ready ({pool.replicas} model worker(s), each warmed up before its first turn)"
+        startup.done.set()
+    elif zerogpu:
         from kontext import gpu as zero
 
         zero.install(engine)  # the forked GPU worker inherits the loaded model
@@ -190,6 +210,28 @@ def main(argv: list[str] | None = None) -> None:
     demo.queue(**queue_kwargs(settings)).launch(
         server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **launch_kwargs(settings),
     )
+
+
+def start_ray_pool(args, settings, branding, zerogpu):
+    """--workers ray: the model runs in Ray Serve workers (kontext/pool.py); this process stays in front."""
+    import atexit
+    import signal
+
+    if zerogpu:
+        raise ValueError("--workers ray is for self-hosting; on ZeroGPU the Space's own pool runs the edits")
+    try:
+        from kontext.pool import start_pool, stop_pool
+    except ImportError:
+        raise ValueError("--workers ray needs Ray Serve: pip install -e '.[scale]'") from None
+    pool, engine = start_pool(settings.model, args.mode, settings.device, args.replicas, address=args.ray_address,
+                              preview=args.preview, loras=branding.loras)
+    atexit.register(stop_pool)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt  # launch() closes the server on this; atexit then stops the workers
+
+    signal.signal(signal.SIGTERM, on_term)
+    return pool, engine
 
 
 def start_mirror(settings):

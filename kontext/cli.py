@@ -1,4 +1,4 @@
-"""Command line: `python -m kontext edit|replay|bench|doctor ...`. Errors are one plain line and exit 2."""
+"""Command line: `python -m kontext edit|replay|bench|loadtest|doctor ...`. Errors are one plain line and exit 2."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_args
 
     add_bench_args(b)
+    lt = sub.add_parser("loadtest", help="many visitors at once against app.py, local or with a pool of workers")
+    from .loadtest import add_loadtest_args
+
+    add_loadtest_args(lt)
     sub.add_parser("doctor", add_help=False, help="check a checkout and this machine the way a Hugging Face Space "
                                                   "meets them (doctor --help for its options)")
     return parser
@@ -71,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import run_bench
 
             return run_bench(args)
+        if args.command == "loadtest":
+            from .loadtest import run_loadtest
+
+            return run_loadtest(args)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -115,7 +115,8 @@ class Sessions:
         self.store = store
         self.max_nodes = max_nodes
         self.gpu = gpu or LocalGpu(engine)  # kontext.gpu: this process, or ZeroGPU's worker
-        self.queue = queue or TurnQueue()
+        # A worker pool runs one turn per worker at once (kontext/pool.py); else one at a time.
+        self.queue = queue or TurnQueue(slots=getattr(self.gpu, "replicas", 1))
         # Striped locks: a fixed set shared by hash, so invented keys cannot grow memory and no lock
         # is ever replaced while a thread is about to take it. Critical sections are milliseconds.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]

@@ -90,6 +90,8 @@ step lowmem 120 --modes offload-model+int8,offload-model,offload-group --sizes e
 # 3b. Ahead of time: the first start exports and compiles, the second only loads the package.
 step aot 200 --modes aot --sizes edit1024 --steps 28 --runs 1
 step aotwarm 60 --modes aot --sizes edit1024 --steps 28 --runs 1
+# 3c. Ahead of time with fp8 weights and activations (the quality-mode candidate for <= 5 s).
+step aotfp8 260 --modes aot+fp8 --sizes edit1024 --steps 28 --runs 1
 # 4. Start-up with a warm compile cache (step 1 filled it): load + warm-up of the compile mode.
 step warmstart 40 --modes compile --sizes edit1024 --steps 28 --runs 1
 # 5. fp8 + compile: the fastest per step, but its first compile took 175 s on an H200.

@@ -1,0 +1,169 @@
+"""A pool of model workers on Ray Serve, with one playground in front (`--workers ray`).
+
+The playground process keeps the UI, the sessions and the history store; each turn's GPU work goes
+to a Ray Serve deployment of N replicas (kontext/pool_worker.py), each holding one pipeline on one
+GPU (or some CPUs), all in one speed mode. A turn crosses as the same plain values ZeroGPU's worker
+takes (`TurnRequest` in, `Progress` / `Done` / `Failed` out, kontext/turns.py) over a Ray Serve
+streaming handle, so previews arrive while it runs and closing the stream (Stop) cancels it there.
+
+The front plans turns with a `PoolEngine`: the model's rules (profile, speed mode, revision) as the
+workers describe them, and no weights, so a 12B model is not loaded a second time in front.
+
+Faults: a replica that dies mid-turn fails that turn with `WorkerLost` (nothing is committed, the
+user is told to try again); Ray Serve starts a replacement, which takes no turn before its model is
+loaded and warmed up. A turn is never sent twice: the stream is not retried.
+
+Ray is imported only here, and this module only with `--workers ray` (the optional `scale` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from .engine import Cancelled, Engine
+from .errors import UserError
+from .turns import Done, Failed, Progress, TurnRequest
+
+log = logging.getLogger("kontext.pool")
+APP_NAME = "kontext"
+
+
+class WorkerLost(UserError):
+    """The worker running a turn went away (its process died, or the pool was stopped)."""
+
+
+class PoolEngine:
+    """The engine as the front sees it with a pool: the rules for planning a turn, no pipeline."""
+
+    # Planning uses these three and they read only the profile and the speed mode.
+    masked_size = Engine.masked_size
+    output_size = Engine.output_size
+    validate = Engine.validate
+
+    def __init__(self, info: dict[str, Any], replicas: int):
+        self.model_id = info["model_id"]
+        self.revision = info["revision"]
+        self.profile = info["profile"]
+        self.speed = info["speed"]
+        self.device = info["device"]  # each worker's device, e.g. "cuda"; recorded with the results
+        self.replicas = replicas
+        self.aot = None
+        dtype = info["dtype"].removeprefix("torch.")
+        self.pipe = SimpleNamespace(dtype=dtype, transformer=SimpleNamespace(dtype=dtype))  # for metadata
+
+    def edit(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("with --workers ray the model runs in the pool's workers, not in front")
+
+
+class RayPool:
+    """The GPU runner the sessions call (like kontext.gpu.RemoteGpu), backed by a Ray Serve handle."""
+
+    remote = True
+
+    def __init__(self, handle: Any, replicas: int):
+        self.handle = handle
+        self.replicas = replicas
+        self.last_worker: int | None = None  # pid of the worker that sent the last item (tests, logs)
+
+    def run(self, req: TurnRequest, report: Callable[[Progress], None] | None = None,
+            cancel: threading.Event | None = None) -> Any:
+        import ray.exceptions
+
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        gen = self.handle.options(stream=True).turn.remote(req)
+        finished = False
+        try:
+            for pid, item in gen:
+                self.last_worker = pid
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                if isinstance(item, Done):
+                    finished = True
+                    item.value.extra["worker"] = pid
+                    return item.value
+                if isinstance(item, Failed):
+                    finished = True
+                    raise item.error
+                if report is not None:
+                    report(item)
+            raise WorkerLost("the model worker ended this edit without a result; nothing was changed: try again")
+        except ray.exceptions.RayError as e:
+            log.warning("worker lost during a turn: %s", type(e).__name__)
+            raise WorkerLost("the model worker running this edit stopped (it is being replaced); nothing was "
+                             "changed: try again in a moment") from None
+        finally:
+            if not finished:
+                gen.cancel()  # Stop or a lost stream: the worker stops at its next step
+
+
+def start_pool(model: str | None, mode: str, device: str | None, replicas: int, *, address: str | None = None,
+               preview: str = "estimate", loras: tuple = (), cache_dir: str | None = None,
+               cpus_per_replica: float = 1, say: Callable[[str], None] = print) -> tuple[RayPool, PoolEngine]:
+    """Start (or join, with `address`) Ray, deploy N workers and wait until every one is warmed up."""
+    import ray
+    from ray import serve
+
+    from .pool_worker import deployment
+
+    if not 0 <= replicas <= 64:
+        raise UserError(f"--replicas must be from 1 to 64 (0: one per GPU), got {replicas}")
+    t0 = time.perf_counter()
+    if address:
+        say(f"pool: joining the Ray cluster at {address}")
+        ray.init(address=address, namespace=APP_NAME, ignore_reinit_error=True, log_to_driver=False)
+    else:
+        cpus = max(os.cpu_count() or 1, int(max(replicas, 1) * cpus_per_replica + 0.999))
+        say(f"pool: starting a local Ray instance ({cpus} CPUs)")
+        ray.init(num_cpus=cpus, namespace=APP_NAME, include_dashboard=False, ignore_reinit_error=True,
+                 log_to_driver=False)
+    have = int(ray.cluster_resources().get("GPU", 0))
+    gpus = 0 if device == "cpu" else 1 if have or str(device).startswith("cuda") else 0
+    replicas = replicas or max(1, have if gpus else 1)
+    if gpus and not address and replicas > have:
+        ray.shutdown()
+        raise UserError(f"--replicas {replicas} needs {replicas} GPUs (one per worker); this machine has {have}")
+    serve.start(proxy_location="Disabled")  # the front calls through handles; no HTTP ingress
+    ask = f"{gpus} GPU" if gpus else f"{cpus_per_replica:g} CPU"
+    say(f"pool: {replicas} worker(s) of {model or 'the default model'} in mode {mode}, {ask} each; "
+        "each loads and warms up before it takes a turn")
+    app = deployment(replicas, gpus, cpus_per_replica).bind(model or _default_model(), mode,
+                                                           "cuda" if gpus else "cpu", preview, loras, cache_dir)
+    handle = serve.run(app, name=APP_NAME, route_prefix=None)
+    info = handle.describe.remote().result()
+    say(f"pool: {replicas} worker(s) ready in {time.perf_counter() - t0:.1f} s")
+    return RayPool(handle, replicas), PoolEngine(info, replicas)
+
+
+def stop_pool() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.delete(APP_NAME)
+    finally:
+        ray.shutdown()
+
+
+def _default_model() -> str:
+    from .engine import default_model
+
+    return default_model()
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
