@@ -141,6 +141,17 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
     return RayPool(handle, replicas), PoolEngine(info, replicas)
 
 
+def worker_states(pool: RayPool, tries: int = 40) -> dict[int, dict[str, Any]]:
+    """`describe()` of as many distinct workers as answer within `tries` calls (routing picks one each)."""
+    seen: dict[int, dict[str, Any]] = {}
+    for _ in range(tries):
+        info = pool.handle.describe.remote().result()
+        seen[info["pid"]] = info
+        if len(seen) >= pool.replicas:
+            break
+    return seen
+
+
 def stop_pool() -> None:
     import ray
     from ray import serve

@@ -41,13 +41,14 @@ class KontextWorker:
         if os.environ.get("KONTEXT_WORKER_WARMUP", "1") != "0":
             warm_up(self.engine)  # before the replica reports healthy: no turn waits on a compile
         self.turns = 0
+        self.last: dict[str, Any] = {}  # the last turn here: steps run and how it ended (describe)
 
     def describe(self) -> dict[str, Any]:
         """What the front needs to plan turns without holding the model (kontext/pool.py PoolEngine)."""
         e = self.engine
         return {"model_id": e.model_id, "revision": e.revision, "profile": e.profile, "speed": e.speed,
                 "device": e.device, "dtype": str(e.pipe.transformer.dtype), "pid": os.getpid(),
-                "turns": self.turns}
+                "turns": self.turns, "last": dict(self.last)}
 
     async def turn(self, req: TurnRequest):  # an async generator: Ray Serve streams what it yields
         self.turns += 1
@@ -56,15 +57,26 @@ class KontextWorker:
         cancel = threading.Event()
         pid = os.getpid()
 
+        last = self.last = {"steps": 0, "outcome": "running"}
+
         def report(p: Progress) -> None:
+            last["steps"] = p.step
             loop.call_soon_threadsafe(items.put_nowait, p)
 
         def work() -> Done | Failed:
+            from .engine import Cancelled
+
             try:
-                return Done(run_turn(self.engine, req, report, cancel))
+                result = Done(run_turn(self.engine, req, report, cancel))
+                last["outcome"] = "done"
+                return result
+            except Cancelled as e:
+                last["outcome"] = "cancelled"
+                return Failed(e)
             except Exception as e:  # noqa: BLE001 - carried back to the front as a value
                 from .gpu import _picklable
 
+                last["outcome"] = "failed"
                 return Failed(_picklable(e))
 
         job = loop.run_in_executor(None, work)

@@ -128,14 +128,13 @@ def test_startup_is_timed_cold_then_warm_for_aot(tiny_dir, tmp_path, capsys):
     """--startup: a fresh process to the first possible edit, with empty compile caches and then with
     the package the first one left; the warm start only loads, so it is the faster one."""
     out = tmp_path / "b.json"
-    rc = main(bench_args(tiny_dir, "--modes", "aot,eager", "--runs", "1", "--steps", "2", "--threads", "1",
+    rc = main(bench_args(tiny_dir, "--modes", "aot", "--runs", "1", "--steps", "2", "--threads", "1",
                          "--startup", "--json", str(out)))
     assert rc == 0
     report = json.loads(out.read_text())
-    aot, eager = report["startup"]
-    assert aot["mode"] == "aot" and aot["error"] is None and eager["error"] is None
+    (aot,) = report["startup"]
+    assert aot["mode"] == "aot" and aot["error"] is None
     assert aot["warm_s"] < aot["cold_s"]  # the cold one exported and compiled, the warm one loaded
-    assert eager["cold_s"] > 0 and eager["warm_s"] > 0
     assert report["results"][0]["speed"] == "aot"
     printed = capsys.readouterr().out
     assert "| mode | start-up, cold caches s | start-up, warm caches s |" in printed

@@ -87,8 +87,18 @@ def test_stop_during_a_remote_turn_changes_nothing_and_the_next_turn_works(pool_
         if p.step == 2:
             cancel.set()  # what Stop does
 
+    runner = s.gpu
     with pytest.raises(Cancelled):
         s.edit(key, "slow", EditOptions(steps=100), on_step=on_step, cancel=cancel)
+    pid = runner.last_worker
+    # The worker itself stopped: its turn ended cancelled, long before its 100 steps.
+    from kontext.pool import worker_states
+
+    deadline = time.time() + 30
+    while (state := worker_states(runner).get(pid, {}).get("last", {})).get("outcome") == "running" \
+            and time.time() < deadline:
+        time.sleep(0.2)
+    assert state["outcome"] == "cancelled" and state["steps"] < 100, state
     assert len(s.history(key).nodes) == 1
     _, node = s.edit(key, "make it blue", EditOptions(steps=2))
     assert node.id == 2
