@@ -79,9 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def prepare_aot_on_zerogpu(engine, zero) -> str:
+def prepare_aot_on_zerogpu(engine, zero) -> tuple[str, str | None]:
     """Compile (first start) or find (later starts) the aot package in one lent GPU call, before the
-    page is up: ZeroGPU gives long GPU calls only at start-up. Each worker then loads it itself."""
+    page is up: ZeroGPU gives long GPU calls only at start-up. Each worker then loads it itself.
+    Returns the start-up message and, if the compile failed, the error the page shows."""
     import logging
     import time
 
@@ -93,11 +94,11 @@ def prepare_aot_on_zerogpu(engine, zero) -> str:
         path = Path(zero.zerogpu_aot_function()())
     except Exception as e:  # noqa: BLE001 - the app still works eagerly; the banner says so
         logging.getLogger("kontext.aot").exception("aot preparation failed")
-        return f"ready, but eager: the ahead-of-time compile failed ({type(e).__name__}); see the logs"
+        return "ready", f"the ahead-of-time compile failed ({type(e).__name__}), so edits run eager; see the logs"
     engine.aot = aot.install(engine, path, load_now=False)
     seconds = time.perf_counter() - t0
     print(f"aot: {path.name} ready in {seconds:.0f} s")
-    return f"ready (transformer compiled ahead of time, {path.name}, prepared in {seconds:.0f} s)"
+    return f"ready (transformer compiled ahead of time, {path.name}, prepared in {seconds:.0f} s)", None
 
 
 def log_to_stderr() -> None:
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         gpu = zero.RemoteGpu(zero.zerogpu_function())
         startup.message = "ready (ZeroGPU lends the GPU per edit, so nothing is warmed up in advance)"
         if speed.aot:
-            startup.message = prepare_aot_on_zerogpu(engine, zero)
+            startup.message, startup.error = prepare_aot_on_zerogpu(engine, zero)
         startup.done.set()
     elif args.no_warmup:
         startup.message = "ready (no warm-up)"

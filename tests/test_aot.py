@@ -202,3 +202,23 @@ def test_fused_qkv_gives_the_same_image_and_holds_no_second_copy(tiny_dir):
     assert all(getattr(m, "fused_projections", True) for m in tr.modules() if hasattr(m, "to_qkv"))
     after = np.asarray(engine.edit(src, "x", seed=2, steps=2).image, np.int16)
     assert np.abs(after - before).max() <= 1
+
+
+def test_a_failed_aot_compile_on_zerogpu_leaves_edits_eager_and_the_page_says_so(capsys):
+    from types import SimpleNamespace
+
+    import app
+    from ui.layout import engine_status_text
+
+    class Zero:  # kontext.gpu's ZeroGPU half, whose start-up GPU call fails
+        @staticmethod
+        def zerogpu_aot_function():
+            def compile_on_gpu():
+                raise RuntimeError("CUDA error: no kernel image is available")
+            return compile_on_gpu
+
+    engine = SimpleNamespace(aot=None, model_id="tiny", device="cuda", speed=parse_mode("aot"))
+    message, error = app.prepare_aot_on_zerogpu(engine, Zero)
+    assert engine.aot is None and message == "ready"
+    startup = SimpleNamespace(reason="", error=error, done=SimpleNamespace(is_set=lambda: True), message=message)
+    assert "ahead-of-time compile failed (RuntimeError), so edits run eager" in engine_status_text(engine, startup)

@@ -149,3 +149,10 @@ def test_bad_input_is_refused_in_front_and_never_reaches_a_worker(pool_sessions)
         s.edit(key, "x", EditOptions(steps=10_000))
     with pytest.raises(UserError, match="prompt|instruction"):
         s.edit(key, "   ", EditOptions(steps=2))
+
+
+def test_the_page_says_the_model_runs_in_the_workers(pool):
+    from ui.layout import engine_status_text
+
+    _, engine = pool
+    assert "on 2 Ray Serve workers (cpu)" in engine_status_text(engine, None)

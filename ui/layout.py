@@ -98,7 +98,10 @@ def tiny_banner(settings: Settings) -> str:
 
 def engine_status_text(engine: Engine, startup: Any) -> str:
     speed = engine.speed.label
-    parts = [f"Model `{engine.model_id}` on {engine.device} · speed mode `{speed}`"]
+    where = engine.device
+    if getattr(engine, "replicas", None):  # kontext.pool.PoolEngine: the model runs in Ray Serve workers
+        where = f"{engine.replicas} Ray Serve worker{'s' if engine.replicas > 1 else ''} ({engine.device})"
+    parts = [f"Model `{engine.model_id}` on {where} · speed mode `{speed}`"]
     if startup is not None and startup.reason and "chosen for this GPU" in startup.reason:
         parts.append(startup.reason.split(": ", 1)[-1])  # why auto mode picked this offload/quantize
     if engine.speed.cache:
