@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -135,7 +136,12 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
         "each loads and warms up before it takes a turn")
     app = deployment(replicas, gpus, cpus_per_replica).bind(model or _default_model(), mode,
                                                            "cuda" if gpus else "cpu", preview, loras, cache_dir)
-    handle = serve.run(app, name=APP_NAME, route_prefix=None)
+    try:
+        handle = serve.run(app, name=APP_NAME, route_prefix=None)
+    except RuntimeError:
+        reason = _deploy_failure(serve)
+        stop_pool()
+        raise RuntimeError(f"the pool's workers could not start: {reason}") from None
     info = handle.describe.remote().result()
     say(f"pool: {replicas} worker(s) ready in {time.perf_counter() - t0:.1f} s")
     return RayPool(handle, replicas), PoolEngine(info, replicas)
@@ -160,6 +166,20 @@ def stop_pool() -> None:
         serve.delete(APP_NAME)
     finally:
         ray.shutdown()
+
+
+def _deploy_failure(serve: Any) -> str:
+    """The workers' own words for why they failed to start (the last line of the error their
+    constructor raised, e.g. the model load's message), from Ray Serve's status."""
+    try:
+        deployment = serve.status().applications[APP_NAME].deployments["KontextWorker"]
+        message = str(deployment.message)
+    except Exception:  # noqa: BLE001 - the status is a nicety; the plain failure is still reported
+        return "see the Ray logs (ray logs, or /tmp/ray/session_latest/logs)"
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line or "Exception:" in line]
+    last = errors[-1] if errors else lines[-1] if lines else message
+    return re.sub(r"^[\w.]*(Error|Exception): ", "", last)[:1000]  # the words, not the class path
 
 
 def _default_model() -> str:

@@ -103,4 +103,6 @@ def deployment(replicas: int, gpus: float, cpus: float) -> Any:
         KontextWorker, name="KontextWorker", num_replicas=replicas, max_ongoing_requests=1,
         ray_actor_options=actor, health_check_period_s=2, health_check_timeout_s=30,
         graceful_shutdown_timeout_s=5,
+        # A model that does not load fails the same way every time: one more try, not three per worker.
+        max_constructor_retry_count=replicas + 1,
     )

@@ -119,9 +119,16 @@ def test_a_worker_killed_mid_turn_fails_that_turn_only_and_is_replaced(pool, poo
             killed.append(runner.last_worker)
             os.kill(runner.last_worker, signal.SIGKILL)
 
+    from kontext.pool import worker_states
+
+    before = {pid: info["turns"] for pid, info in worker_states(runner).items()}
     with pytest.raises(WorkerLost, match="nothing was changed"):
         s.edit(key, "slow", EditOptions(steps=100), on_step=on_step)
     assert killed and len(s.history(key).nodes) == 1  # the history is as it was
+    survivor = next(pid for pid in before if pid != killed[0])
+    after = worker_states(runner)
+    # Not re-run behind the visitor's back: the other worker has taken no turn since.
+    assert survivor in after and after[survivor]["turns"] == before[survivor]
     _, node = s.edit(key, "make it blue", EditOptions(steps=2))  # the other worker takes it at once
     assert node.id == 2 and node.extra["worker"] != killed[0]
     # Ray Serve replaces the dead worker; its successor takes turns once it has loaded and warmed up.

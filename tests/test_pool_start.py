@@ -1,0 +1,28 @@
+"""Starting the worker pool: a model the workers cannot load stops the app with the workers' own words.
+
+(Its own module, after tests/test_pool.py: that module's Ray instance is shut down by then.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from apphelpers import ROOT
+
+pytest.importorskip("ray.serve")
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def test_workers_that_cannot_load_the_model_stop_the_app_with_the_reason(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = subprocess.run([sys.executable, "app.py", "--workers", "ray", "--replicas", "1", "--device", "cpu",
+                          "--model", "no-such/model", "--data-dir", str(tmp_path)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode != 0
+    line = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+    assert line and line[-1].startswith("error: the pool's workers could not start: cannot load no-such/model"), \
+        out.stderr[-2000:]
+    assert "offline" in line[-1]  # the load error's own advice comes through
