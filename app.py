@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ray-address", default=env("KONTEXT_RAY_ADDRESS"),
                    help="with --workers ray: join this Ray cluster (e.g. auto, or ray://head:10001); "
                         "default: start a local Ray instance")
+    p.add_argument("--pool-name", default=env("KONTEXT_POOL_NAME", "kontext"),
+                   help="with --workers ray: the Ray Serve application's name (one front per pool; default kontext)")
     p.add_argument("--mirror", default=env("KONTEXT_MIRROR"),
                    help="a private Hugging Face dataset (owner/name) to mirror sessions to, so a restarted "
                         "Space keeps them; needs HF_TOKEN with write access (default: off)")
@@ -94,6 +96,8 @@ def prepare_aot_on_zerogpu(engine, zero) -> tuple[str, str | None]:
         path = Path(zero.zerogpu_aot_function()())
     except Exception as e:  # noqa: BLE001 - the app still works eagerly; the banner says so
         logging.getLogger("kontext.aot").exception("aot preparation failed")
+        # Edits run eager now: say so in each step's record, and stop snapping sizes to compiled buckets.
+        engine.speed = dataclasses.replace(engine.speed, aot=False)
         return "ready", f"the ahead-of-time compile failed ({type(e).__name__}), so edits run eager; see the logs"
     engine.aot = aot.install(engine, path, load_now=False)
     seconds = time.perf_counter() - t0
@@ -225,8 +229,9 @@ def start_ray_pool(args, settings, branding, zerogpu):
     except ImportError:
         raise ValueError("--workers ray needs Ray Serve: pip install -e '.[scale]'") from None
     pool, engine = start_pool(settings.model, args.mode, settings.device, args.replicas, address=args.ray_address,
-                              preview=args.preview, loras=branding.loras)
-    atexit.register(stop_pool)
+                              offload=settings.offload, preview=args.preview, loras=branding.loras,
+                              name=args.pool_name)
+    atexit.register(stop_pool, pool.name)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt  # launch() closes the server on this; atexit then stops the workers

@@ -177,10 +177,17 @@ class AotTransformer:
         self._eager = tr.forward
 
     def compiled(self) -> Any:
-        if self.package is None or self._pid != os.getpid():
+        """This process's loaded package, loading it on first use; None if it cannot be loaded here
+        (a worker on another GPU, a damaged file): then calls run eagerly, and that is logged once."""
+        if self._pid != os.getpid():
             t0 = time.perf_counter()
-            self.package = _load_package(self.tr, self.path)
             self._pid = os.getpid()
+            try:
+                self.package = _load_package(self.tr, self.path)
+            except Exception:  # noqa: BLE001 - the eager module still works; the log says why
+                log.exception("cannot load the compiled transformer %s here; running it eagerly", self.path.name)
+                self.package = None
+                return None
             log.info("compiled transformer %s loaded in %.2f s (process %d)", self.path.name,
                      time.perf_counter() - t0, self._pid)
         return self.package
@@ -200,6 +207,9 @@ class AotTransformer:
                             f"{hs.shape[1]} tokens" if hs is not None else "other arguments")
             return self._eager(*args, **kwargs)
         package = self.compiled()
+        if package is None:
+            self.fallbacks += 1
+            return self._eager(*args, **kwargs)
         self.calls += 1
         out = package(*(kwargs[k] for k in INPUTS))
         return Transformer2DModelOutput(sample=out) if kwargs.get("return_dict", True) else (out,)

@@ -113,7 +113,7 @@ def ready_main(argv: list[str]) -> None:
     model, mode, device, *rest = argv
     ns = argparse.Namespace(model=model, dtype=None, cache_dir=rest[0] if rest else None)
     engine = _load(ns, parse_mode(mode), device)
-    warm_up(engine, sizes=[], steps=1)  # what the app's warm-up does before the first edit, minus its edits
+    warm_up(engine)  # what the app does before the first edit: compile (or load the package), warm-up edits
     print(READY, flush=True)
 
 
@@ -136,7 +136,11 @@ def time_startup(args: argparse.Namespace, mode: str, device: str) -> dict[str, 
         cmd += [args.cache_dir] if args.cache_dir else []
         for label in ("cold_s", "warm_s"):
             t0 = time.perf_counter()
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=7200)
+            try:
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=7200)
+            except subprocess.TimeoutExpired:
+                row["error"] = f"{label}: no edit possible within 7200 s"
+                return row
             if out.returncode or READY not in out.stdout.split():
                 row["error"] = " ".join(out.stderr.split()[-40:])[:500] or f"exit {out.returncode}"
                 return row

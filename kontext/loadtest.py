@@ -86,6 +86,8 @@ def run_setup(args: argparse.Namespace, kind: str, replicas: int, label: str) ->
         log = open(Path(tmp, "app.log"), "wb")
         t0 = time.perf_counter()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if args.device == "cpu":  # the same one torch thread in the app and in each worker: like for like
+            env.update(OMP_NUM_THREADS="1", KONTEXT_WORKER_THREADS="1")
         if args.model == "tiny":
             env["HF_HUB_OFFLINE"] = "1"  # the tiny model is made locally: nothing to fetch
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
@@ -120,16 +122,24 @@ def drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
         picture = f.name
 
     def visitor(i: int) -> None:
-        client = Client(url, verbose=False)
-        key = client.predict(api_name="/new_session")
-        client.predict(key, handle_file(picture), api_name="/upload")
+        try:
+            client = Client(url, verbose=False)
+            key = client.predict(api_name="/new_session")
+            _, history = client.predict(key, handle_file(picture), api_name="/upload")
+            depth = len(history["path"])
+        except Exception as e:  # noqa: BLE001 - a visitor who cannot start loses all its turns
+            with lock:
+                lost.extend([f"visitor {i} could not start: {type(e).__name__}: {e}"[:200]] * args.turns)
+            return
         for t in range(args.turns):
             start = time.perf_counter()
             try:
                 _, history = client.predict(key, f"turn {t} of visitor {i}: make it bluer", "fixed", i * 100 + t,
                                             0, args.steps, 0, 0, api_name="/edit")
                 step = history["steps"][-1]
-                ok = len(history["path"]) == t + 2 and step["prompt"].startswith(f"turn {t} ")
+                # Kept: one step deeper than before, and the step is this turn's.
+                ok = len(history["path"]) == depth + 1 and step["prompt"].startswith(f"turn {t} ")
+                depth = len(history["path"])
             except Exception as e:  # noqa: BLE001 - a lost turn is a result of the test
                 ok, step = False, {"error": f"{type(e).__name__}: {e}"}
             with lock:

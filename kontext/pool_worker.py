@@ -24,7 +24,7 @@ class KontextWorker:
     """The Ray Serve deployment's class (wrapped by `serve.deployment` in kontext/pool.py)."""
 
     def __init__(self, model: str, mode: str, device: str | None, preview: str, loras: tuple = (),
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, offload: str = "none"):
         import torch
 
         from .engine import Engine
@@ -33,7 +33,7 @@ class KontextWorker:
 
         if device in (None, "cpu"):
             torch.set_num_threads(max(1, int(os.environ.get("KONTEXT_WORKER_THREADS", "1"))))
-        speed, reason = resolve_speed(mode, device)  # "auto" reads this worker's own GPU
+        speed, reason = resolve_speed(mode, device, offload)  # "auto" reads this worker's own GPU
         print(f"worker {os.getpid()}: loading {model}: {reason}", flush=True)
         self.engine = Engine.load(model, device=device, speed=speed, cache_dir=cache_dir)
         self.engine.set_preview_mode(preview)
@@ -80,6 +80,7 @@ class KontextWorker:
                 return Failed(_picklable(e))
 
         job = loop.run_in_executor(None, work)
+        getter: asyncio.Future | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(items.get())
@@ -94,6 +95,8 @@ class KontextWorker:
                 return
         finally:
             cancel.set()  # Stop, a closed stream, or the end: the pipeline stops at its next step
+            if getter is not None and not getter.done():
+                getter.cancel()
 
 
 def deployment(replicas: int, gpus: float, cpus: float) -> Any:

@@ -219,6 +219,24 @@ def test_a_failed_aot_compile_on_zerogpu_leaves_edits_eager_and_the_page_says_so
 
     engine = SimpleNamespace(aot=None, model_id="tiny", device="cuda", speed=parse_mode("aot"))
     message, error = app.prepare_aot_on_zerogpu(engine, Zero)
-    assert engine.aot is None and message == "ready"
+    assert engine.aot is None and message == "ready" and not engine.speed.aot  # recorded as eager from now on
     startup = SimpleNamespace(reason="", error=error, done=SimpleNamespace(is_set=lambda: True), message=message)
     assert "ahead-of-time compile failed (RuntimeError), so edits run eager" in engine_status_text(engine, startup)
+
+
+def test_a_package_that_cannot_load_in_a_worker_leaves_that_worker_eager(tiny_dir, tmp_path, caplog):
+    """On ZeroGPU each worker loads the package itself; one that cannot (a damaged file, another GPU)
+    runs the transformer eagerly and says why once, instead of failing every turn."""
+    from kontext import aot
+    from kontext.engine import Engine
+
+    engine = Engine.load("tiny", cache_dir=tiny_dir)
+    bad = tmp_path / "transformer-damaged.pt2"
+    bad.write_bytes(b"not a package")
+    engine.aot = aot.install(engine, bad, load_now=False)
+    src = Image.effect_noise((96, 64), 40).convert("RGB")
+    r = engine.edit(src, "x", seed=1, steps=2)
+    r2 = engine.edit(src, "x", seed=1, steps=2)
+    assert r.extra["compiled_calls"] == 0 and engine.aot.fallbacks == 4
+    assert np.array_equal(np.asarray(r.image), np.asarray(r2.image))
+    assert sum("cannot load the compiled transformer" in m for m in caplog.messages) == 1

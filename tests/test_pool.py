@@ -163,3 +163,41 @@ def test_the_page_says_the_model_runs_in_the_workers(pool):
 
     _, engine = pool
     assert "on 2 Ray Serve workers (cpu)" in engine_status_text(engine, None)
+
+
+def test_stop_works_while_a_turn_waits_for_a_free_worker(pool):
+    """Both workers busy: a third turn waits inside Ray Serve; Stop ends it there, and it never runs."""
+    from kontext.engine import Cancelled
+    from kontext.pool import worker_states
+    from kontext.turns import plan_step
+
+    runner, engine = pool
+    before = sum(i["turns"] for i in worker_states(runner).values())
+    big = plan_step(engine, photo(), "slow", seed=1, guidance=None, steps=100, width=256, height=256)
+    busy = [threading.Thread(target=runner.run, args=(big,)) for _ in range(2)]
+    for t in busy:
+        t.start()
+    time.sleep(0.3)  # both are running now (the first step comes within milliseconds)
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    with pytest.raises(Cancelled):
+        runner.run(big, cancel=cancel)
+    for t in busy:
+        t.join()
+    assert sum(i["turns"] for i in worker_states(runner).values()) == before + 2  # the stopped one never ran
+
+
+def test_a_second_front_cannot_take_over_a_running_pool(pool):
+    from kontext.errors import UserError
+    from kontext.pool import start_pool
+
+    runner, engine = pool
+    with pytest.raises(UserError, match="already running on this Ray cluster"):
+        start_pool("tiny", "eager", "cpu", 1, say=lambda m: None)
+    assert runner.run(plan_step_small(engine)).image is not None  # the first front's pool still works
+
+
+def plan_step_small(engine):
+    from kontext.turns import plan_step
+
+    return plan_step(engine, photo(), "x", seed=1, guidance=None, steps=2, width=None, height=None)
