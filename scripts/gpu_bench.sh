@@ -97,6 +97,12 @@ step warmstart 40 --modes compile --sizes edit1024 --steps 28 --runs 1
 # 5. fp8 + compile: the fastest per step, but its first compile took 175 s on an H200.
 step fp8compile 230 --modes fp8+compile --sizes edit1024 --steps 28 --runs 1
 
+# 6. Host syncs inside the denoising loop (target 0), tiny model on this GPU: seconds.
+if [ $((DEADLINE - SECONDS)) -gt 60 ]; then
+    echo "== synccheck" | tee -a "$LOG"
+    timeout 60 "$PY" scripts/sync_check.py --steps 8 2>&1 | grep -e '^|' -e 'Error' | tee -a "$LOG"
+fi
+
 # Tables only, for reading at a glance.
 grep -h -e '^|' -e '^== ' "$LOG" >"$OUT/summary.md"
 echo "done in ${SECONDS}s; results in $OUT" | tee -a "$LOG"
