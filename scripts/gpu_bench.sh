@@ -68,8 +68,10 @@ PYCHECK
 } >>"$LOG" 2>&1
 
 # step NAME NEEDED_S ARGS...: run one bench if NEEDED_S still fits before the deadline.
+# BENCH_SKIP=headline,sizes skips the named steps (a second call that runs only the later ones).
 step() {
     local name=$1 need=$2; shift 2
+    case ",${BENCH_SKIP:-}," in *",$name,"*) echo "== $name: skipped (BENCH_SKIP)" | tee -a "$LOG"; return;; esac
     local left=$((DEADLINE - SECONDS))
     if [ "$left" -lt "$need" ]; then
         echo "== $name: skipped, ${left}s left of ${DEADLINE}s and it needs about ${need}s" | tee -a "$LOG"
