@@ -220,7 +220,6 @@ def main(argv: list[str] | None = None) -> None:
 def start_ray_pool(args, settings, branding, zerogpu):
     """--workers ray: the model runs in Ray Serve workers (kontext/pool.py); this process stays in front."""
     import atexit
-    import signal
 
     if zerogpu:
         raise ValueError("--workers ray is for self-hosting; on ZeroGPU the Space's own pool runs the edits")
@@ -232,11 +231,7 @@ def start_ray_pool(args, settings, branding, zerogpu):
                               offload=settings.offload, preview=args.preview, loras=branding.loras,
                               name=args.pool_name)
     atexit.register(stop_pool, pool.name)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt  # launch() closes the server on this; atexit then stops the workers
-
-    signal.signal(signal.SIGTERM, on_term)
+    clean_exit_on_sigterm()  # the workers are stopped by atexit
     return pool, engine
 
 
@@ -261,12 +256,19 @@ def start_mirror(settings):
 def stop_mirror_on_exit(mirror) -> None:
     """A Space is stopped with SIGTERM: push the last steps before the process ends."""
     import atexit
+
+    atexit.register(mirror.stop)
+    clean_exit_on_sigterm()
+
+
+def clean_exit_on_sigterm() -> None:
+    """SIGTERM (how a Space or a service manager stops the app) ends it like Ctrl-C: gradio's launch()
+    closes the server on KeyboardInterrupt, and the atexit hooks (mirror push, pool stop) then run."""
     import signal
 
     def on_term(signum, frame):
-        raise KeyboardInterrupt  # gradio's launch() closes the server on this; atexit then pushes
+        raise KeyboardInterrupt
 
-    atexit.register(mirror.stop)
     signal.signal(signal.SIGTERM, on_term)
 
 

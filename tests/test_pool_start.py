@@ -26,3 +26,20 @@ def test_workers_that_cannot_load_the_model_stop_the_app_with_the_reason(tmp_pat
     assert line and line[-1].startswith("error: the pool's workers could not start: cannot load no-such/model"), \
         out.stderr[-2000:]
     assert "offline" in line[-1]  # the load error's own advice comes through
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(replicas=-1), "--replicas must be from 1 to 64"),
+    (dict(replicas=65), "--replicas must be from 1 to 64"),
+    (dict(replicas=1, name="my pool!"), "--pool-name must be 1 to 64 letters"),
+])
+def test_bad_pool_settings_are_refused_before_ray_starts(kw, words):
+    import ray
+
+    from kontext.errors import UserError
+    from kontext.pool import start_pool
+
+    replicas = kw.pop("replicas")
+    with pytest.raises(UserError, match=words):
+        start_pool("tiny", "eager", "cpu", replicas, say=lambda m: None, **kw)
+    assert not ray.is_initialized()
