@@ -20,7 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(description="Kontext Playground: multi-turn image editing with FLUX.1 Kontext [dev]")
     p.add_argument("--model", default=env("KONTEXT_MODEL"),
-                   help="'tiny' (embedded demo model), black-forest-labs/FLUX.1-Kontext-dev, or a local folder "
+                   help="'tiny' (embedded demo model), black-forest-labs/FLUX.1-Kontext-dev, a local folder, or "
+                        "random-full / random-small (the real architecture with random weights, full-size or "
+                        "narrowed for a CPU) "
                         "(default: the real model when CUDA is available, else tiny)")
     # On Hugging Face Spaces gradio's own variables say where to listen (0.0.0.0:7860).
     p.add_argument("--host", default=env("KONTEXT_HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1")

@@ -25,18 +25,19 @@ from typing import Any
 
 from . import params as P
 from .errors import UserError
+from .randomfull import RANDOM_FULL, RANDOM_SMALL
 from .speed import SpeedOptions, parse_mode, warm_up
 
 # Size names at full scale: (side in px, edit?). A model with a smaller default area (the tiny one, or
 # draft mode) runs them scaled down by the same factor, so CPU runs take seconds.
 SIZES = {"edit1024": (1024, True), "edit512": (512, True), "t2i1024": (1024, False)}
-RANDOM_FULL = "random-full"
 PROMPT = "make the sky stormy and add a red kite"
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny",
                    help=f"tiny, {RANDOM_FULL} (real architecture, random weights, built on the GPU), "
+                        f"{RANDOM_SMALL} (the same, narrowed for a CPU), "
                         "a hub id or a local folder (default: tiny)")
     p.add_argument("--modes", default="eager,fast",
                    help="comma-separated modes, e.g. eager,compile,fp8+compile,fast,int8,offload-model,"
@@ -207,12 +208,6 @@ def _import_models() -> None:
 def _load(args: argparse.Namespace, opts: SpeedOptions, device: str) -> Any:
     from .engine import Engine
 
-    if args.model == RANDOM_FULL:
-        import torch
-
-        dtype = getattr(torch, args.dtype or "bfloat16")
-        pipe = build_random_pipeline(device, dtype)
-        return Engine.from_pipeline(pipe, RANDOM_FULL, P.REAL_PROFILE, device, speed=opts)
     return Engine.load(args.model, device=device, dtype=args.dtype, cache_dir=args.cache_dir, speed=opts)
 
 
@@ -391,53 +386,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"{_fmt(r['size_warmup_s'], 2)} | {edit} | "
                      f"{_fmt(r['step_s'], 4)} | {preview} | {_fmt(r['peak_gib'], 2)} | {diff} | {full} |")
     return "\n".join(lines)
-
-
-# --- the real architecture with random weights ---------------------------------------------------
-def random_full_configs() -> dict[str, dict[str, Any]]:
-    """FLUX.1 Kontext [dev]'s component configs (transformer, VAE, T5-XXL, CLIP-L), no weights."""
-    return {
-        "transformer": dict(guidance_embeds=True),  # every other default is FLUX.1's: 19 + 38 blocks
-        "vae": dict(in_channels=3, out_channels=3, latent_channels=16,
-                    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                    block_out_channels=(128, 256, 512, 512), layers_per_block=2, scaling_factor=0.3611,
-                    shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False),
-        "t5": dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, feed_forward_proj="gated-gelu",
-                   vocab_size=32128, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
-        "clip": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                     projection_dim=768, vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu",
-                     bos_token_id=0, eos_token_id=1, pad_token_id=1),
-    }
-
-
-def build_random_pipeline(device: str, dtype: Any, configs: dict[str, dict[str, Any]] | None = None) -> Any:
-    """A FluxKontextPipeline of the given configs with random weights, built directly on `device`.
-
-    Seeded, so every mode of one bench run gets the same weights and outputs can be compared. The
-    tokenizers are the tiny model's (built from Python data); their ids fit the real vocabularies.
-    """
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-
-    from .tiny import _tokenizers
-
-    cfg = configs or random_full_configs()
-    clip_tok, t5_tok = _tokenizers()
-    torch.manual_seed(0)
-    old = torch.get_default_dtype()
-    try:
-        with torch.device(device):
-            torch.set_default_dtype(dtype)
-            transformer = FluxTransformer2DModel(**cfg["transformer"]).eval()
-            vae = AutoencoderKL(**cfg["vae"]).eval()
-            t5 = T5EncoderModel(T5Config(**cfg["t5"])).eval()
-            clip = CLIPTextModel(CLIPTextConfig(**cfg["clip"])).eval()
-    finally:
-        torch.set_default_dtype(old)
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
-    return FluxKontextPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok,
-                               text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
 
 
 if __name__ == "__main__":  # the start-up child (time_startup)

@@ -1,4 +1,6 @@
-"""Command line: `python -m kontext edit|replay|bench|loadtest|doctor ...`. Errors are one plain line and exit 2."""
+"""Command line: `python -m kontext edit|replay|bench|loadtest|trial|doctor ...`.
+
+Errors are one plain line and exit 2."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from .errors import UserError
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
-                   help="'tiny', a hub id (black-forest-labs/FLUX.1-Kontext-dev) or a local folder "
+                   help="'tiny', a hub id (black-forest-labs/FLUX.1-Kontext-dev), a local folder, or random-full / "
+                        "random-small (the real architecture with random weights) "
                         "(default: $KONTEXT_MODEL, else the real model with CUDA, tiny without)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"])
@@ -48,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .loadtest import add_loadtest_args
 
     add_loadtest_args(lt)
+    tr = sub.add_parser("trial", help="one visitor's session against app.py (3 edits, undo, re-roll), timed")
+    from .trial import add_trial_args
+
+    add_trial_args(tr)
     sub.add_parser("doctor", add_help=False, help="check a checkout and this machine the way a Hugging Face Space "
                                                   "meets them (doctor --help for its options)")
     return parser
@@ -75,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import run_bench
 
             return run_bench(args)
+        if args.command == "trial":
+            from .trial import run_trial
+
+            return run_trial(args)
         if args.command == "loadtest":
             from .loadtest import run_loadtest
 

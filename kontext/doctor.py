@@ -17,6 +17,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .randomfull import RANDOM_MODELS, RANDOM_SMALL
+
+BUILT_IN = ("tiny", *RANDOM_MODELS)  # made here, nothing to download
 MODEL = "black-forest-labs/FLUX.1-Kontext-dev"
 REQUIRED_KEYS = ("title", "sdk", "sdk_version", "python_version", "app_file", "short_description", "models",
                  "suggested_hardware", "startup_duration_timeout", "license")
@@ -74,7 +77,7 @@ def check_front_matter(root: Path, model: str = MODEL) -> list[Finding]:
                                                   "set python_version: \"3.12\""))
     if len(str(fm.get("short_description", ""))) > 60:
         out.append(Finding(False, "front matter", "short_description is longer than the 60 characters Spaces allow"))
-    if model != "tiny" and model not in (fm.get("models") or []):
+    if model not in BUILT_IN and model not in (fm.get("models") or []):
         out.append(Finding(False, "front matter", f"models should list {model} (the Hub links the Space to it)"))
     hw = fm.get("suggested_hardware")
     if hw is not None and hw not in ROOMY_HARDWARE:
@@ -154,7 +157,7 @@ def check_access(model: str, offline: bool) -> list[Finding]:
     """A token, and (when the hub can be reached) whether it may read the gated model."""
     from .hub import explain_load_error, is_local, token
 
-    if model == "tiny" or is_local(model):
+    if model in BUILT_IN or is_local(model):
         return [Finding(True, "hub access", f"{model} needs no token")]
     tok = token()
     if not tok:
@@ -187,8 +190,8 @@ def check_gpu(model: str, mode: str) -> list[Finding]:
         speed, reason = resolve_speed(mode, None, zerogpu=zerogpu)
     except (ValueError, RuntimeError) as e:
         return [Finding(False, "gpu", str(e))]
-    if model == "tiny":
-        return [Finding(True, "gpu", f"the tiny model runs anywhere; {reason}")]
+    if model in ("tiny", RANDOM_SMALL):
+        return [Finding(True, "gpu", f"{model} runs anywhere; {reason}")]
     if not has_cuda and not zerogpu:
         where = "this Space has no GPU: " if on_space else "no CUDA GPU here: "
         return [Finding(not on_space, "gpu", where + HARDWARE_HINT)]

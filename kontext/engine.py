@@ -26,6 +26,7 @@ from .images import to_rgb
 from .loras import LoraSet
 from .masks import check_mask, coverage, paste
 from .previews import PREVIEW_MODES, EstimateTap, LatentPreviewer
+from .randomfull import RANDOM_FULL, RANDOM_MODELS, RANDOM_REVISION, build_for
 from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, memory_hint, speed_context
 from .tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
 
@@ -149,7 +150,8 @@ class Engine:
         cache_dir: str | Path | None = None,
         speed: SpeedOptions | None = None,
     ) -> Engine:
-        """Load `model`: "tiny", a hub id such as black-forest-labs/FLUX.1-Kontext-dev, or a local folder.
+        """Load `model`: "tiny", "random-full" or "random-small" (built in memory, kontext.randomfull), a
+        hub id such as black-forest-labs/FLUX.1-Kontext-dev, or a local folder.
 
         `speed` (kontext.speed.SpeedOptions) compiles, quantizes, caches or offloads; `offload` is kept
         for callers that set only that. Never falls back to another model: if loading fails,
@@ -171,6 +173,8 @@ class Engine:
             raise UserError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}")
         torch_dtype = getattr(torch, dtype)
 
+        if model in RANDOM_MODELS:
+            return cls._build_random(model, device, torch_dtype, speed)
         is_tiny = model == TINY_ID
         source = str(ensure_tiny_model(cache_dir)) if is_tiny else model
         try:
@@ -180,6 +184,23 @@ class Engine:
         revision = TINY_REVISION if is_tiny else _loaded_revision(source)
         profile = P.TINY_PROFILE if is_tiny else P.REAL_PROFILE
         return cls.from_pipeline(pipe, model, profile, device, revision=revision, speed=speed)
+
+    @classmethod
+    def _build_random(cls, model: str, device: str, dtype: Any, speed: SpeedOptions) -> Engine:
+        """random-full / random-small (kontext.randomfull): built in memory, with the real model's profile."""
+        import torch
+
+        from .gpu import on_zerogpu
+
+        if model == RANDOM_FULL and not (device.startswith("cuda") or on_zerogpu()):
+            raise ModelLoadError(f"{RANDOM_FULL} is FLUX.1 Kontext's full-size architecture (17 B parameters) "
+                                 "and needs a CUDA GPU with about 40 GB; on a CPU use random-small or tiny")
+        try:
+            pipe = build_for(model, device, dtype, offload=speed.offload != "none")
+        except torch.OutOfMemoryError as e:
+            raise ModelLoadError(f"not enough GPU memory to build {model} on {device}: start with --mode auto, "
+                                 f"which fits the GPU's memory ({memory_hint()})") from e
+        return cls.from_pipeline(pipe, model, P.REAL_PROFILE, device, revision=RANDOM_REVISION, speed=speed)
 
     @classmethod
     def from_pipeline(cls, pipe: Any, model: str, profile: P.Profile, device: str, *, revision: str = "",

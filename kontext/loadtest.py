@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def add_loadtest_args(p: argparse.ArgumentParser) -> None:
@@ -59,8 +55,6 @@ def parse_setups(text: str) -> list[tuple[str, int]]:
 
 def run_loadtest(args: argparse.Namespace) -> int:
     setups = parse_setups(args.workers)
-    if not (ROOT / "app.py").is_file():
-        raise UserError("loadtest starts app.py: run it from a checkout of the playground")
     for name, lo, hi in (("clients", 1, 256), ("turns", 1, 100), ("steps", 1, 100)):
         if not lo <= getattr(args, name) <= hi:
             raise UserError(f"--{name} must be from {lo} to {hi}, got {getattr(args, name)}")
@@ -76,35 +70,17 @@ def run_loadtest(args: argparse.Namespace) -> int:
 
 
 def run_setup(args: argparse.Namespace, kind: str, replicas: int, label: str) -> dict[str, Any]:
+    from .appproc import AppDidNotStart, running_app
+
     row: dict[str, Any] = {"setup": label, "clients": args.clients, "turns": args.clients * args.turns}
-    with tempfile.TemporaryDirectory(prefix="kontext-load-") as tmp:
-        port = _free_port()
-        cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", args.model, "--device",
-               args.device, "--mode", args.mode, "--data-dir", str(Path(tmp, "sessions")), "--no-warmup",
-               "--max-waiting", str(max(16, args.clients))]
-        cmd += ["--workers", "ray", "--replicas", str(replicas)] if kind == "ray" else []
-        log = open(Path(tmp, "app.log"), "wb")
-        t0 = time.perf_counter()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if args.device == "cpu":  # the same one torch thread in the app and in each worker: like for like
-            env.update(OMP_NUM_THREADS="1", KONTEXT_WORKER_THREADS="1")
-        if args.model == "tiny":
-            env["HF_HUB_OFFLINE"] = "1"  # the tiny model is made locally: nothing to fetch
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            if not _wait_up(url, proc, 600):
-                row["error"] = "the app did not start: " + " ".join(Path(tmp, "app.log").read_text().split()[-30:])
-                return row
-            row["startup_s"] = round(time.perf_counter() - t0, 1)
-            row.update(drive(url, args))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+    flags = ["--mode", args.mode, "--no-warmup", "--max-waiting", str(max(16, args.clients))]
+    flags += ["--workers", "ray", "--replicas", str(replicas)] if kind == "ray" else []
+    try:
+        with running_app(flags, model=args.model, device=args.device) as app:
+            row["startup_s"] = app.startup_s
+            row.update(drive(app.url, args))
+    except AppDidNotStart as e:
+        row["error"] = str(e)
     return row
 
 
@@ -177,25 +153,3 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(f"| {r['setup']} | {r['startup_s']} | {r['turns']} | {r['lost']} | {r['workers_used']} | "
                      f"{r['wall_s']} | {r['turns_per_min']} | {r['p50_s']} | {r['p95_s']} |")
     return "\n".join(lines)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_up(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
-    import urllib.request
-
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url + "config", timeout=5) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.5)
-    return False

@@ -77,6 +77,7 @@ class Startup:
         try:
             seconds = warm_up(engine, self._say)
             self.message = f"ready (warm-up {seconds:.1f} s)"
+            log.info("%s", self.message)  # a host reads it in the logs; `python -m kontext trial` waits for it
         except Exception as e:  # noqa: BLE001 - shown on the page; edits report their own errors
             log.exception("warm-up failed")
             self.error = f"warm-up failed: {type(e).__name__}: {e}"

@@ -9,7 +9,7 @@ from apphelpers import running_app
 from kontext.config import Settings, parse_auth, storage_note
 from kontext.session import Sessions
 from kontext.store import Store
-from ui.layout import tiny_banner
+from ui.layout import demo_banner
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,17 @@ def test_the_page_says_how_long_sessions_last(tmp_path):
 
 
 def test_the_demo_banner_names_hardware_on_a_space_and_auto_mode_elsewhere():
-    on_space = tiny_banner(Settings(on_space=True))
+    on_space = demo_banner("tiny", Settings(on_space=True))
     assert "ZeroGPU" in on_space and "L40S" in on_space and "HF_TOKEN" in on_space
-    here = tiny_banner(Settings())
+    here = demo_banner("tiny", Settings())
     assert "model offload with int8 weights from 20 GiB" in here and "24 GB" not in here
+
+
+def test_random_weight_models_get_a_banner_that_says_so_and_a_real_model_none():
+    full = demo_banner("random-full", Settings())
+    assert "random weights" in full and "speed and memory are the real model's" in full and "noise" in full
+    small = demo_banner("random-small", Settings())
+    assert "random weights" in small and "speed is not the real model's" in small
+    on_space = demo_banner("random-full", Settings(on_space=True))
+    assert "has no GPU" not in on_space and "KONTEXT_MODEL" in on_space and "HF_TOKEN" in on_space
+    assert demo_banner("black-forest-labs/FLUX.1-Kontext-dev", Settings()) is None

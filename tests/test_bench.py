@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from kontext import bench
 from kontext.cli import main
 
 ROW_KEYS = {"mode", "label", "size", "width", "height", "steps", "runs", "error", "load_s", "warmup_s",
@@ -82,24 +81,31 @@ def test_bad_arguments_exit_2_with_one_line(tiny_dir, extra, says, capsys):
     assert err[-1].startswith("error: ") and says in err[-1]
 
 
-def test_random_full_builder_on_small_configs():
-    """The random-full code path (configs, tokenizers, placement) with the widths shrunk for a CPU."""
+def test_random_small_is_the_random_full_code_path_narrowed():
+    """random-small: random-full's configs with the widths shrunk, built by the same code, with the real
+    model's profile (full-size images and limits), loaded by name like any model."""
     from kontext.engine import Engine
-    from kontext.params import TINY_PROFILE
+    from kontext.params import REAL_PROFILE
+    from kontext.randomfull import random_full_configs, random_small_configs
 
-    cfg = bench.random_full_configs()
-    assert cfg["transformer"] == {"guidance_embeds": True}
-    cfg["transformer"].update(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-                              joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 6, 6))
-    cfg["vae"].update(block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4)
-    cfg["t5"].update(d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=1)
-    cfg["clip"].update(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                       projection_dim=32)
-    pipe = bench.build_random_pipeline("cpu", torch.float32, cfg)
+    full, small = random_full_configs(), random_small_configs()
+    assert full["transformer"] == {"guidance_embeds": True}
+    assert small.keys() == full.keys() and all(small[k] != full[k] for k in full)
+    assert small["vae"]["latent_channels"] == 16 and small["t5"]["vocab_size"] == full["t5"]["vocab_size"]
+    engine = Engine.load("random-small", device="cpu")
     assert torch.get_default_dtype() == torch.float32
-    engine = Engine.from_pipeline(pipe, bench.RANDOM_FULL, TINY_PROFILE, "cpu")
-    result = engine.edit(None, "a kite", seed=0, steps=2, width=64, height=64)
-    assert result.image.size == (64, 64) and result.model == "random-full"
+    assert engine.profile == REAL_PROFILE and engine.model_id == "random-small" and engine.revision == "random-seed0"
+    result = engine.edit(None, "a kite", seed=0, steps=2, width=256, height=256)
+    assert result.image.size == (256, 256) and result.model == "random-small"
+    again = Engine.load("random-small", device="cpu").edit(None, "a kite", seed=0, steps=2, width=256, height=256)
+    assert again.image.tobytes() == result.image.tobytes()  # seeded: the same weights every build
+
+
+def test_random_full_is_refused_without_a_gpu():
+    from kontext.engine import Engine, ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="random-full .*needs a CUDA GPU.*random-small"):
+        Engine.load("random-full", device="cpu")
 
 
 @pytest.mark.slow
@@ -116,7 +122,9 @@ def test_module_command_exits_0(tiny_dir, tmp_path):
 
 def test_random_full_is_the_real_architecture():
     """Built on the meta device (no memory): the parameter counts of FLUX.1 Kontext [dev]'s parts."""
-    pipe = bench.build_random_pipeline("meta", torch.bfloat16)
+    from kontext.randomfull import build_random_pipeline
+
+    pipe = build_random_pipeline("meta", torch.bfloat16)
     billions = {name: round(sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e9, 2)
                 for name in ("transformer", "text_encoder_2", "text_encoder", "vae")}
     assert billions == {"transformer": 11.9, "text_encoder_2": 4.76, "text_encoder": 0.12, "vae": 0.08}

@@ -65,8 +65,9 @@ def render_header(engine: Engine, settings: Settings | None = None) -> None:
         gr.Markdown(f"# {brand.title}\n{brand.description}", elem_id="title")
         if settings.login == "hf":
             gr.LoginButton(size="sm", scale=0, min_width=220, elem_id="login")
-    if engine.model_id == "tiny":
-        gr.Markdown(tiny_banner(settings), elem_id="tiny-banner", elem_classes=["banner"])
+    banner = demo_banner(engine.model_id, settings)
+    if banner:
+        gr.Markdown(banner, elem_id="demo-banner", elem_classes=["banner"])
     gr.Markdown(storage_note(settings) + (" " + zerogpu_note() if settings.zerogpu else ""),
                 elem_id="storage-note", elem_classes=["hint"])
 
@@ -84,13 +85,33 @@ def zerogpu_note() -> str:
             "signed-in visitors get more.")
 
 
-def tiny_banner(settings: Settings) -> str:
-    """Why the images are noise, and what to do to edit real pictures, for where the app runs."""
-    text = ("**Demo mode: the embedded tiny model is running.** Its weights are random, so its images are "
-            "noise; everything else (history, branches, compare, export) works as with the real model. ")
-    if settings.on_space:
+RANDOM_WORDS = {
+    "random-full": ("**Demo mode: FLUX.1 Kontext [dev]'s full-size architecture with random weights is running** "
+                    "(`random-full`). It does the real model's arithmetic, so its speed and memory are the real "
+                    "model's, but its images are noise. "),
+    "random-small": ("**Demo mode: `random-small` is running**: FLUX.1 Kontext's architecture narrowed, with "
+                     "random weights. Images have the real model's sizes and limits, but they are noise and its "
+                     "speed is not the real model's. "),
+}
+
+
+def demo_banner(model_id: str, settings: Settings) -> str | None:
+    """For a model without trained weights (tiny, random-full, random-small): why the images are noise,
+    and what to do to edit real pictures, for where the app runs. None for a real model."""
+    if model_id == "tiny":
+        text = ("**Demo mode: the embedded tiny model is running.** Its weights are random, so its images are "
+                "noise; everything else (history, branches, compare, export) works as with the real model. ")
+    elif model_id in RANDOM_WORDS:
+        text = RANDOM_WORDS[model_id]
+    else:
+        return None
+    if settings.on_space and model_id == "tiny":  # what a Space without a GPU falls back to
         return text + ("This Space has no GPU: in its settings " + HARDWARE_HINT + ", and add the secret "
                        "`HF_TOKEN` of an account that accepted the model's licence.")
+    if settings.on_space:
+        return text + ("To edit real pictures, remove the Space's variable `KONTEXT_MODEL` (or set it to "
+                       "`black-forest-labs/FLUX.1-Kontext-dev`) and add the secret `HF_TOKEN` of an account "
+                       "that accepted the model's licence.")
     return text + ("To edit real pictures, start on a GPU with `python app.py --model "
                    "black-forest-labs/FLUX.1-Kontext-dev` and an `HF_TOKEN` with access to the gated model. "
                    f"`--mode auto` fits the GPU's memory: {memory_hint()}.")

@@ -1,0 +1,97 @@
+"""FLUX.1 Kontext [dev]'s architecture with random weights, built in memory: nothing downloaded.
+
+Two built-in model names besides "tiny":
+- `random-full`: the real component configs (12 B transformer, T5-XXL, CLIP-L, the 16-channel VAE).
+  Random weights do not change the arithmetic, so its timings and memory are the real model's; it
+  needs a CUDA GPU with about 40 GB. Used by `python -m kontext bench` and by the app to run the whole
+  playground at full size without the gated weights.
+- `random-small`: the same classes and the same full-size behaviour (1 MP images, 28 steps, the real
+  model's size limits) with every layer narrowed, so a CPU runs the full-size code path in seconds.
+
+Both are seeded: one process builds the same weights every time, so outputs can be compared.
+Their images are noise, like the tiny model's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RANDOM_FULL = "random-full"
+RANDOM_SMALL = "random-small"
+RANDOM_MODELS = (RANDOM_FULL, RANDOM_SMALL)
+RANDOM_REVISION = "random-seed0"
+
+
+def random_full_configs() -> dict[str, dict[str, Any]]:
+    """FLUX.1 Kontext [dev]'s component configs (transformer, VAE, T5-XXL, CLIP-L), no weights."""
+    return {
+        "transformer": dict(guidance_embeds=True),  # every other default is FLUX.1's: 19 + 38 blocks
+        "vae": dict(in_channels=3, out_channels=3, latent_channels=16,
+                    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                    block_out_channels=(128, 256, 512, 512), layers_per_block=2, scaling_factor=0.3611,
+                    shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False),
+        "t5": dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, feed_forward_proj="gated-gelu",
+                   vocab_size=32128, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
+        "clip": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     projection_dim=768, vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu",
+                     bos_token_id=0, eos_token_id=1, pad_token_id=1),
+    }
+
+
+def random_small_configs() -> dict[str, dict[str, Any]]:
+    """random-full's configs with the widths and depths cut down; vocabularies and channel counts of
+    the latents (16) stay, so tokenizing, packing and the VAE's scaling are the full model's."""
+    cfg = random_full_configs()
+    cfg["transformer"].update(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                              joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 6, 6))
+    cfg["vae"].update(block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4)
+    cfg["t5"].update(d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=1)
+    cfg["clip"].update(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                       projection_dim=32)
+    return cfg
+
+
+def build_random_pipeline(device: str, dtype: Any, configs: dict[str, dict[str, Any]] | None = None) -> Any:
+    """A FluxKontextPipeline of the given configs with random weights, built directly on `device`.
+
+    Seeded, so every build in one process gets the same weights. The tokenizers are the tiny model's
+    (built from Python data); their ids fit the real vocabularies.
+    """
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from .tiny import _tokenizers
+
+    cfg = configs or random_full_configs()
+    clip_tok, t5_tok = _tokenizers()
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    try:
+        with torch.device(device):
+            torch.set_default_dtype(dtype)
+            transformer = FluxTransformer2DModel(**cfg["transformer"]).eval()
+            vae = AutoencoderKL(**cfg["vae"]).eval()
+            t5 = T5EncoderModel(T5Config(**cfg["t5"])).eval()
+            clip = CLIPTextModel(CLIPTextConfig(**cfg["clip"])).eval()
+    finally:
+        torch.set_default_dtype(old)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
+    return FluxKontextPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok,
+                               text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
+
+
+def build_for(model: str, device: str, dtype: Any, offload: bool) -> Any:
+    """The pipeline of `model` (one of RANDOM_MODELS), built where it will run.
+
+    random-full is built straight on the GPU (initialising 17 B parameters on a CPU takes minutes) unless
+    the speed mode offloads, which needs the weights in CPU memory first. The caller (kontext.engine)
+    refuses random-full without a GPU.
+    """
+    from .gpu import on_zerogpu
+
+    if model == RANDOM_SMALL:
+        return build_random_pipeline("cpu", dtype, random_small_configs())
+    # On ZeroGPU the main process has no real GPU: build in CPU memory, placed like loaded weights.
+    on_cpu = offload or on_zerogpu() or not device.startswith("cuda")
+    return build_random_pipeline("cpu" if on_cpu else device, dtype, random_full_configs())

@@ -1,0 +1,38 @@
+"""`python -m kontext trial`: one visitor against app.py, run with random-small, the full-size code
+path narrowed for a CPU (1 MP pictures, the real model's limits), as a GPU run does with random-full."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kontext.cli import main
+
+
+def test_bad_arguments_exit_2_with_one_line(capsys):
+    assert main(["trial", "--steps", "0"]) == 2
+    assert main(["trial", "--side", "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --steps must be from 1 to 100, got 0", "error: --side must be from 64 to 4096 px, got 10"]
+
+
+@pytest.mark.slow
+def test_one_visitor_at_full_size_edits_undoes_and_rerolls(tmp_path, capsys):
+    out = tmp_path / "trial.json"
+    rc = main(["trial", "--model", "random-small", "--steps", "2", "--side", "1024", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert rc == 0, report
+    assert report["ready"].startswith("ready (warm-up") and report["ready_s"] >= report["startup_s"] > 0
+    assert "random-small" in report["banner"] and "random weights" in report["banner"]
+    rows = {r["action"]: r for r in report["actions"]}
+    assert list(rows) == ["upload", "edit 1", "edit 2", "edit 3", "undo", "re-roll"]
+    assert all(r["ok"] and r["error"] is None for r in rows.values())
+    for name in ("edit 1", "edit 2", "edit 3", "re-roll"):
+        r = rows[name]
+        assert r["size"] == "1024x1024"  # the real model's 1 MP default, not the tiny model's sizes
+        # the client waits for the engine, and sees a preview before the result
+        assert 0 < r["engine_s"] < r["client_s"] and 0 < r["first_preview_s"] < r["client_s"]
+    assert rows["undo"]["step"] == 3 and rows["re-roll"]["step"] == 5
+    table = capsys.readouterr().out
+    assert "| edit 1 | " in table and "| re-roll | " in table and "model random-small on cpu" in table
