@@ -80,7 +80,9 @@ def drive(url: str, args: argparse.Namespace, report: dict[str, Any]) -> list[di
     The page's demo-mode banner (None for a real model) goes into `report`."""
     from gradio_client import Client, handle_file
 
-    client = Client(url, verbose=False)
+    # download_files=False: a turn ends when the page's last update arrives, as in a browser (which then
+    # fetches the pictures it shows), not after this client has downloaded every file in the update.
+    client = Client(url, verbose=False, download_files=False)
     banners = [c.get("props", {}).get("value") for c in client.config.get("components", [])
                if c.get("props", {}).get("elem_id") == "demo-banner"]
     report["banner"] = banners[0] if banners else None
@@ -125,13 +127,18 @@ def page_turn(client: Any, api_name: str, key: str, prompt: str, seed: int, step
     pictures = []
     try:
         for out in job:
-            if isinstance(out[0], str):  # a path: a picture on the canvas (else an update without one)
+            if _is_picture(out[0]):  # a picture on the canvas (else an update without one)
                 pictures.append(time.perf_counter() - t0)
         job.result()
     except Exception as e:  # noqa: BLE001 - reported in the row (gr.Error arrives as an exception)
         return time.perf_counter() - t0, None, f"{type(e).__name__}: {e}"[:300]
     first = pictures[0] if len(pictures) > 1 else None  # the last picture is the result itself
     return time.perf_counter() - t0, first, None
+
+
+def _is_picture(value: Any) -> bool:
+    """A file for the canvas: a path, or (without downloads) gradio's file record with a URL."""
+    return isinstance(value, str) or (isinstance(value, dict) and bool(value.get("url") or value.get("path")))
 
 
 def _row(action: str, seconds: float, preview: float | None, h: dict, ok: bool, error: str | None = None,
