@@ -23,6 +23,7 @@ compiled range still run eagerly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -261,12 +262,37 @@ def install(engine: Any, path: Path, load_now: bool = True) -> AotTransformer:
 
 
 def ensure_package(engine: Any, say: Callable[[str], None] | None = None) -> Path:
-    """The engine's package in the cache, compiled first if there is none (on the device: the GPU)."""
+    """The engine's package in the cache, compiled first if there is none (on the device: the GPU).
+
+    Processes sharing the cache (pool workers on one machine, a restart while the old process still
+    compiles) take a lock file beside the package: one compiles, the others wait and then load it."""
+    say = say or (lambda message: None)
     path = artefact_path(engine)
     with engine._lock:
         if not path.is_file():
-            export_and_compile(engine, path, say or (lambda message: None))
+            with _compile_lock(path, say):
+                if not path.is_file():  # another process may have finished it while this one waited
+                    export_and_compile(engine, path, say)
     return path
+
+
+@contextlib.contextmanager
+def _compile_lock(path: Path, say: Callable[[str], None]) -> Any:
+    """An exclusive flock on PATH.lock; released when this process ends, however it ends."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another process that is compiling {path.name}")
+            log.info("waiting for another process compiling %s", path.name)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def prepare(engine: Any, say: Callable[[str], None] | None = None) -> AotTransformer:

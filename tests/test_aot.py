@@ -240,3 +240,32 @@ def test_a_package_that_cannot_load_in_a_worker_leaves_that_worker_eager(tiny_di
     assert r.extra["compiled_calls"] == 0 and engine.aot.fallbacks == 4
     assert np.array_equal(np.asarray(r.image), np.asarray(r2.image))
     assert sum("cannot load the compiled transformer" in m for m in caplog.messages) == 1
+
+
+def test_a_second_process_waits_for_the_one_compiling_and_uses_its_package(tmp_path, monkeypatch):
+    """Pool workers share the cache: while one compiles (holding PACKAGE.lock) another waits, then
+    finds the package and does not compile it again. The lock ends with the process holding it."""
+    import threading
+    from types import SimpleNamespace
+
+    from kontext import aot
+
+    path = tmp_path / "transformer-x.pt2"
+    monkeypatch.setattr(aot, "artefact_path", lambda engine: path)
+    compiled = []
+    monkeypatch.setattr(aot, "export_and_compile", lambda engine, p, say: compiled.append(p) or p.write_bytes(b"mine"))
+    other = subprocess.Popen(  # the other process: takes the lock, "compiles" for a while, exits
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('locked', flush=True); time.sleep(1.5); open(sys.argv[2], 'wb').write(b'theirs')",
+         f"{path}.lock", str(path)], stdout=subprocess.PIPE, text=True)
+    assert other.stdout.readline().strip() == "locked"
+    said: list[str] = []
+    engine = SimpleNamespace(_lock=threading.RLock())
+    assert aot.ensure_package(engine, said.append) == path
+    other.wait(10)
+    assert compiled == [] and path.read_bytes() == b"theirs"
+    assert said == ["waiting for another process that is compiling transformer-x.pt2"]
+    path.unlink()  # nobody else compiling: this process compiles, without waiting
+    said.clear()
+    aot.ensure_package(engine, said.append)
+    assert compiled == [path] and said == []
