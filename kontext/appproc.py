@@ -35,9 +35,17 @@ class AppDidNotStart(RuntimeError):
     """app.py exited or did not answer in time; the message holds the end of its log."""
 
 
-def app_env(model: str, device: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if device == "cpu":  # the same one torch thread in the app and in each worker: like for like
+# The app's own settings (app.py reads them from the environment): a caller's password, login, host,
+# worker pool, ZeroGPU, branding or content check would change what is measured, or hang it.
+SPACE_SETTINGS = ("SPACES_ZERO_GPU", "SPACE_ID", "SYSTEM")
+KEEP = ("KONTEXT_CACHE", "KONTEXT_AOT_DIR")  # where models and packages are cached: reuse them
+
+
+def app_env(model: str, device: str, one_thread: bool = False) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k in KEEP or not (k.startswith("KONTEXT_") or k in SPACE_SETTINGS)}
+    env["PYTHONUNBUFFERED"] = "1"
+    if one_thread and device == "cpu":  # the same one torch thread in the app and in each worker
         env.update(OMP_NUM_THREADS="1", KONTEXT_WORKER_THREADS="1")
     if model == "tiny" or model in RANDOM_MODELS:
         env["HF_HUB_OFFLINE"] = "1"  # made here: nothing to fetch
@@ -45,20 +53,22 @@ def app_env(model: str, device: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_app(args: list[str], *, model: str, device: str, timeout_s: float = 600) -> Iterator[RunningApp]:
-    """`app.py --model MODEL --device DEVICE ARGS` with sessions in a temporary folder."""
+def running_app(args: list[str], *, model: str, device: str, timeout_s: float = 600,
+                one_thread: bool = False) -> Iterator[RunningApp]:
+    """`app.py --model MODEL --device DEVICE ARGS` on 127.0.0.1 with sessions in a temporary folder,
+    served from this process's workers unless ARGS say otherwise (later flags win)."""
     if not (ROOT / "app.py").is_file():
         from .errors import UserError
 
         raise UserError("this command starts app.py: run it from a checkout of the playground")
     with tempfile.TemporaryDirectory(prefix="kontext-app-") as tmp:
         port = _free_port()
-        cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", model, "--device", device,
-               "--data-dir", str(Path(tmp, "sessions")), *args]
+        cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port), "--workers", "local",
+               "--model", model, "--device", device, "--data-dir", str(Path(tmp, "sessions")), *args]
         log_path = Path(tmp, "app.log")
-        log = open(log_path, "wb")
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=app_env(model, device), stdout=log, stderr=log)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=app_env(model, device, one_thread), stdout=log, stderr=log)
         try:
             url = f"http://127.0.0.1:{port}/"
             app = RunningApp(url, 0.0, log_path, proc)
@@ -72,7 +82,7 @@ def running_app(args: list[str], *, model: str, device: str, timeout_s: float = 
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            log.close()
+                proc.wait()
 
 
 def _free_port() -> int:

@@ -26,7 +26,7 @@ from .images import to_rgb
 from .loras import LoraSet
 from .masks import check_mask, coverage, paste
 from .previews import PREVIEW_MODES, EstimateTap, LatentPreviewer
-from .randomfull import RANDOM_FULL, RANDOM_MODELS, RANDOM_REVISION, build_for
+from .randomfull import RANDOM_FULL, RANDOM_MODELS, build_for
 from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, memory_hint, speed_context
 from .tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
 
@@ -196,11 +196,11 @@ class Engine:
             raise ModelLoadError(f"{RANDOM_FULL} is FLUX.1 Kontext's full-size architecture (17 B parameters) "
                                  "and needs a CUDA GPU with about 40 GB; on a CPU use random-small or tiny")
         try:
-            pipe = build_for(model, device, dtype, offload=speed.offload != "none")
+            pipe, revision = build_for(model, device, dtype)
         except torch.OutOfMemoryError as e:
             raise ModelLoadError(f"not enough GPU memory to build {model} on {device}: start with --mode auto, "
                                  f"which fits the GPU's memory ({memory_hint()})") from e
-        return cls.from_pipeline(pipe, model, P.REAL_PROFILE, device, revision=RANDOM_REVISION, speed=speed)
+        return cls.from_pipeline(pipe, model, P.REAL_PROFILE, device, revision=revision, speed=speed)
 
     @classmethod
     def from_pipeline(cls, pipe: Any, model: str, profile: P.Profile, device: str, *, revision: str = "",

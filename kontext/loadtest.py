@@ -76,7 +76,7 @@ def run_setup(args: argparse.Namespace, kind: str, replicas: int, label: str) ->
     flags = ["--mode", args.mode, "--no-warmup", "--max-waiting", str(max(16, args.clients))]
     flags += ["--workers", "ray", "--replicas", str(replicas)] if kind == "ray" else []
     try:
-        with running_app(flags, model=args.model, device=args.device) as app:
+        with running_app(flags, model=args.model, device=args.device, one_thread=True) as app:
             row["startup_s"] = app.startup_s
             row.update(drive(app.url, args))
     except AppDidNotStart as e:

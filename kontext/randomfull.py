@@ -8,14 +8,16 @@ Two built-in model names besides "tiny":
 - `random-small`: the same classes and the same full-size behaviour (1 MP images, 28 steps, the real
   model's size limits) with every layer narrowed, so a CPU runs the full-size code path in seconds.
 
-Both are seeded: one process builds the same weights every time, so outputs can be compared.
-Their images are noise, like the tiny model's.
+Both are seeded: a build on the same kind of device gives the same weights every time, so outputs can
+be compared (the revision names the device kind). Their images are noise, like the tiny model's.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+log = logging.getLogger("kontext.randomfull")
 RANDOM_FULL = "random-full"
 RANDOM_SMALL = "random-small"
 RANDOM_MODELS = (RANDOM_FULL, RANDOM_SMALL)
@@ -54,10 +56,15 @@ def random_small_configs() -> dict[str, dict[str, Any]]:
 
 
 def build_random_pipeline(device: str, dtype: Any, configs: dict[str, dict[str, Any]] | None = None) -> Any:
-    """A FluxKontextPipeline of the given configs with random weights, built directly on `device`.
+    """A FluxKontextPipeline of the given configs with random weights, every part built on `device`."""
+    return _build(dtype, configs or random_full_configs(), lambda name, size: device)[0]
 
-    Seeded, so every build in one process gets the same weights. The tokenizers are the tiny model's
-    (built from Python data); their ids fit the real vocabularies.
+
+def _build(dtype: Any, cfg: dict[str, dict[str, Any]], where: Any) -> tuple[Any, dict[str, str]]:
+    """Build each part on the device `where(name, bytes)` picks; (pipeline, {part: device}).
+
+    Each part is seeded on its own, so its weights do not depend on the others or on the order. The
+    tokenizers are the tiny model's (built from Python data); their ids fit the real vocabularies.
     """
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
@@ -65,35 +72,61 @@ def build_random_pipeline(device: str, dtype: Any, configs: dict[str, dict[str, 
 
     from .tiny import _tokenizers
 
-    cfg = configs or random_full_configs()
-    clip_tok, t5_tok = _tokenizers()
-    torch.manual_seed(0)
+    factories = {
+        "transformer": lambda: FluxTransformer2DModel(**cfg["transformer"]),
+        "vae": lambda: AutoencoderKL(**cfg["vae"]),
+        "text_encoder_2": lambda: T5EncoderModel(T5Config(**cfg["t5"])),
+        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**cfg["clip"])),
+    }
+    parts: dict[str, Any] = {}
+    places: dict[str, str] = {}
     old = torch.get_default_dtype()
     try:
-        with torch.device(device):
-            torch.set_default_dtype(dtype)
-            transformer = FluxTransformer2DModel(**cfg["transformer"]).eval()
-            vae = AutoencoderKL(**cfg["vae"]).eval()
-            t5 = T5EncoderModel(T5Config(**cfg["t5"])).eval()
-            clip = CLIPTextModel(CLIPTextConfig(**cfg["clip"])).eval()
+        torch.set_default_dtype(dtype)
+        for name, make in factories.items():
+            with torch.device("meta"):  # free: only to know the size before choosing where to build
+                size = sum(p.numel() * p.element_size() for p in make().parameters())
+            places[name] = where(name, size)
+            torch.manual_seed(0)
+            with torch.device(places[name]):
+                parts[name] = make().eval()
     finally:
         torch.set_default_dtype(old)
+    clip_tok, t5_tok = _tokenizers()
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
-    return FluxKontextPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok,
-                               text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
+    return FluxKontextPipeline(scheduler=scheduler, tokenizer=clip_tok, tokenizer_2=t5_tok, **parts), places
 
 
-def build_for(model: str, device: str, dtype: Any, offload: bool) -> Any:
-    """The pipeline of `model` (one of RANDOM_MODELS), built where it will run.
+def placer(model: str, device: str, free: Any) -> Any:
+    """where(part, bytes) for `_build`: `device` while the part fits in `free()` bytes of GPU memory
+    with a margin, else the CPU (with a warning: slow). `free` None: no usable GPU."""
+    margin = 2 * 2**30  # the first edit's activations, the allocator's slack
 
-    random-full is built straight on the GPU (initialising 17 B parameters on a CPU takes minutes) unless
-    the speed mode offloads, which needs the weights in CPU memory first. The caller (kontext.engine)
-    refuses random-full without a GPU.
+    def where(name: str, size: int) -> str:
+        if free is not None and size + margin < free():
+            return device
+        log.warning("building %s of %s (%.1f GB) in CPU memory: this takes minutes", name, model, size / 1e9)
+        return "cpu"
+    return where
+
+
+def build_for(model: str, device: str, dtype: Any) -> tuple[Any, str]:
+    """The pipeline of `model` (one of RANDOM_MODELS), and the revision that names its weights.
+
+    random-full's parts are built on the GPU where they fit in its free memory (initialising 17 B
+    parameters on a CPU takes minutes); the speed mode then places them (offload moves them out).
+    A part that does not fit, or any part on ZeroGPU (whose main process has no real GPU), is built
+    in CPU memory. CUDA and CPU draw different random numbers, so the revision says which built them.
+    The caller (kontext.engine) refuses random-full without a GPU.
     """
+    import torch
+
     from .gpu import on_zerogpu
 
     if model == RANDOM_SMALL:
-        return build_random_pipeline("cpu", dtype, random_small_configs())
-    # On ZeroGPU the main process has no real GPU: build in CPU memory, placed like loaded weights.
-    on_cpu = offload or on_zerogpu() or not device.startswith("cuda")
-    return build_random_pipeline("cpu" if on_cpu else device, dtype, random_full_configs())
+        return build_random_pipeline("cpu", dtype, random_small_configs()), f"{RANDOM_REVISION}-cpu"
+    cuda = device.startswith("cuda") and not on_zerogpu()
+    where = placer(model, device, (lambda: torch.cuda.mem_get_info(torch.device(device))[0]) if cuda else None)
+    pipe, places = _build(dtype, random_full_configs(), where)
+    kinds = {"cpu" if p == "cpu" else "cuda" for p in places.values()}
+    return pipe, f"{RANDOM_REVISION}-{kinds.pop() if len(kinds) == 1 else 'mixed'}"

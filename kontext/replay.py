@@ -163,11 +163,12 @@ HEADER = f"{'step':>5}  {'kind':<6}  {'seed':>10}  {'same':>6}  {'max diff':>8} 
 def _recorded_model(manifest: Any) -> str:
     """The export's model, when it is one this app knows; a file must not make us load anything else."""
     from .engine import REAL_MODEL_ID
+    from .randomfull import RANDOM_MODELS
     from .tiny import TINY_ID
 
     info = manifest.get("model")
     recorded = info.get("id") if isinstance(info, dict) else None
-    if recorded in (TINY_ID, REAL_MODEL_ID):
+    if recorded in (TINY_ID, REAL_MODEL_ID, *RANDOM_MODELS):
         return recorded
     raise UserError(f"the export names model {str(recorded)[:80]!r}; choose the model to replay it with --model")
 

@@ -35,28 +35,49 @@ def add_trial_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_trial(args: argparse.Namespace) -> int:
+    import signal
+
     from .appproc import AppDidNotStart, running_app
 
     if not 1 <= args.steps <= 100:
         raise UserError(f"--steps must be from 1 to 100, got {args.steps}")
     if not 64 <= args.side <= 4096:
         raise UserError(f"--side must be from 64 to 4096 px, got {args.side}")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise UserError(f"--json: the folder of {args.json} does not exist")
     report: dict[str, Any] = {"args": vars(args), "actions": [], "error": None}
+
+    def save() -> None:  # after every action: a run stopped part-way keeps what it measured
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+    def on_term(signum: int, frame: Any) -> None:  # a time limit's SIGTERM: stop the app, report
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         with running_app(["--mode", args.mode], model=args.model, device=args.device, timeout_s=1800) as app:
-            report["startup_s"] = app.startup_s
-            print(f"[trial] the app answers after {app.startup_s} s; waiting for its warm-up", file=sys.stderr,
-                  flush=True)
-            report["ready_s"], report["ready"] = wait_ready(app, 1800)
-            report["actions"] = drive(app.url, args, report)
-            report["app_log_tail"] = app.log_tail(60)
+            try:
+                report["startup_s"] = app.startup_s
+                print(f"[trial] the app answers after {app.startup_s} s; waiting for its warm-up",
+                      file=sys.stderr, flush=True)
+                report["ready_s"], report["ready"] = wait_ready(app, 1800)
+                if not report["ready"].startswith("ready"):
+                    report["error"] = f"the app's {report['ready']}"  # the turns still run: what do they do?
+                save()
+                drive(app.url, args, report, save)
+            finally:
+                report["app_log_tail"] = app.log_tail(80)  # the folder holding the log goes with the app
     except AppDidNotStart as e:
         report["error"] = str(e)
+    except KeyboardInterrupt:
+        report["error"] = f"stopped (SIGTERM or Ctrl-C) after {len(report['actions'])} actions"
     except Exception as e:  # noqa: BLE001 - a failure of the app under test is the result
         report["error"] = f"{type(e).__name__}: {e}"[:1000]
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(format_report(report))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(format_report(report), flush=True)
+    save()
     ok = report["error"] is None and report["actions"] and all(a["ok"] for a in report["actions"])
     return 0 if ok else 1
 
@@ -75,46 +96,57 @@ def wait_ready(app: Any, timeout_s: float) -> tuple[float, str]:
     raise RuntimeError(f"the app's warm-up did not end within {timeout_s:.0f} s")
 
 
-def drive(url: str, args: argparse.Namespace, report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Upload, three edits, undo, re-roll; one row per action, checked against the history after it.
-    The page's demo-mode banner (None for a real model) goes into `report`."""
+def drive(url: str, args: argparse.Namespace, report: dict[str, Any], save: Any) -> None:
+    """Upload, three edits, undo, re-roll, each through the page's own event; one row per action in
+    `report["actions"]`, checked against the history after it. Also the page's demo-mode banner
+    (None for a real model). Undo is sent without the tab's state (a client has none), so it redraws
+    the whole timeline where a browser's undo sends only the selection."""
     from gradio_client import Client, handle_file
 
     # download_files=False: a turn ends when the page's last update arrives, as in a browser (which then
     # fetches the pictures it shows), not after this client has downloaded every file in the update.
     client = Client(url, verbose=False, download_files=False)
-    banners = [c.get("props", {}).get("value") for c in client.config.get("components", [])
-               if c.get("props", {}).get("elem_id") == "demo-banner"]
-    report["banner"] = banners[0] if banners else None
-    key = client.predict(api_name="/new_session")
-    history = lambda: client.predict(key, api_name="/history")  # noqa: E731
-    rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="kontext-trial-") as tmp:
-        picture = Path(tmp, "start.png")
-        test_picture(args.side).save(picture)
-        t0 = time.perf_counter()
-        _, h = client.predict(key, handle_file(str(picture)), api_name="/upload")
-        rows.append(_row("upload", time.perf_counter() - t0, None, h, h["path"] == [1]))
-    for i, prompt in enumerate(PROMPTS):
-        seconds, preview, error = page_turn(client, "/ui_edit", key, prompt, seed=i + 1, steps=args.steps)
+    try:
+        banners = [c.get("props", {}).get("value") for c in client.config.get("components", [])
+                   if c.get("props", {}).get("elem_id") == "demo-banner"]
+        report["banner"] = banners[0] if banners else None
+        key = client.predict(api_name="/new_session")
+
+        def history() -> dict[str, Any]:
+            return client.predict(key, api_name="/history")
+
+        def record(row: dict[str, Any]) -> None:
+            report["actions"].append(row)
+            save()
+
+        with tempfile.TemporaryDirectory(prefix="kontext-trial-") as tmp:
+            picture = Path(tmp, "start.png")
+            test_picture(args.side).save(picture)
+            t0 = time.perf_counter()
+            client.predict(key, handle_file(str(picture)), api_name="/ui_upload")
+            seconds = time.perf_counter() - t0
         h = history()
-        ok = error is None and len(h["path"]) == i + 2 and h["step"]["prompt"] == prompt
-        rows.append(_row(f"edit {i + 1}", seconds, preview, h, ok, error, engine=True))
-    t0 = time.perf_counter()
-    client.predict(key, api_name="/ui_undo")
-    seconds = time.perf_counter() - t0
-    h = history()
-    rows.append(_row("undo", seconds, None, h, h["path"] == [1, 2, 3] and h["can_redo"]))
-    before = h["step"]
-    seconds, preview, error = page_turn(client, "/ui_reroll", key, "", seed=0, steps=args.steps)
-    h = history()
-    rolled = h["step"] or {}
-    # A sibling of step 3: same parent and prompt, another seed, the other branch kept.
-    ok = (error is None and rolled.get("id") == 5 and rolled.get("parent") == before["parent"]
-          and rolled.get("prompt") == before["prompt"] and rolled.get("seed") != before["seed"]
-          and len(h["steps"]) == 5)
-    rows.append(_row("re-roll", seconds, preview, h, ok, error, engine=True))
-    return rows
+        record(_row("upload", seconds, None, h, h["path"] == [1]))
+        for i, prompt in enumerate(PROMPTS):
+            seconds, preview, error = page_turn(client, "/ui_edit", key, prompt, seed=i + 1, steps=args.steps)
+            h = history()
+            ok = error is None and len(h["path"]) == i + 2 and h["step"]["prompt"] == prompt
+            record(_row(f"edit {i + 1}", seconds, preview, h, ok, error, engine=True))
+        t0 = time.perf_counter()
+        client.predict(key, api_name="/ui_undo")
+        seconds = time.perf_counter() - t0
+        h = history()
+        record(_row("undo", seconds, None, h, h["path"] == [1, 2, 3] and h["can_redo"]))
+        before = h["step"]
+        seconds, preview, error = page_turn(client, "/ui_reroll", key, "", seed=0, steps=args.steps)
+        h = history()
+        rolled = h["step"] or {}
+        # A sibling of step 3: same parent and prompt, the other branch kept.
+        ok = (error is None and rolled.get("id") == 5 and rolled.get("parent") == before["parent"]
+              and rolled.get("prompt") == before["prompt"] and len(h["steps"]) == 5)
+        record(_row("re-roll", seconds, preview, h, ok, error, engine=True))
+    finally:
+        client.close()
 
 
 def page_turn(client: Any, api_name: str, key: str, prompt: str, seed: int, steps: int) -> tuple[float, Any, Any]:
@@ -170,11 +202,13 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", "| action | client s | first preview s | engine s | step | size | ok |",
               "|---|---|---|---|---|---|---|"]
     for r in report["actions"]:
-        ok = "yes" if r["ok"] else "NO" + (f": {r['error']}" if r["error"] else "")
+        ok = "yes" if r["ok"] else "NO" + (f": {' '.join(r['error'].split())}" if r["error"] else "")
         lines.append(f"| {r['action']} | {r['client_s']} | {_fmt(r['first_preview_s'])} | {_fmt(r['engine_s'])} | "
                      f"{r['step']} | {r['size'] or '-'} | {ok.replace('|', '/')} |")
     if report["error"]:
         lines.append(f"\nerror: {report['error']}")
+        if report.get("app_log_tail"):
+            lines.append(f"the app's log ends: {report['app_log_tail']}")
     return "\n".join(lines)
 
 

@@ -18,17 +18,20 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
     # The pinned packages, then their own dependencies (huggingface_hub, fastapi, pydantic, ...), minus
     # what the GPU machine's image already has (its package list, as the device tool's notes give it):
     # the working tree that travels is limited to 64 MiB, and gradio alone is 30 MB. (idna and regex are
-    # carried anyway: small, and httpx2 and transformers need recent ones.)
+    # carried anyway: small, and transformers needs a recent regex; so are anyio and typing-extensions,
+    # whose versions there are unknown and which pydantic and starlette need recent.)
     PINNED="diffusers==0.42.1 transformers==5.23.0 torchao==0.17.0 gradio==6.31.0 gradio_client==2.7.2"
-    MACHINE_HAS="absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs certifi
+    MACHINE_HAS="absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc attrs certifi
         charset-normalizer click cloudpickle colorama contourpy cycler filelock fonttools frozenlist fsspec h11
         hf-xet httpcore httpx huggingface-hub jinja2 joblib kiwisolver markdown markdown-it-py markupsafe
         matplotlib mdurl ml-dtypes mpmath msgpack multidict networkx numpy packaging pandas peft pillow pip
         protobuf psutil pygments pyparsing python-dateutil pyyaml requests rich safetensors scipy
-        sentencepiece setuptools shellingham six sympy tokenizers torch tqdm triton typer typing-extensions
+        sentencepiece setuptools shellingham six sympy tokenizers torch tqdm triton typer
         tzdata urllib3 uvloop werkzeug wheel wrapt xxhash yarl zipp"
+    # Versions the machine was seen with: resolve against them, so nothing is pulled for a newer one.
+    printf '%s\n' huggingface-hub==1.33.0 tokenizers==0.23.2 numpy==2.5.2 safetensors==0.8.0 >/tmp/kontext-seen.txt
     rm -rf .whl /tmp/kontext-wheels && mkdir -p .whl /tmp/kontext-wheels
-    python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
+    python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp -c /tmp/kontext-seen.txt \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
         -d /tmp/kontext-wheels $PINNED || exit $?
@@ -138,5 +141,5 @@ if [ $((DEADLINE - SECONDS)) -gt 60 ]; then
 fi
 
 # Tables only, for reading at a glance.
-grep -h -e '^|' -e '^== ' "$LOG" >"$OUT/summary.md"
+grep -h -e '^|' -e '^== ' -e '^One visitor' -e '^app answering' -e '^banner: ' -e '^error: ' "$LOG" >"$OUT/summary.md"
 echo "done in ${SECONDS}s; results in $OUT" | tee -a "$LOG"

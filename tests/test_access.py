@@ -83,6 +83,7 @@ def test_random_weight_models_get_a_banner_that_says_so_and_a_real_model_none():
     assert "random weights" in full and "speed and memory are the real model's" in full and "noise" in full
     small = demo_banner("random-small", Settings())
     assert "random weights" in small and "speed is not the real model's" in small
-    on_space = demo_banner("random-full", Settings(on_space=True))
+    on_space = demo_banner("random-full", Settings(on_space=True), "cuda")
     assert "has no GPU" not in on_space and "KONTEXT_MODEL" in on_space and "HF_TOKEN" in on_space
+    assert "has no GPU" in demo_banner("random-small", Settings(on_space=True), "cpu")
     assert demo_banner("black-forest-labs/FLUX.1-Kontext-dev", Settings()) is None

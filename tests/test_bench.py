@@ -94,11 +94,33 @@ def test_random_small_is_the_random_full_code_path_narrowed():
     assert small["vae"]["latent_channels"] == 16 and small["t5"]["vocab_size"] == full["t5"]["vocab_size"]
     engine = Engine.load("random-small", device="cpu")
     assert torch.get_default_dtype() == torch.float32
-    assert engine.profile == REAL_PROFILE and engine.model_id == "random-small" and engine.revision == "random-seed0"
+    assert engine.profile == REAL_PROFILE and engine.model_id == "random-small"
+    assert engine.revision == "random-seed0-cpu"  # CPU and CUDA draw different weights: the name says which
     result = engine.edit(None, "a kite", seed=0, steps=2, width=256, height=256)
     assert result.image.size == (256, 256) and result.model == "random-small"
     again = Engine.load("random-small", device="cpu").edit(None, "a kite", seed=0, steps=2, width=256, height=256)
     assert again.image.tobytes() == result.image.tobytes()  # seeded: the same weights every build
+
+
+def test_random_full_parts_go_to_the_gpu_while_they_fit_and_the_rest_to_the_cpu():
+    """On a 24 GB card the 23.8 GB transformer cannot be built on the GPU (built in CPU memory, slow);
+    the encoders and the VAE can. Sizes from a build on the meta device."""
+    from kontext.randomfull import _build, placer, random_full_configs
+
+    free = [24e9]
+    gpu = placer("random-full", "cuda", lambda: free[0])
+    sizes = {}
+
+    def where(name, size):
+        sizes[name] = size
+        return "meta"
+    _build(torch.bfloat16, random_full_configs(), where)
+    assert round(sizes["transformer"] / 1e9, 1) == 23.8 and round(sizes["text_encoder_2"] / 1e9, 1) == 9.5
+    assert {n: gpu(n, b) for n, b in sizes.items()} == {"transformer": "cpu", "vae": "cuda", "text_encoder_2": "cuda",
+                                                         "text_encoder": "cuda"}
+    free[0] = 141e9  # an H200: everything on the GPU
+    assert {gpu(n, b) for n, b in sizes.items()} == {"cuda"}
+    assert placer("random-full", "cuda", None)("vae", 1) == "cpu"  # no usable GPU (ZeroGPU's main process)
 
 
 def test_random_full_is_refused_without_a_gpu():

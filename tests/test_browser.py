@@ -117,10 +117,10 @@ def test_upload_edit_undo_timeline_compare(app, browser, tmp_path, viewport):
 
 
 def started_page(app, browser, tmp_path):
-    """A fresh page with one uploaded picture (step #1)."""
+    """A fresh page with one uploaded picture (step #1). `browser` may be a context (tabs sharing storage)."""
     src = tmp_path / "photo.png"
     Image.effect_noise((96, 96), 50).convert("RGB").save(src)
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(**({} if hasattr(browser, "pages") else {"viewport": {"width": 1280, "height": 900}}))
     page.goto(app)
     page.wait_for_selector("#canvas")
     wait_status(page, "Upload an image")
@@ -150,21 +150,55 @@ def test_text_helper_and_start_over(app, browser, tmp_path):
     page.close()
 
 
+def slow_edit_settings(page, steps=50):
+    """50 steps at the largest size: an edit slow enough to act on while it runs."""
+    page.get_by_text("Advanced").click()
+    box = page.locator("#steps input[type=number]")
+    for _ in range(5):  # the slider's box commits on Enter/blur; under load the first fill can be lost
+        box.fill(str(steps))
+        box.press("Enter")
+        page.locator("#steps input[type=range]").wait_for()
+        page.wait_for_timeout(300)
+        if page.locator("#steps input[type=range]").input_value() == str(steps):
+            break
+    assert page.locator("#steps input[type=range]").input_value() == str(steps)
+    page.locator("#size input").click()
+    page.get_by_role("option").last.click()
+
+
+def test_a_second_tab_follows_the_edit_its_session_runs(app, browser, tmp_path):
+    """Two tabs share a session (its key is in the browser's storage). Edit pressed in the second
+    while the first one's edit runs: the words stay, Stop shows, and when that edit ends the second
+    tab shows its result and the Edit button again (its timer watched for the end)."""
+    from ui.events import NOTE_BUSY
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    first = started_page(app, ctx, tmp_path)
+    second = ctx.new_page()
+    second.goto(app)
+    wait_status(second, "Step #1")
+    first.bring_to_front()  # a background tab does not commit typed values
+    slow_edit_settings(first)
+    first.fill("#prompt textarea", "the first tab's edit")
+    first.click("#edit-btn")
+    wait_status(first, "of 50")
+    second.bring_to_front()
+    second.fill("#prompt textarea", "typed in the second tab")
+    second.click("#edit-btn")
+    second.wait_for_selector(f"#type-ahead-note >> text={NOTE_BUSY[:40]}")
+    assert second.locator("#stop-btn").is_visible()
+    wait_status(first, "Step #2", timeout=120_000)
+    second.wait_for_selector("#edit-btn", state="visible", timeout=15_000)
+    wait_status(second, "Step #2")
+    assert thumbs(second).count() == 2 and not second.locator("#stop-btn").is_visible()
+    assert second.input_value("#prompt textarea") == "typed in the second tab"  # the words are kept
+    ctx.close()
+
+
 def test_stop_leaves_everything_as_before(app, browser, tmp_path):
     page = started_page(app, browser, tmp_path)
     original = canvas_src(page)
-    page.get_by_text("Advanced").click()
-    steps = page.locator("#steps input[type=number]")
-    for _ in range(5):  # the slider's box commits on Enter/blur; under load the first fill can be lost
-        steps.fill("50")
-        steps.press("Enter")
-        page.locator("#steps input[type=range]").wait_for()
-        page.wait_for_timeout(300)
-        if page.locator("#steps input[type=range]").input_value() == "50":
-            break
-    assert page.locator("#steps input[type=range]").input_value() == "50"
-    page.locator("#size input").click()
-    page.get_by_role("option").last.click()  # the largest size: slow enough to stop mid-way
+    slow_edit_settings(page)
     page.fill("#prompt textarea", "this edit is stopped")
     page.click("#edit-btn")
     wait_status(page, "of 50")

@@ -195,8 +195,9 @@ class Wiring:
         check_signed_in(self.login, profile)
         p = self.p
         if self.s.queue.has_turn(key) or key in self.active:
-            # Enter while this session's turn (or chain) runs: keep the words, change nothing else.
-            yield {p.extra["note"]: NOTE_BUSY}
+            # This session's turn (or chain) runs, started by this tab or another: keep the words, and
+            # let this tab's timer watch for the end, to show the result and the Edit button here too.
+            yield {p.extra["note"]: NOTE_BUSY, p.extra["watch"]: gr.Timer(active=True)}
             return
         self.active.add(key)
         try:
@@ -245,6 +246,13 @@ class Wiring:
             else:
                 status = f"Step {item.step} of {item.total}…"
             yield {p.status: status, **busy, **({p.canvas: item.preview} if item.preview is not None else {})}
+
+    def watch(self, key: str, shown: Any = None) -> dict[Any, Any]:
+        """A tick of the tab's timer while a turn of its session runs elsewhere: nothing while it runs;
+        once it has ended (and been committed), its result, the Edit button, and the timer off."""
+        if self.s.queue.has_turn(key) or key in self.active:
+            return {}
+        return {**self.redraw(key), **self.idle(), self.p.extra["watch"]: gr.Timer(active=False)}
 
     def busy(self) -> dict[Any, Any]:
         """Stop shown, Edit hidden: the moment a turn is asked for."""
@@ -360,7 +368,7 @@ class Wiring:
         example chains), which Stop must cancel too."""
         p, f = self.p, friendly
         views = self.view_outputs
-        edit_outputs = [*views, p.seed, p.extra["ran"], p.extra["note"], p.edit_btn, p.stop_btn]
+        edit_outputs = [*views, p.seed, p.extra["ran"], p.extra["note"], p.edit_btn, p.stop_btn, p.extra["watch"]]
         x = p.extra
         controls = [p.key, p.shown, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"],
                     x["draft"], x["mask_name"], x["loras"], x["ref2_name"], x["ref3_name"], x["role1"], x["role2"],
@@ -406,6 +414,8 @@ class Wiring:
                          api_visibility="undocumented")
 
         nav = dict(queue=False, api_visibility="undocumented")
+        x["watch"].tick(f(self.watch), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, x["note"], x["watch"]],
+                        api_name="ui_watch", show_progress="hidden", **nav)
         # Uploads decode and re-encode up to 40 MP: queued, two at a time, never blocking undo/redo.
         # preprocess=False: the raw upload reaches kontext.images, which answers every bad file itself
         # (gradio's own decoding would fail first, with no message on the page).

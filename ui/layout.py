@@ -65,7 +65,7 @@ def render_header(engine: Engine, settings: Settings | None = None) -> None:
         gr.Markdown(f"# {brand.title}\n{brand.description}", elem_id="title")
         if settings.login == "hf":
             gr.LoginButton(size="sm", scale=0, min_width=220, elem_id="login")
-    banner = demo_banner(engine.model_id, settings)
+    banner = demo_banner(engine.model_id, settings, engine.device)
     if banner:
         gr.Markdown(banner, elem_id="demo-banner", elem_classes=["banner"])
     gr.Markdown(storage_note(settings) + (" " + zerogpu_note() if settings.zerogpu else ""),
@@ -95,7 +95,7 @@ RANDOM_WORDS = {
 }
 
 
-def demo_banner(model_id: str, settings: Settings) -> str | None:
+def demo_banner(model_id: str, settings: Settings, device: str = "cpu") -> str | None:
     """For a model without trained weights (tiny, random-full, random-small): why the images are noise,
     and what to do to edit real pictures, for where the app runs. None for a real model."""
     if model_id == "tiny":
@@ -105,7 +105,7 @@ def demo_banner(model_id: str, settings: Settings) -> str | None:
         text = RANDOM_WORDS[model_id]
     else:
         return None
-    if settings.on_space and model_id == "tiny":  # what a Space without a GPU falls back to
+    if settings.on_space and device == "cpu" and not settings.zerogpu:  # a Space without a GPU
         return text + ("This Space has no GPU: in its settings " + HARDWARE_HINT + ", and add the secret "
                        "`HF_TOKEN` of an account that accepted the model's licence.")
     if settings.on_space:
@@ -236,6 +236,8 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
     page.drift = gr.Markdown("", elem_id="drift", elem_classes=["hint"])
     page.extra["note"] = gr.Markdown("", elem_id="type-ahead-note", elem_classes=["hint"])
     page.extra["ran"] = gr.Textbox(visible=False, elem_id="ran-prompt")  # the instruction a finished turn ran
+    # Ticks only while this tab waits for a turn of its session that runs elsewhere (ui/events.py watch).
+    page.extra["watch"] = gr.Timer(1.0, active=False)
 
 
 def render_timeline(page: Page, label: str = "Timeline: click a step to go back to it (the next edit starts a new "

@@ -10,7 +10,6 @@ from typing import Any
 
 import gradio as gr
 
-from kontext.errors import UserError
 from kontext.examples import Catalog
 from kontext.session import EditOptions
 from kontext.turns import Done, stream
@@ -48,7 +47,10 @@ class Showcase:
         check_signed_in(self.w.login, profile)
         chain = self.catalog.chains[int(index)]
         if self.s.queue.has_turn(key) or key in self.w.active:
-            raise UserError("an edit of this session is already running: wait for it, or press Stop")
+            # Not an error: this tab keeps (or gets) Stop and watches for the running turn's end (ui/events.py).
+            gr.Warning("An edit of this session is already running: start the example when it ends.")
+            yield {self.p.extra["note"]: "", self.p.extra["watch"]: gr.Timer(active=True)}
+            return
         self.w.active.add(key)  # an Enter between two turns must not slip its own edit in
         try:
             yield from self._run_chain(key, chain)
@@ -109,7 +111,7 @@ class Showcase:
         x, p = self.p.extra, self.p
         if "chains" not in x:
             return []
-        outs = [*self.w.view_outputs, p.seed, p.edit_btn, p.stop_btn, x["note"]]
+        outs = [*self.w.view_outputs, p.seed, p.edit_btn, p.stop_btn, x["note"], x["watch"]]
         return [self.w.after_busy(x["chains"].click, friendly(self.chain), "ui_chain", [p.key, p.shown, x["chains"]],
                                   outs)]
 
