@@ -169,7 +169,8 @@ def slow_edit_settings(page, steps=50):
 def test_a_second_tab_follows_the_edit_its_session_runs(app, browser, tmp_path):
     """Two tabs share a session (its key is in the browser's storage). Edit pressed in the second
     while the first one's edit runs: the words stay, Stop shows, and when that edit ends the second
-    tab shows its result and the Edit button again (its timer watched for the end)."""
+    tab shows its result and the Edit button again (its timer watched for the end). Stop pressed
+    there stops the first tab's edit."""
     from ui.events import NOTE_BUSY
 
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -192,6 +193,20 @@ def test_a_second_tab_follows_the_edit_its_session_runs(app, browser, tmp_path):
     wait_status(second, "Step #2")
     assert thumbs(second).count() == 2 and not second.locator("#stop-btn").is_visible()
     assert second.input_value("#prompt textarea") == "typed in the second tab"  # the words are kept
+    # Stop in the second tab stops the edit the first one runs: nothing changes in either.
+    first.bring_to_front()
+    first.fill("#prompt textarea", "stopped from the other tab")
+    first.click("#edit-btn")
+    wait_status(first, "of 50")
+    second.bring_to_front()
+    second.click("#edit-btn")
+    second.wait_for_selector("#stop-btn", state="visible")
+    second.click("#stop-btn")
+    first.wait_for_selector("#edit-btn", state="visible", timeout=15_000)
+    wait_status(first, "Step #2")
+    second.wait_for_selector("#edit-btn", state="visible", timeout=15_000)
+    first.wait_for_timeout(1500)  # a late result would have landed by now
+    assert thumbs(first).count() == 2 and thumbs(second).count() == 2
     ctx.close()
 
 
