@@ -166,13 +166,25 @@ def slow_edit_settings(page, steps=50):
     page.get_by_role("option").last.click()
 
 
-def test_a_second_tab_follows_the_edit_its_session_runs(app, browser, tmp_path):
+def test_a_second_tab_follows_the_edit_its_session_runs(app, browser, tmp_path, engine, monkeypatch):
     """Two tabs share a session (its key is in the browser's storage). Edit pressed in the second
     while the first one's edit runs: the words stay, Stop shows, and when that edit ends the second
     tab shows its result and the Edit button again (its timer watched for the end). Stop pressed
     there stops the first tab's edit."""
+    import time
+
     from ui.events import NOTE_BUSY
 
+    real_edit = engine.edit
+
+    def slow_edit(*args, on_step=None, **kw):  # 0.1 s a step: a turn long enough to act on in each tab
+        def step(ev):
+            time.sleep(0.1)
+            if on_step is not None:
+                on_step(ev)
+        return real_edit(*args, on_step=step, **kw)
+
+    monkeypatch.setattr(engine, "edit", slow_edit)  # the app fixture serves this engine, in this process
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     first = started_page(app, ctx, tmp_path)
     second = ctx.new_page()
