@@ -219,7 +219,7 @@ def _case(engine: Any, size: str) -> dict[str, Any]:
     return {"size": size, "width": px, "height": px, "edit": edit}
 
 
-def _test_image(width: int, height: int) -> Any:
+def fixed_picture(width: int, height: int) -> Any:
     """A fixed picture with smooth colour and edges, the same on every machine."""
     import numpy as np
     from PIL import Image, ImageDraw
@@ -239,7 +239,7 @@ def _time_case(engine: Any, case: dict, steps: int, runs: int, seed: int, output
 
     cuda = engine.device.startswith("cuda")
     w, h = case["width"], case["height"]
-    image = _test_image(w, h) if case["edit"] else None
+    image = fixed_picture(w, h) if case["edit"] else None
     # One short edit at this size first, so a recompile for a new shape is not in the timed runs.
     t0 = time.perf_counter()
     engine.edit(image, PROMPT, seed=seed, steps=2, width=w, height=h)

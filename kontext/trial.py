@@ -3,7 +3,7 @@
 It starts the app (with its warm-up, as a host would), waits until the warm-up is done, then through
 gradio_client and the page's own events (so live previews stream as they do in a browser): upload a
 picture, three edits each on the previous result, an undo, a re-roll. For every action: seconds from
-submit to the final answer, seconds to the first live preview, the engine's own seconds for the step,
+submit until the page's last update arrives, seconds to the first live preview, the engine's own seconds for the step,
 and whether the history is what it must be afterwards. Then the app is stopped.
 This is the whole playground at whatever size the model runs (`--model random-full` on a GPU: full size).
 """
@@ -103,6 +103,8 @@ def drive(url: str, args: argparse.Namespace, report: dict[str, Any], save: Any)
     the whole timeline where a browser's undo sends only the selection."""
     from gradio_client import Client, handle_file
 
+    from .bench import fixed_picture
+
     # download_files=False: a turn ends when the page's last update arrives, as in a browser (which then
     # fetches the pictures it shows), not after this client has downloaded every file in the update.
     client = Client(url, verbose=False, download_files=False)
@@ -121,7 +123,7 @@ def drive(url: str, args: argparse.Namespace, report: dict[str, Any], save: Any)
 
         with tempfile.TemporaryDirectory(prefix="kontext-trial-") as tmp:
             picture = Path(tmp, "start.png")
-            test_picture(args.side).save(picture)
+            fixed_picture(args.side, args.side).save(picture)
             t0 = time.perf_counter()
             client.predict(key, handle_file(str(picture)), api_name="/ui_upload")
             seconds = time.perf_counter() - t0
@@ -181,13 +183,6 @@ def _row(action: str, seconds: float, preview: float | None, h: dict, ok: bool, 
             "engine_s": step.get("seconds") if engine else None, "step": step.get("id"),
             "size": f"{step.get('width')}x{step.get('height')}" if step.get("width") else None,
             "ok": bool(ok), "error": error}
-
-
-def test_picture(side: int) -> Any:
-    """The bench's fixed picture (smooth colour and edges), square."""
-    from .bench import _test_image
-
-    return _test_image(side, side)
 
 
 def format_report(report: dict[str, Any]) -> str:
