@@ -36,3 +36,20 @@ def test_one_visitor_at_full_size_edits_undoes_and_rerolls(tmp_path, capsys):
     assert rows["undo"]["step"] == 3 and rows["re-roll"]["step"] == 5
     table = capsys.readouterr().out
     assert "| edit 1 | " in table and "| re-roll | " in table and "model random-small on cpu" in table
+
+
+def test_the_measured_app_ignores_the_callers_app_settings(monkeypatch):
+    """A caller's password, host, pool or ZeroGPU setting would change (or hang) what trial and
+    loadtest measure: the app they start gets none of them, but keeps the caches."""
+    from kontext.appproc import app_env
+
+    for name, value in (("KONTEXT_AUTH", "ann:pw"), ("KONTEXT_HOST", "0.0.0.0"), ("KONTEXT_WORKERS", "ray"),
+                        ("SPACES_ZERO_GPU", "true"), ("SPACE_ID", "me/x"), ("KONTEXT_CACHE", "/tmp/c"),
+                        ("KONTEXT_AOT_DIR", "/tmp/a"), ("OMP_NUM_THREADS", "2")):
+        monkeypatch.setenv(name, value)
+    env = app_env("tiny", "cpu")
+    assert not {"KONTEXT_AUTH", "KONTEXT_HOST", "KONTEXT_WORKERS", "SPACES_ZERO_GPU", "SPACE_ID"} & env.keys()
+    assert env["KONTEXT_CACHE"] == "/tmp/c" and env["KONTEXT_AOT_DIR"] == "/tmp/a" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["OMP_NUM_THREADS"] == "2"  # the trial measures with the caller's threads
+    pinned = app_env("tiny", "cpu", one_thread=True)  # loadtest: one thread in the app and each worker
+    assert pinned["OMP_NUM_THREADS"] == "1" and pinned["KONTEXT_WORKER_THREADS"] == "1"
