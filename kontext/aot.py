@@ -38,7 +38,19 @@ from .buckets import token_range
 log = logging.getLogger("kontext.aot")
 INPUTS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids",
           "guidance")
-FORMAT = 2  # bump when the way artefacts are made changes (2: fused QKV projections)
+FORMAT = 3  # bump when the way artefacts are made changes (2: fused QKV projections; 3: COMPILE_CONFIGS)
+# Inductor settings for a package whose weights are bound at load time from the live module
+# (`load_constants(user_managed=True)`): every tensor constant stays one of the module's own, so no
+# folded constant exists that the module cannot supply (with folding, a load failed with "Cannot find
+# constants constant54"). The `spaces` AoT helpers override the same settings for ZeroGPU. No
+# max_autotune: it multiplies the compile time of the 12 B transformer and changed which constants
+# the package expects.
+COMPILE_CONFIGS: dict[str, Any] = {
+    "aot_inductor.package": True,
+    "aot_inductor.package_constants_in_so": False,  # code only; weights bind at load
+    "always_keep_tensor_constants": True,
+    "joint_graph_constant_folding": False,
+}
 
 
 def aot_dir() -> Path:
@@ -149,15 +161,45 @@ def export_and_compile(engine: Any, path: Path, say: Callable[[str], None]) -> N
     with torch.inference_mode(False), torch.no_grad():
         exported = torch.export.export(Positional(tr), tuple(kwargs[k] for k in INPUTS), dynamic_shapes=dims)
     say(f"exported in {time.perf_counter() - t0:.0f} s; compiling ahead of time (minutes at full size)")
-    configs: dict[str, Any] = {"aot_inductor.package_constants_in_so": False}  # code only; weights bind at load
-    if str(engine.device).startswith("cuda"):
-        configs["max_autotune"] = True
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")  # AOTInductor wants a .pt2 name
     t0 = time.perf_counter()
-    torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
+    compile_package(exported, tmp)
     os.replace(tmp, path)  # a half-written package is never loaded
     say(f"compiled in {time.perf_counter() - t0:.0f} s ({path.stat().st_size / 2**20:.1f} MB)")
+
+
+def compile_package(exported: Any, path: Path) -> None:
+    """AOTInductor-compile an exported program into a package at `path` that ZeroGPU can load: the
+    compiled libraries' executable-stack flag cleared (kontext/elf.py) before they are packaged."""
+    import torch
+    from torch._inductor.package import package_aoti
+
+    from .elf import clear_exec_stack
+
+    args, kwargs = exported.example_inputs
+    try:  # what aoti_compile_and_package does (torch >= 2.10); torch 2.8-2.9 has no check_guards
+        gm = exported.module(check_guards=False)
+    except TypeError:
+        gm = exported.module()
+    files = torch._inductor.aot_compile(gm, args, kwargs, options=dict(COMPILE_CONFIGS))
+    for f in files:
+        if isinstance(f, str) and f.endswith(".so") and clear_exec_stack(f):
+            log.info("cleared the executable-stack flag of %s", os.path.basename(f))
+    package_aoti(str(path), files)
+    bad = [name for name, exec_stack in package_libraries(path) if exec_stack]
+    if bad:
+        raise RuntimeError(f"the package still has libraries that ask for an executable stack: {', '.join(bad)}")
+
+
+def package_libraries(path: Path) -> list[tuple[str, bool]]:
+    """(name, asks for an executable stack) for every shared library inside a package file."""
+    import zipfile
+
+    from .elf import wants_exec_stack
+
+    with zipfile.ZipFile(path) as z:
+        return [(n, wants_exec_stack(z.read(n))) for n in z.namelist() if n.endswith(".so")]
 
 
 class AotTransformer:
@@ -175,7 +217,24 @@ class AotTransformer:
         self._pid = os.getpid() if package is not None else None
         self.calls = 0
         self.fallbacks = 0
+        self.cause: str | None = None  # why the last call that ran eagerly did; None while none has
         self._eager = tr.forward
+
+    def describe(self) -> str:
+        """One line for the page and the log: whether calls run compiled, and if not, why."""
+        if self.cause is not None:
+            return f"compiled: no ({self.fallbacks} eager call(s)) — {self.cause}; running eagerly"
+        if self._pid != os.getpid():  # ZeroGPU's main process: each GPU worker loads it for itself
+            return f"compiled: yes ({self.path.name}, loaded by each GPU worker on its first edit)"
+        return f"compiled: yes ({self.path.name}, {self.calls} compiled call(s))"
+
+    def _eager_call(self, cause: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a call eagerly and say why: logged the first time a cause appears, kept for the page."""
+        self.fallbacks += 1
+        if cause != self.cause:
+            log.warning("transformer call runs eagerly: %s", cause)
+        self.cause = cause
+        return self._eager(*args, **kwargs)
 
     def compiled(self) -> Any:
         """This process's loaded package, loading it on first use; None if it cannot be loaded here
@@ -185,9 +244,10 @@ class AotTransformer:
             self._pid = os.getpid()
             try:
                 self.package = _load_package(self.tr, self.path)
-            except Exception:  # noqa: BLE001 - the eager module still works; the log says why
+            except Exception as e:  # noqa: BLE001 - the eager module still works; the log and page say why
                 log.exception("cannot load the compiled transformer %s here; running it eagerly", self.path.name)
                 self.package = None
+                self.cause = f"the package {self.path.name} could not be loaded here ({type(e).__name__}: {e})"[:400]
                 return None
             log.info("compiled transformer %s loaded in %.2f s (process %d)", self.path.name,
                      time.perf_counter() - t0, self._pid)
@@ -200,17 +260,15 @@ class AotTransformer:
         # Anything else given (LoRA scales in joint_attention_kwargs, ControlNet residuals) is not in the
         # compiled graph: such calls run eagerly. The pipeline passes an empty dict when there is none.
         extra = {k for k, v in kwargs.items() if k not in INPUTS and k != "return_dict" and v is not None and v != {}}
-        if args or extra or hs is None or not self.tokens[0] <= hs.shape[1] <= self.tokens[1] or \
-                any(kwargs.get(k) is None for k in INPUTS):
-            self.fallbacks += 1
-            if self.fallbacks == 1:
-                log.warning("the compiled transformer does not cover this call (%s); running it eagerly",
-                            f"{hs.shape[1]} tokens" if hs is not None else "other arguments")
-            return self._eager(*args, **kwargs)
+        if args or extra or hs is None or any(kwargs.get(k) is None for k in INPUTS):
+            named = ", ".join(sorted(extra)) or "positional or missing inputs"
+            return self._eager_call(f"a call with arguments the package does not take ({named})", *args, **kwargs)
+        if not self.tokens[0] <= hs.shape[1] <= self.tokens[1]:
+            return self._eager_call(f"{hs.shape[1]} image tokens, outside the compiled range "
+                                    f"{self.tokens[0]}-{self.tokens[1]}", *args, **kwargs)
         package = self.compiled()
         if package is None:
-            self.fallbacks += 1
-            return self._eager(*args, **kwargs)
+            return self._eager_call(self.cause or "the package could not be loaded", *args, **kwargs)
         self.calls += 1
         out = package(*(kwargs[k] for k in INPUTS))
         return Transformer2DModelOutput(sample=out) if kwargs.get("return_dict", True) else (out,)

@@ -99,6 +99,8 @@ def test_aot_exports_compiles_packages_and_loads_in_a_fresh_process(tiny_dir, tm
     warm_up(engine, said.append, sizes=[], steps=1)
     compile_s = time.perf_counter() - t0
     assert path.is_file() and any("compiling ahead of time" in m for m in said), said
+    libs = aot.package_libraries(path)  # ZeroGPU's workers refuse a library that asks for an executable stack
+    assert libs and not any(exec_stack for _, exec_stack in libs), libs
     assert aot.aot_dir() == Path(env_cache) / "aot"  # beside the tiny model and the inductor cache
 
     eager = Engine.load("tiny", cache_dir=tiny_dir)
@@ -240,6 +242,57 @@ def test_a_package_that_cannot_load_in_a_worker_leaves_that_worker_eager(tiny_di
     assert r.extra["compiled_calls"] == 0 and engine.aot.fallbacks == 4
     assert np.array_equal(np.asarray(r.image), np.asarray(r2.image))
     assert sum("cannot load the compiled transformer" in m for m in caplog.messages) == 1
+    # Never silent: the step, the page's engine status and the log each say it ran eagerly, and why.
+    assert r.extra["eager_calls"] == 2 and "transformer-damaged.pt2 could not be loaded" in r.extra["eager_cause"]
+    assert engine.aot.describe().startswith("compiled: no (4 eager call(s)) — the package transformer-damaged.pt2")
+    assert engine.aot.describe().endswith("; running eagerly")
+
+
+def test_a_call_outside_the_compiled_range_runs_eagerly_and_says_why(tiny_dir, tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from kontext import aot
+    from kontext.engine import Engine
+    from ui.layout import engine_status_text
+    from ui.view import status_text
+
+    engine = Engine.load("tiny", cache_dir=tiny_dir)
+    engine.aot = aot.install(engine, tmp_path / "never-loaded.pt2", load_now=False)
+    engine.aot.tokens = (1, 2)  # compiled for fewer tokens than any real call has
+    r = engine.edit(Image.effect_noise((96, 64), 40).convert("RGB"), "x", seed=1, steps=2)
+    assert r.extra["compiled_calls"] == 0 and r.extra["eager_calls"] == 2
+    assert "image tokens, outside the compiled range 1-2" in r.extra["eager_cause"]
+    assert sum("runs eagerly" in m for m in caplog.messages) == 1  # once per cause, not once per step
+    startup = SimpleNamespace(reason="", error=None, done=SimpleNamespace(is_set=lambda: True), message="ready")
+    assert "compiled: no (2 eager call(s)) — " in engine_status_text(engine, startup)
+    node = SimpleNamespace(id=2, kind="edit", extra=r.extra, seed=1, seconds=0.1, width=r.width, height=r.height,
+                           steps=2, guidance=2.5)
+    assert "**ran eagerly** (2 transformer calls): " in status_text(SimpleNamespace(current_node=node), "tiny")
+
+
+def test_the_executable_stack_flag_is_read_and_cleared(tmp_path):
+    """kontext/elf.py on a real shared library linked with an executable stack, checked against readelf."""
+    import shutil
+    import subprocess
+
+    from kontext import elf
+
+    if not (shutil.which("gcc") and shutil.which("readelf")):
+        pytest.skip("needs gcc and readelf")
+    src, lib = tmp_path / "x.c", tmp_path / "libx.so"
+    src.write_text("int answer(void) { return 42; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-z,execstack", "-o", str(lib), str(src)], check=True)
+
+    def readelf_stack() -> str:
+        out = subprocess.run(["readelf", "-lW", str(lib)], capture_output=True, text=True, check=True).stdout
+        return next(line.split()[-2] for line in out.splitlines() if "GNU_STACK" in line)
+
+    assert readelf_stack() == "RWE" and elf.wants_exec_stack(lib.read_bytes())
+    assert elf.clear_exec_stack(lib) is True
+    assert readelf_stack() == "RW" and not elf.wants_exec_stack(lib.read_bytes())
+    assert elf.clear_exec_stack(lib) is False  # nothing left to clear
+    with pytest.raises(ValueError, match="not an ELF file"):
+        elf.wants_exec_stack(b"PK\x03\x04 a zip, not a library")
 
 
 def test_a_second_process_waits_for_the_one_compiling_and_uses_its_package(tmp_path, monkeypatch):

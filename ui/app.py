@@ -18,6 +18,7 @@ from .api import Api
 from .events import Wiring
 from .layout import (
     Page,
+    engine_status_text,
     render_compare,
     render_drift,
     render_editor,
@@ -69,7 +70,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
         page.key = gr.BrowserState(None, storage_key="kontext-session", secret=browser_secret(settings))
         page.shown = gr.State(None)
         render_header(sessions.engine, settings)
-        render_engine_status(sessions.engine, startup)
+        status = render_engine_status(sessions.engine, startup)
         page.extra["ref_name"] = gr.State(None)  # the stored reference image this tab edits with
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
@@ -90,6 +91,8 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
         showcase.wire()
         demo.load(wiring.load, [page.key], [page.key, *wiring.view_outputs], queue=False,
                   api_name="ui_load", api_visibility="undocumented")
+        demo.load(lambda: engine_status_text(sessions.engine, startup), None, status, queue=False,
+                  api_visibility="private")  # whether aot calls still run compiled, at each page load
         Api(sessions, login=settings.login).wire()
     with demo.route("Shared view", "/view", show_in_navbar=False):
         viewer = Viewer(sessions)

@@ -125,6 +125,9 @@ def engine_status_text(engine: Engine, startup: Any) -> str:
     parts = [f"Model `{engine.model_id}` on {where} · speed mode `{speed}`"]
     if startup is not None and startup.reason and "chosen for this GPU" in startup.reason:
         parts.append(startup.reason.split(": ", 1)[-1])  # why auto mode picked this offload/quantize
+    compiled = getattr(engine, "aot", None)
+    if compiled is not None:  # aot: whether transformer calls run compiled, and if not, why (never silent)
+        parts.append(compiled.describe())
     if engine.speed.cache:
         parts.append("**fast mode: step caching skips some computation, so images differ slightly from "
                      "full quality**")
@@ -136,17 +139,19 @@ def engine_status_text(engine: Engine, startup: Any) -> str:
     return " · ".join(parts)
 
 
-def render_engine_status(engine: Engine, startup: Any) -> None:
-    """One line about the engine; while a warm-up runs, a timer refreshes it until it is done."""
+def render_engine_status(engine: Engine, startup: Any) -> gr.Markdown:
+    """One line about the engine; while a warm-up runs, a timer refreshes it until it is done.
+    The caller refreshes it at each page load too (a compiled transformer that later ran eagerly)."""
     status = gr.Markdown(engine_status_text(engine, startup), elem_id="engine-status", elem_classes=["hint"])
     if startup is None or startup.done.is_set():
-        return
+        return status
     timer = gr.Timer(1.0)
 
     def tick() -> tuple[str, Any]:
         return engine_status_text(engine, startup), gr.Timer(active=not startup.done.is_set())
 
     timer.tick(tick, None, [status, timer], queue=False, api_visibility="private")
+    return status
 
 
 def render_editor(page: Page, brand: Branding | None = None) -> None:

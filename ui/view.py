@@ -91,6 +91,8 @@ def status_text(h: History, model: str) -> str:
             if node.extra.get("masked") else "")
     ref += (f" · size matched to the nearest compiled size, {node.extra['bucket']}"
             if node.extra.get("bucket") else "")
+    ref += (f" · **ran eagerly** ({node.extra['eager_calls']} transformer calls): {node.extra['eager_cause']}"
+            if node.extra.get("eager_cause") else "")
     ref += (" · **draft**: *Refine draft at full size* re-runs it with the same seed and settings (close to "
             "the draft, not identical: the noise depends on the size)") if node.extra.get("draft") else ""
     return (f"**Step #{node.id}** · seed `{node.seed}` · {node.seconds:.2f} s · {node.width}×{node.height} · "
