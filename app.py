@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="speed mode: auto (pick from GPU memory), eager, compile, fp8+compile, fast, int8, "
                         "offload-model, offload-group, ... (see BENCHMARKS.md)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up edit at start-up")
+    gpu_gb = env("KONTEXT_GPU_MEMORY_GB")
+    p.add_argument("--gpu-memory-gb", type=float, default=float(gpu_gb) if gpu_gb else None, metavar="N",
+                   help="use at most N GiB of the GPU: --mode auto plans for N and allocations are capped "
+                        "(a shared GPU, or trying a smaller card's plan on a larger one)")
     p.add_argument("--preview", default=env("KONTEXT_PREVIEW", "estimate"), choices=["estimate", "noisy"],
                    help="live previews show the predicted result (estimate) or the noisy state after each step")
     p.add_argument("--mcp", action="store_true", default=env("KONTEXT_MCP") == "1", help="also serve MCP tools")
@@ -169,9 +173,12 @@ def main(argv: list[str] | None = None) -> None:
             settings = dataclasses.replace(settings, gpu_slots=pool.replicas)  # one running turn per worker
             speed, reason = engine.speed, f"{pool.replicas} Ray Serve worker(s), speed mode {engine.speed.label}"
         else:
-            speed, reason = resolve_speed(args.mode, settings.device, settings.offload, zerogpu=zerogpu)
+            refuse_unusable_gpu(args, zerogpu)
+            speed, reason = resolve_speed(args.mode, settings.device, settings.offload, zerogpu=zerogpu,
+                                          gpu_memory_gb=args.gpu_memory_gb)
             print(f"Loading {settings.model or 'the default model'}: {reason}")
-            engine = Engine.load(settings.model, device=settings.device, speed=speed)
+            engine = Engine.load(settings.model, device=settings.device, speed=speed,
+                                 gpu_memory_gb=args.gpu_memory_gb)
             engine.set_preview_mode(args.preview)
             engine.set_lora_presets(branding.loras)
         queue = TurnQueue(slots=settings.gpu_slots, max_waiting=settings.max_waiting)
@@ -217,6 +224,20 @@ def main(argv: list[str] | None = None) -> None:
     demo.queue(**queue_kwargs(settings)).launch(
         server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **launch_kwargs(settings),
     )
+
+
+def refuse_unusable_gpu(args, zerogpu: bool) -> None:
+    """On a machine with an NVIDIA GPU that PyTorch cannot use (a torch built for a newer CUDA than the
+    driver), stop with the cause and the fix rather than serve the tiny model on a paid GPU. The host
+    may still ask for a CPU model on purpose (--model tiny or random-small, --device cpu)."""
+    from kontext.cudacheck import cuda_problem
+
+    asked_cpu = args.model in ("tiny", "random-small") or (args.device or "").startswith("cpu")
+    if zerogpu or asked_cpu:
+        return
+    problem = cuda_problem()
+    if problem:
+        raise RuntimeError(problem)
 
 
 def start_ray_pool(args, settings, branding, zerogpu):

@@ -41,7 +41,11 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                         "a hub id or a local folder (default: tiny)")
     p.add_argument("--modes", default="eager,fast",
                    help="comma-separated modes, e.g. eager,compile,fp8+compile,fast,int8,offload-model,"
-                        "offload-group; words join with + (default: eager,fast)")
+                        "offload-group, or auto (what the app picks for this GPU's memory); words join with + "
+                        "(default: eager,fast)")
+    p.add_argument("--gpu-memory-gb", type=float, default=None, metavar="N",
+                   help="behave as on a GPU of N GiB: auto plans for N and allocations are capped at N "
+                        "(kontext/gpumem.py)")
     p.add_argument("--sizes", default="edit1024", help=f"comma-separated, from {', '.join(SIZES)}")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, 28 for FLUX)")
     p.add_argument("--runs", type=int, default=3, help="timed edits per mode and size (default 3)")
@@ -59,8 +63,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    modes = [(m.strip(), parse_mode(m)) for m in args.modes.split(",") if m.strip()]
-    if not modes:
+    names = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not names:
         raise UserError("--modes is empty: name at least one mode, e.g. eager")
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in sizes if s not in SIZES]
@@ -77,6 +81,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.model == RANDOM_FULL and not device.startswith("cuda"):
         raise UserError(f"--model {RANDOM_FULL} builds the 17 B-parameter model and needs a CUDA GPU with "
                          "about 40 GB; on a CPU use --model tiny")
+    modes = [(name, _mode(name, device, getattr(args, "gpu_memory_gb", None))) for name in names]
 
     _import_models()  # once, so the first mode's load time is not the imports' time
     rows: list[dict[str, Any]] = []
@@ -159,13 +164,24 @@ def format_startup(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _mode(name: str, device: str, gpu_memory_gb: float | None) -> SpeedOptions:
+    """A mode name, or "auto": what the app would pick here (for a GPU of gpu_memory_gb GiB if given)."""
+    if name == "auto":
+        from .startup import resolve_speed
+
+        opts, reason = resolve_speed("auto", device, gpu_memory_gb=gpu_memory_gb)
+        print(f"[bench] auto: {reason}", file=sys.stderr, flush=True)
+        return opts
+    return parse_mode(name)
+
+
 def bench_mode(args: argparse.Namespace, name: str, opts: SpeedOptions, sizes: list[str], device: str,
                outputs: dict) -> list[dict[str, Any]]:
     """Load one mode, warm it up, time every size; rows carry the error instead if something fails."""
     import torch
 
     cuda = device.startswith("cuda")
-    base = {"mode": name, "label": opts.label, "error": None}
+    base = {"mode": name, "label": opts.label, "error": None, "gpu_memory_gb": getattr(args, "gpu_memory_gb", None)}
     engine = None
     error = None
     try:
@@ -180,7 +196,10 @@ def bench_mode(args: argparse.Namespace, name: str, opts: SpeedOptions, sizes: l
         print(f"[bench] {name}: warming up", file=sys.stderr, flush=True)
         # Warm up at the first size only: each later size gets its own short edit before it is timed.
         warm_sizes = [(first["width"], first["height"]) if first["edit"] else None]
-        base["warmup_s"] = round(warm_up(engine, sizes=warm_sizes), 3)
+        say = lambda message: print(f"[bench] {name}: {message}", file=sys.stderr, flush=True)  # noqa: E731
+        base["warmup_s"] = round(warm_up(engine, say, sizes=warm_sizes), 3)  # aot: export, compile, load
+        if cuda:  # loading, quantizing, compiling and the warm-up edit: what start-up needs at its peak
+            base["load_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     except Exception as e:  # noqa: BLE001 - a failing mode is a result, the next mode still runs
         error = f"{type(e).__name__}: {e}"
     if error is not None:
@@ -208,7 +227,8 @@ def _import_models() -> None:
 def _load(args: argparse.Namespace, opts: SpeedOptions, device: str) -> Any:
     from .engine import Engine
 
-    return Engine.load(args.model, device=device, dtype=args.dtype, cache_dir=args.cache_dir, speed=opts)
+    return Engine.load(args.model, device=device, dtype=args.dtype, cache_dir=args.cache_dir, speed=opts,
+                       gpu_memory_gb=getattr(args, "gpu_memory_gb", None))
 
 
 def _case(engine: Any, size: str) -> dict[str, Any]:
@@ -288,6 +308,10 @@ def _time_case(engine: Any, case: dict, steps: int, runs: int, seed: int, output
         "peak_gib": round(peak, 2) if peak is not None else None,
         "full_steps": full[0],
         "speed": result.extra.get("speed"),
+        # aot: transformer calls of the last timed edit that ran the compiled package, and that ran eagerly
+        "compiled_calls": result.extra.get("compiled_calls"),
+        "eager_calls": result.extra.get("eager_calls", 0 if "compiled_calls" in result.extra else None),
+        "eager_cause": result.extra.get("eager_cause"),
     }
 
 
@@ -311,11 +335,11 @@ class _FullStepCounter:
 
 def _fill_diffs(rows: list[dict], outputs: dict) -> None:
     """Max and mean absolute pixel difference (0-255) from the eager output of the same size and seed."""
-    refs = {size: img for (mode, size), img in outputs.items() if parse_mode(mode).label == "eager"}
+    refs = {r["size"]: outputs.get((r["mode"], r["size"])) for r in rows if r.get("label") == "eager"}
     for row in rows:
         ref, out = refs.get(row["size"]), outputs.get((row["mode"], row["size"]))
         row["diff_max"] = row["diff_mean"] = None
-        if ref is None or out is None or ref.shape != out.shape or parse_mode(row["mode"]).label == "eager":
+        if ref is None or out is None or ref.shape != out.shape or row.get("label") == "eager":
             continue
         d = abs(out - ref)
         row["diff_max"], row["diff_mean"] = int(d.max()), round(float(d.mean()), 3)
@@ -370,10 +394,12 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = ("| mode | size | load s | warm-up s | size warm-up s | edit s median (min-max) | s/step | "
-            "first preview s | peak GiB | diff vs eager max/mean | full steps |")
+            "first preview s | peak GiB | diff vs eager max/mean | full steps | compiled calls |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         size = f"{r['size']} {r.get('width', '')}x{r.get('height', '')}" if r.get("width") else r["size"]
+        if r.get("label") and r["label"] != r["mode"]:
+            size = f"{size} ({r['label']})"  # auto: the mode it chose
         if r["error"]:
             error = " ".join(r["error"].split())[:160].replace("|", "/")  # one table row, whatever the message
             lines.append(f"| {r['mode']} | {size} | error: {error} |")
@@ -382,9 +408,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         diff = "-" if r.get("diff_max") is None else f"{r['diff_max']} / {r['diff_mean']:.2f}"
         full = "-" if r.get("full_steps") is None else f"{r['full_steps']} of {r['steps']}"
         preview = _fmt(r["first_preview_s"]) if not r.get("preview_error") else "error"
+        compiled = "-"
+        if r.get("compiled_calls") is not None:  # aot: how the last edit's transformer calls ran
+            compiled = f"{r['compiled_calls']}" + (f", eager {r['eager_calls']}" if r.get("eager_calls") else "")
         lines.append(f"| {r['mode']} | {size} | {_fmt(r['load_s'], 2)} | {_fmt(r['warmup_s'], 2)} | "
                      f"{_fmt(r['size_warmup_s'], 2)} | {edit} | "
-                     f"{_fmt(r['step_s'], 4)} | {preview} | {_fmt(r['peak_gib'], 2)} | {diff} | {full} |")
+                     f"{_fmt(r['step_s'], 4)} | {preview} | {_fmt(r['peak_gib'], 2)} | {diff} | {full} | "
+                     f"{compiled} |")
     return "\n".join(lines)
 
 

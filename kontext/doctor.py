@@ -3,8 +3,9 @@ will meet them, and say what to set. Nothing is changed; exit 1 when something m
 
 Checks: the README's front matter (the keys a Gradio Space reads), requirements.txt against
 pyproject.toml (a Space installs only requirements.txt), the installed versions against the pins,
-a token and, when the hub can be reached, access to the gated model, and the GPU memory against the
-speed mode the app would choose.
+a token and, when the hub can be reached, access to the gated model, a GPU that PyTorch cannot use,
+and the speed mode the app would choose against the GPU's memory and the packages installed.
+`--gpu-memory-gb N` prints only the plan for a GPU of N GiB (kontext/tiers.py), without having one.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .randomfull import RANDOM_MODELS, RANDOM_SMALL
+from .tiers import TIERS, Plan, importable, plan_for
 
 BUILT_IN = ("tiny", *RANDOM_MODELS)  # made here, nothing to download
 MODEL = "black-forest-labs/FLUX.1-Kontext-dev"
 REQUIRED_KEYS = ("title", "sdk", "sdk_version", "python_version", "app_file", "short_description", "models",
                  "suggested_hardware", "startup_duration_timeout", "license")
+# Pythons ZeroGPU runs (huggingface.co/docs/hub/spaces-zerogpu, "Supported Versions": 3.12.12 and
+# 3.10.13); this project needs 3.11 or newer (transformers >= 5.21, numpy >= 2.3), so 3.12.
+ZEROGPU_PYTHONS = ("3.12", "3.12.12")
 MIN_STARTUP_S = 45 * 60  # a first start downloads about 33 GB of weights
 # Dedicated Space hardware with room for the whole model in bf16 (about 34 GB) and an edit.
 # Names as huggingface_hub's SpaceHardware spells them.
@@ -75,6 +80,10 @@ def check_front_matter(root: Path, model: str = MODEL) -> list[Finding]:
     if tuple(int(x) for x in re.findall(r"\d+", py)[:2]) < (3, 11):
         out.append(Finding(False, "front matter", f"python_version {py} is too old: diffusers 0.42 needs 3.11+; "
                                                   "set python_version: \"3.12\""))
+    elif py not in ZEROGPU_PYTHONS:
+        out.append(Finding(False, "front matter", f"python_version {py} runs on a dedicated GPU, but ZeroGPU runs "
+                                                  "Python 3.12.12 or 3.10.13 only (and 3.10 cannot install this "
+                                                  "project): set python_version: \"3.12\""))
     if len(str(fm.get("short_description", ""))) > 60:
         out.append(Finding(False, "front matter", "short_description is longer than the 60 characters Spaces allow"))
     if model not in BUILT_IN and model not in (fm.get("models") or []):
@@ -134,6 +143,11 @@ def check_requirements(root: Path) -> list[Finding]:
             out.append(Finding(False, "requirements", f"{name}=={pins[name]} is outside pyproject.toml's {dep}"))
     if "spaces" not in pins:
         out.append(Finding(False, "requirements", "requirements.txt lacks spaces (ZeroGPU's decorator)"))
+    for tier in TIERS:  # a Space cannot pip install: what --mode auto picks on any GPU must be pinned
+        missing = [name for name in tier.plan.packages if name not in pins]
+        if missing:
+            out.append(Finding(False, "requirements", f"on {tier.hardware} --mode auto picks {tier.plan.speed.label}, "
+                                                      f"which needs {', '.join(missing)}: add it to requirements.txt"))
     return out or [Finding(True, "requirements", f"{len(pins)} pins, consistent with pyproject.toml")]
 
 
@@ -177,25 +191,64 @@ def check_access(model: str, offline: bool) -> list[Finding]:
     return [Finding(True, "hub access", f"the token may read {model}")]
 
 
-def check_gpu(model: str, mode: str) -> list[Finding]:
+def check_packages(root: Path, plan: Plan) -> list[Finding]:
+    """Each package the plan imports: pinned in requirements.txt (what a Space installs) and importable here."""
+    pins = requirement_pins(root / "requirements.txt")
+    out = []
+    for name in plan.packages:
+        pinned, here = name in pins, importable(name)
+        text = (f"{plan.speed.label} needs {name}: "
+                + (f"in requirements.txt ({pins[name] or 'unpinned'})" if pinned else "not in requirements.txt")
+                + (", importable here" if here else ", not importable here"))
+        fixes = ([] if pinned else [f"add {name} to requirements.txt, pinned to the version the tests ran"]) + \
+                ([] if here else ["pip install -r requirements.txt"])
+        out.append(Finding(pinned and here, "packages", text + (f"; fix: {'; '.join(fixes)}" if fixes else "")))
+    return out or [Finding(True, "packages", f"{plan.speed.label} needs nothing beyond the base install")]
+
+
+def check_plan(root: Path, gpu_gib: float, zerogpu: bool = False) -> list[Finding]:
+    """The plan for a GPU of `gpu_gib` GiB, without having one: mode, parts on the GPU, packages, peak."""
+    plan = plan_for(gpu_gib, zerogpu)
+    where = f"a {gpu_gib:g} GiB GPU" + (" on ZeroGPU" if zerogpu else "")
+    peak = plan.peak_gib
+    return [
+        Finding(True, "plan", f"{where}: speed mode {plan.speed.label}, chosen by --mode auto: {plan.reason}"),
+        Finding(True, "plan", f"on the GPU: {plan.on_gpu}"),
+        Finding(peak <= gpu_gib, "plan", f"expected peak GPU memory of a 1 MP edit: about {peak:g} GiB (estimated)"
+                + ("" if peak <= gpu_gib else f", more than the {gpu_gib:g} GiB there: this GPU is too small")),
+        *check_packages(root, plan),
+    ]
+
+
+def check_gpu(root: Path, model: str, mode: str) -> list[Finding]:
+    from .cudacheck import cuda_problem
     from .gpu import on_zerogpu
+    from .speed import check_device
     from .startup import resolve_speed
 
     on_space = bool(os.environ.get("SPACE_ID"))
     zerogpu = on_zerogpu()
+    cpu_model = model in ("tiny", RANDOM_SMALL)
+    if not zerogpu and not cpu_model:
+        problem = cuda_problem()
+        if problem:
+            return [Finding(False, "gpu", problem)]
     try:
         import torch
 
         has_cuda = torch.cuda.is_available()
         speed, reason = resolve_speed(mode, None, zerogpu=zerogpu)
+        if has_cuda:
+            check_device(speed, "cuda")
     except (ValueError, RuntimeError) as e:
         return [Finding(False, "gpu", str(e))]
-    if model in ("tiny", RANDOM_SMALL):
-        return [Finding(True, "gpu", f"{model} runs anywhere; {reason}")]
+    packages = check_packages(root, Plan(0, zerogpu, speed, reason))
+    if cpu_model:
+        return [Finding(True, "gpu", f"{model} runs anywhere; {reason}"), *packages]
     if not has_cuda and not zerogpu:
         where = "this Space has no GPU: " if on_space else "no CUDA GPU here: "
         return [Finding(not on_space, "gpu", where + HARDWARE_HINT)]
-    return [Finding(True, "gpu", reason)]
+    return [Finding(True, "gpu", reason), *packages]
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -204,15 +257,28 @@ def run(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=os.environ.get("KONTEXT_MODEL") or MODEL)
     p.add_argument("--mode", default=os.environ.get("KONTEXT_MODE", "auto"))
     p.add_argument("--offline", action="store_true", help="do not contact the hub")
+    p.add_argument("--gpu-memory-gb", type=float, default=None, metavar="N",
+                   help="only print the plan for a GPU of N GiB (no GPU needed): the mode --mode auto picks, "
+                        "the parts on the GPU, the packages it needs and the expected peak memory")
+    p.add_argument("--zerogpu", action="store_true", help="with --gpu-memory-gb: the plan on ZeroGPU")
     args = p.parse_args(argv)
     root = Path(args.path)
     if not (root / "pyproject.toml").is_file():
         print(f"error: {root} is not a checkout of this project (no pyproject.toml)", file=sys.stderr)
         return 2
-    findings = [*check_front_matter(root, args.model), *check_requirements(root), *check_installed(root),
-                *check_access(args.model, args.offline), *check_gpu(args.model, args.mode)]
+    if args.gpu_memory_gb is not None:
+        if not 1 <= args.gpu_memory_gb <= 4096:
+            print(f"error: --gpu-memory-gb must be from 1 to 4096 GiB, got {args.gpu_memory_gb:g}", file=sys.stderr)
+            return 2
+        findings = check_plan(root, args.gpu_memory_gb, args.zerogpu)
+    else:
+        findings = [*check_front_matter(root, args.model), *check_requirements(root), *check_installed(root),
+                    *check_access(args.model, args.offline), *check_gpu(root, args.model, args.mode)]
     for f in findings:
         print(f.line())
     bad = [f for f in findings if not f.ok]
-    print(f"\n{len(bad)} to fix" if bad else "\nready for a Space")
+    if args.gpu_memory_gb is not None:
+        print(f"\n{len(bad)} to fix" if bad else "\nthis plan can run from requirements.txt")
+    else:
+        print(f"\n{len(bad)} to fix" if bad else "\nready for a Space")
     return 1 if bad else 0

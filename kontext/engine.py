@@ -21,13 +21,22 @@ from PIL import Image
 
 from . import params as P
 from .errors import UserError
+from .gpumem import apply_cap, check_cap
 from .hub import explain_load_error
 from .images import to_rgb
 from .loras import LoraSet
 from .masks import check_mask, coverage, paste
 from .previews import PREVIEW_MODES, EstimateTap, LatentPreviewer
 from .randomfull import RANDOM_FULL, RANDOM_MODELS, build_for
-from .speed import OFFLOAD_MODES, SpeedOptions, apply_speed, draft_profile, memory_hint, speed_context
+from .speed import (
+    OFFLOAD_MODES,
+    SpeedOptions,
+    apply_speed,
+    check_device,
+    draft_profile,
+    memory_hint,
+    speed_context,
+)
 from .tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
 
 REAL_MODEL_ID = "black-forest-labs/FLUX.1-Kontext-dev"
@@ -149,13 +158,15 @@ class Engine:
         offload: str = "none",
         cache_dir: str | Path | None = None,
         speed: SpeedOptions | None = None,
+        gpu_memory_gb: float | None = None,
     ) -> Engine:
         """Load `model`: "tiny", "random-full" or "random-small" (built in memory, kontext.randomfull), a
         hub id such as black-forest-labs/FLUX.1-Kontext-dev, or a local folder.
 
         `speed` (kontext.speed.SpeedOptions) compiles, quantizes, caches or offloads; `offload` is kept
-        for callers that set only that. Never falls back to another model: if loading fails,
-        ModelLoadError says why and what to do.
+        for callers that set only that. `gpu_memory_gb` caps this process's GPU memory (kontext/gpumem.py).
+        Never falls back to another model: if loading fails, ModelLoadError says why and what to do.
+        What the speed mode needs (torchao, a GPU for fp8, ...) is checked before anything is downloaded.
         """
         import torch
         from diffusers import FluxKontextPipeline
@@ -167,6 +178,10 @@ class Engine:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelLoadError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
+        cap = check_cap(gpu_memory_gb)
+        if cap is not None and not device.startswith("cuda"):
+            raise UserError("gpu_memory_gb caps a CUDA GPU's memory; this device is " + device)
+        check_device(speed, device)  # RuntimeError before from_pretrained: a mode that cannot run stops before 33 GB
         if dtype is None:
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
         if dtype not in ("bfloat16", "float16", "float32"):
@@ -174,7 +189,7 @@ class Engine:
         torch_dtype = getattr(torch, dtype)
 
         if model in RANDOM_MODELS:
-            return cls._build_random(model, device, torch_dtype, speed)
+            return cls._build_random(model, device, torch_dtype, speed, cap)
         is_tiny = model == TINY_ID
         source = str(ensure_tiny_model(cache_dir)) if is_tiny else model
         try:
@@ -183,10 +198,12 @@ class Engine:
             raise ModelLoadError(explain_load_error(model, e)) from e
         revision = TINY_REVISION if is_tiny else _loaded_revision(source)
         profile = P.TINY_PROFILE if is_tiny else P.REAL_PROFILE
+        apply_cap(device, cap)
         return cls.from_pipeline(pipe, model, profile, device, revision=revision, speed=speed)
 
     @classmethod
-    def _build_random(cls, model: str, device: str, dtype: Any, speed: SpeedOptions) -> Engine:
+    def _build_random(cls, model: str, device: str, dtype: Any, speed: SpeedOptions,
+                      cap: float | None = None) -> Engine:
         """random-full / random-small (kontext.randomfull): built in memory, with the real model's profile."""
         import torch
 
@@ -196,10 +213,11 @@ class Engine:
             raise ModelLoadError(f"{RANDOM_FULL} is FLUX.1 Kontext's full-size architecture (17 B parameters) "
                                  "and needs a CUDA GPU with about 40 GB; on a CPU use random-small or tiny")
         try:
-            pipe, revision = build_for(model, device, dtype)
+            pipe, revision = build_for(model, device, dtype, capped=cap is not None)
         except torch.OutOfMemoryError as e:
             raise ModelLoadError(f"not enough GPU memory to build {model} on {device}: start with --mode auto, "
                                  f"which fits the GPU's memory ({memory_hint()})") from e
+        apply_cap(device, cap)  # after the build: its parts were drawn where the card had room
         return cls.from_pipeline(pipe, model, P.REAL_PROFILE, device, revision=revision, speed=speed)
 
     @classmethod
@@ -327,7 +345,7 @@ class Engine:
                 raise Cancelled()  # stopped while waiting for another edit to finish
             used_loras = self.lora.apply(lora_items)
             start = time.perf_counter()
-            aot_before = self.aot.calls if self.aot is not None else 0
+            aot_before = (self.aot.calls, self.aot.fallbacks) if self.aot is not None else (0, 0)
             if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
                 self._tap.keep = on_step is not None and self.preview_mode == "estimate"
             try:
@@ -355,7 +373,8 @@ class Engine:
                     self._tap.keep = False
                     self._tap.take()  # drop the last estimate's memory
             seconds = time.perf_counter() - start
-            compiled_calls = self.aot.calls - aot_before if self.aot is not None else None
+            compiled_calls = self.aot.calls - aot_before[0] if self.aot is not None else None
+            eager_calls = self.aot.fallbacks - aot_before[1] if self.aot is not None else 0
         if oom:
             # Recover outside the except block: the exception holds references to big tensors.
             gc.collect()
@@ -367,6 +386,8 @@ class Engine:
         extra: dict[str, Any] = {"speed": self.speed.label}
         if compiled_calls is not None:  # transformer calls that ran the compiled package (kontext/aot.py)
             extra["compiled_calls"] = compiled_calls
+        if eager_calls:  # said on the step, also when it ran in another process (ZeroGPU, a pool worker)
+            extra["eager_calls"], extra["eager_cause"] = eager_calls, self.aot.cause
         if used_loras:
             extra["loras"] = used_loras
         if mask is not None:

@@ -57,11 +57,12 @@ def random_small_configs() -> dict[str, dict[str, Any]]:
 
 def build_random_pipeline(device: str, dtype: Any, configs: dict[str, dict[str, Any]] | None = None) -> Any:
     """A FluxKontextPipeline of the given configs with random weights, every part built on `device`."""
-    return _build(dtype, configs or random_full_configs(), lambda name, size: device)[0]
+    return _build(dtype, configs or random_full_configs(), lambda name, size: (device, device))[0]
 
 
 def _build(dtype: Any, cfg: dict[str, dict[str, Any]], where: Any) -> tuple[Any, dict[str, str]]:
-    """Build each part on the device `where(name, bytes)` picks; (pipeline, {part: device}).
+    """Build each part where `where(name, bytes)` says: (device that draws its weights, device it stays
+    on); returns (pipeline, {part: device that drew it}).
 
     Each part is seeded on its own, so its weights do not depend on the others or on the order. The
     tokenizers are the tiny model's (built from Python data); their ids fit the real vocabularies.
@@ -79,44 +80,55 @@ def _build(dtype: Any, cfg: dict[str, dict[str, Any]], where: Any) -> tuple[Any,
         "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**cfg["clip"])),
     }
     parts: dict[str, Any] = {}
-    places: dict[str, str] = {}
+    drawn: dict[str, str] = {}
     old = torch.get_default_dtype()
     try:
         torch.set_default_dtype(dtype)
         for name, make in factories.items():
             with torch.device("meta"):  # free: only to know the size before choosing where to build
                 size = sum(p.numel() * p.element_size() for p in make().parameters())
-            places[name] = where(name, size)
+            drawn[name], keep = where(name, size)
             torch.manual_seed(0)
-            with torch.device(places[name]):
+            with torch.device(drawn[name]):
                 parts[name] = make().eval()
+            if keep != drawn[name]:
+                parts[name].to(keep)
+                if drawn[name].startswith("cuda"):
+                    torch.cuda.empty_cache()  # give the build's memory back before the next part
     finally:
         torch.set_default_dtype(old)
     clip_tok, t5_tok = _tokenizers()
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
-    return FluxKontextPipeline(scheduler=scheduler, tokenizer=clip_tok, tokenizer_2=t5_tok, **parts), places
+    return FluxKontextPipeline(scheduler=scheduler, tokenizer=clip_tok, tokenizer_2=t5_tok, **parts), drawn
 
 
-def placer(model: str, device: str, free: Any) -> Any:
-    """where(part, bytes) for `_build`: `device` while the part fits in `free()` bytes of GPU memory
-    with a margin, else the CPU (with a warning: slow). `free` None: no usable GPU."""
-    margin = 2 * 2**30  # the first edit's activations, the allocator's slack
+MARGIN = 2 * 2**30  # the first edit's activations, the allocator's slack
 
-    def where(name: str, size: int) -> str:
-        if free is not None and size + margin < free():
-            return device
-        log.warning("building %s of %s (%.1f GB) in CPU memory: this takes minutes", name, model, size / 1e9)
-        return "cpu"
+
+def placer(model: str, device: str, free: Any, capped: bool = False) -> Any:
+    """where(part, bytes) -> (device that draws it, device it stays on) for `_build`.
+
+    A part is drawn on `device` while it fits in `free()` bytes of GPU memory with a margin (the CPU
+    takes minutes for 17 B parameters), else on the CPU with a warning. Under a GPU memory cap
+    (--gpu-memory-gb) every part then moves to CPU memory, where from_pretrained leaves a real model,
+    and the speed mode places it within the cap as it would on a smaller card. `free` None: no usable GPU."""
+
+    def where(name: str, size: int) -> tuple[str, str]:
+        if free is None or size + MARGIN >= free():
+            log.warning("building %s of %s (%.1f GB) in CPU memory: this takes minutes", name, model, size / 1e9)
+            return "cpu", "cpu"
+        return device, "cpu" if capped else device
     return where
 
 
-def build_for(model: str, device: str, dtype: Any) -> tuple[Any, str]:
+def build_for(model: str, device: str, dtype: Any, capped: bool = False) -> tuple[Any, str]:
     """The pipeline of `model` (one of RANDOM_MODELS), and the revision that names its weights.
 
     random-full's parts are built on the GPU where they fit in its free memory (initialising 17 B
     parameters on a CPU takes minutes); the speed mode then places them (offload moves them out).
     A part that does not fit, or any part on ZeroGPU (whose main process has no real GPU), is built
-    in CPU memory. CUDA and CPU draw different random numbers, so the revision says which built them.
+    in CPU memory. `capped` (a --gpu-memory-gb cap, kontext/gpumem.py): the parts are kept in CPU memory
+    for the speed mode to place. CUDA and CPU draw different random numbers, so the revision says which drew them.
     The caller (kontext.engine) refuses random-full without a GPU.
     """
     import torch
@@ -126,7 +138,7 @@ def build_for(model: str, device: str, dtype: Any) -> tuple[Any, str]:
     if model == RANDOM_SMALL:
         return build_random_pipeline("cpu", dtype, random_small_configs()), f"{RANDOM_REVISION}-cpu"
     cuda = device.startswith("cuda") and not on_zerogpu()
-    where = placer(model, device, (lambda: torch.cuda.mem_get_info(torch.device(device))[0]) if cuda else None)
-    pipe, places = _build(dtype, random_full_configs(), where)
-    kinds = {"cpu" if p == "cpu" else "cuda" for p in places.values()}
+    free = (lambda: torch.cuda.mem_get_info(torch.device(device))[0]) if cuda else None
+    pipe, drawn = _build(dtype, random_full_configs(), placer(model, device, free, capped))
+    kinds = {"cpu" if p == "cpu" else "cuda" for p in drawn.values()}
     return pipe, f"{RANDOM_REVISION}-{kinds.pop() if len(kinds) == 1 else 'mixed'}"

@@ -247,8 +247,8 @@ def check_device(opts: SpeedOptions, device: str) -> None:
         try:
             import torchao  # noqa: F401
         except ImportError:
-            raise RuntimeError(f"quantize={opts.quantize!r} needs torchao: "
-                               "pip install 'kontext-playground[speed]'") from None
+            raise RuntimeError(f"quantize={opts.quantize!r} needs torchao, one of this project's requirements: "
+                               "pip install -r requirements.txt (or pip install 'torchao>=0.17')") from None
 
 
 def apply_speed(pipe: Any, opts: SpeedOptions, device: str) -> None:
@@ -271,8 +271,12 @@ def apply_speed(pipe: Any, opts: SpeedOptions, device: str) -> None:
             quantize_,
         )
 
+        # int8 version 2 (torchao's Int8Tensor) on every torchao: 0.17 (the Space's pin) defaults to
+        # version 1, whose AffineQuantizedTensor failed under model offload on CUDA ("unimplemented
+        # operator aten._has_compatible_shallow_copy_type", the 24 GB tier of the H200 run, BENCHMARKS.md);
+        # 0.18 (the tests) has only version 2.
         config = (Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()) if opts.quantize == "fp8"
-                  else Int8WeightOnlyConfig())
+                  else Int8WeightOnlyConfig(version=2))
         quantize_(tr, config, device=device)
         if opts.offload != "none":
             tr.to("cpu")

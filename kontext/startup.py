@@ -22,13 +22,14 @@ ZEROGPU_REFUSED = ("compile", "offload", "quantize")
 
 
 def resolve_speed(mode: str, device: str | None, offload: str = "none",
-                  zerogpu: bool = False) -> tuple[SpeedOptions, str]:
+                  zerogpu: bool = False, gpu_memory_gb: float | None = None) -> tuple[SpeedOptions, str]:
     """The SpeedOptions for `mode` ("auto" or a bench mode name such as "fp8+compile"), and why.
 
     "auto" keeps everything on the GPU when it fits and picks a low-memory mode when it does not;
     an explicit `offload` replaces only auto's offload choice (int8 weights it would add stay).
     On ZeroGPU the GPU is lent per call in a forked worker: JIT compile is not supported there,
     offload and quantizing would touch CUDA outside it, so those are refused and auto is eager.
+    `gpu_memory_gb` (kontext/gpumem.py) makes auto plan for a card of that size.
     """
     mode = (mode or "auto").strip()
     if zerogpu:
@@ -50,9 +51,12 @@ def resolve_speed(mode: str, device: str | None, offload: str = "none",
     import torch
 
     if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
-        dev = torch.device(device or "cuda")
-        total = torch.cuda.get_device_properties(dev).total_memory
-        auto_offload, quantize, reason = choose_low_memory(int(total))
+        from .gpumem import check_cap, usable_bytes
+
+        total = usable_bytes(device or "cuda", check_cap(gpu_memory_gb))
+        auto_offload, quantize, reason = choose_low_memory(total)
+        if gpu_memory_gb is not None:
+            reason += f" (capped at {gpu_memory_gb:g} GiB by --gpu-memory-gb)"
         if offload != "none":
             reason = f"--offload {offload} (asked for) instead of {auto_offload}; {reason}"
         opts = SpeedOptions(offload=offload if offload != "none" else auto_offload, quantize=quantize)

@@ -113,14 +113,26 @@ def test_random_full_parts_go_to_the_gpu_while_they_fit_and_the_rest_to_the_cpu(
 
     def where(name, size):
         sizes[name] = size
-        return "meta"
+        return "meta", "meta"
     _build(torch.bfloat16, random_full_configs(), where)
     assert round(sizes["transformer"] / 1e9, 1) == 23.8 and round(sizes["text_encoder_2"] / 1e9, 1) == 9.5
-    assert {n: gpu(n, b) for n, b in sizes.items()} == {"transformer": "cpu", "vae": "cuda", "text_encoder_2": "cuda",
-                                                         "text_encoder": "cuda"}
+    assert {n: gpu(n, b)[1] for n, b in sizes.items()} == {"transformer": "cpu", "vae": "cuda",
+                                                            "text_encoder_2": "cuda", "text_encoder": "cuda"}
+    assert gpu("transformer", sizes["transformer"]) == ("cpu", "cpu")  # drawn on the CPU too: it does not fit
     free[0] = 141e9  # an H200: everything on the GPU
-    assert {gpu(n, b) for n, b in sizes.items()} == {"cuda"}
-    assert placer("random-full", "cuda", None)("vae", 1) == "cpu"  # no usable GPU (ZeroGPU's main process)
+    assert {gpu(n, b) for n, b in sizes.items()} == {("cuda", "cuda")}
+    assert placer("random-full", "cuda", None)("vae", 1) == ("cpu", "cpu")  # no usable GPU (ZeroGPU's main process)
+
+
+def test_random_full_under_a_memory_cap_is_drawn_on_the_gpu_and_kept_in_cpu_memory():
+    """--gpu-memory-gb 22 on an H200: every part is drawn on the GPU (fast), then kept in CPU memory,
+    where from_pretrained leaves a real model, for the speed mode to place within the cap."""
+    from kontext.randomfull import placer
+
+    capped = placer("random-full", "cuda", lambda: 141e9, capped=True)
+    assert capped("transformer", 23.8e9) == ("cuda", "cpu")
+    assert capped("vae", 0.2e9) == ("cuda", "cpu")
+    assert placer("random-full", "cuda", lambda: 141e9)("transformer", 23.8e9) == ("cuda", "cuda")
 
 
 def test_random_full_is_refused_without_a_gpu():
