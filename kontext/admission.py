@@ -43,6 +43,11 @@ class TurnQueue:
         with self._cond:
             return len(self._waiting)
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no turn runs or waits (True), or `timeout` seconds pass (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._running and not self._waiting, timeout)
+
     @contextmanager
     def turn(self, session: str, cancelled: Callable[[], bool] = lambda: False,
              on_wait: Callable[[int], None] | None = None, poll_s: float = 0.25) -> Iterator[None]:

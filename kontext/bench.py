@@ -140,6 +140,7 @@ def time_startup(args: argparse.Namespace, mode: str, device: str) -> dict[str, 
             env["OMP_NUM_THREADS"] = str(args.threads)
         cmd = [sys.executable, "-m", "kontext.bench", args.model, mode, device]
         cmd += [args.cache_dir] if args.cache_dir else []
+        packages: dict[str, dict[str, int]] = {}  # aot packages in the cache after each start, with mtimes
         for label in ("cold_s", "warm_s"):
             t0 = time.perf_counter()
             try:
@@ -151,6 +152,10 @@ def time_startup(args: argparse.Namespace, mode: str, device: str) -> dict[str, 
                 row["error"] = " ".join(out.stderr.split()[-40:])[:500] or f"exit {out.returncode}"
                 return row
             row[label] = round(time.perf_counter() - t0, 2)
+            packages[label] = {p.name: p.stat().st_mtime_ns for p in Path(tmp, "aot").glob("*.pt2")}
+        if parse_mode(mode).aot:  # what made the difference: the cold start compiled, the warm one loaded
+            row["cold_made_package"] = bool(packages["cold_s"])
+            row["warm_reused_package"] = bool(packages["cold_s"]) and packages["warm_s"] == packages["cold_s"]
     return row
 
 

@@ -181,15 +181,18 @@ def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],
                 if isinstance(x, BaseException):
                     raise x
             done = next((x for x in batch if isinstance(x, Done)), None)
+            progress = [x for x in batch if isinstance(x, Progress)]
+            if progress:
+                # Only the newest progress matters, so the UI never lags behind the run; it is sent
+                # before a result that arrived in the same batch, so every turn reports progress.
+                last = progress[-1]
+                if last.preview is None:
+                    preview = next((x.preview for x in reversed(progress) if x.preview is not None), None)
+                    last = Progress(last.step, last.total, preview, last.waiting)
+                yield last
             if done is not None:
                 yield done
                 return
-            # Only the newest progress matters, so the UI never lags behind the run.
-            last = batch[-1]
-            if last.preview is None:
-                preview = next((x.preview for x in reversed(batch) if x.preview is not None), None)
-                last = Progress(last.step, last.total, preview, last.waiting)
-            yield last
     finally:
         cancel.set()  # no-op when the run is already done
         if join_s:

@@ -1,0 +1,86 @@
+"""A barrier in the engine's step callback, so a test acts *during* an edit without racing it.
+
+    with hold_edits(engine) as gate:     # every edit on this engine stops after its first step
+        job = client.submit(...)         # (from any thread: the page, the API, a session call)
+        gate.wait_reached()              # an edit is now held at step 1
+        ...                              # act while it runs: undo, Stop, a second tab, ...
+        gate.release()                   # let it (and every later edit) run to the end
+
+`gate.let_one()` lets one held edit go on instead (a chain, turn by turn). A held edit also ends
+when its own cancel flag is set (Stop), as a real step would, and meanwhile reports its step again
+every 0.1 s, as a running edit keeps reporting progress (a handler that hears nothing cannot be
+closed between yields). The test waits on events with generous timeouts, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+WAIT_S = 120.0  # generous: a busy 2-core machine is slow, never this slow
+
+
+class Gate:
+    def __init__(self, step: int):
+        self.step = step
+        self.count = 0  # edits that reached the held step
+        self._cond = threading.Condition()
+        self._released = False
+        self._passes = 0
+
+    def wait_reached(self, n: int = 1, timeout: float = WAIT_S) -> None:
+        """Wait until `n` edits have reached the held step (counting those already let through)."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: self.count >= n, timeout), f"{self.count} of {n} edits arrived"
+
+    def release(self) -> None:
+        with self._cond:
+            self._released = True
+            self._cond.notify_all()
+
+    def let_one(self) -> None:
+        with self._cond:
+            self._passes += 1
+            self._cond.notify_all()
+
+    def hold(self, cancel: threading.Event | None, report: Any) -> None:
+        with self._cond:
+            self.count += 1
+            self._cond.notify_all()
+            while not self._released:
+                if self._passes:
+                    self._passes -= 1
+                    return
+                if cancel is not None and cancel.is_set():
+                    return  # the engine raises Cancelled at its next check
+                self._cond.wait(0.1)
+                self._cond.release()  # report outside the lock: the consumer may call back in
+                try:
+                    report()  # still running: the consumer hears from it, as from a real step
+                finally:
+                    self._cond.acquire()
+
+
+@contextmanager
+def hold_edits(engine: Any, step: int = 1) -> Iterator[Gate]:
+    """Every edit on `engine` waits after step `step` until `gate.release()` / `gate.let_one()` (or
+    its own Stop)."""
+    gate = Gate(step)
+    real = engine.edit
+
+    def edit(*args: Any, on_step: Any = None, cancel: threading.Event | None = None, **kw: Any) -> Any:
+        def step_hook(ev: Any) -> None:
+            report = (lambda: on_step(ev)) if on_step is not None else (lambda: None)
+            report()
+            if ev.step == gate.step:
+                gate.hold(cancel, report)
+        return real(*args, on_step=step_hook, cancel=cancel, **kw)
+
+    engine.edit = edit  # an instance attribute: the class's method is untouched
+    try:
+        yield gate
+    finally:
+        gate.release()
+        del engine.edit
