@@ -11,7 +11,7 @@ from kontext.session import Sessions
 from kontext.store import Store
 from ui.layout import demo_banner
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process  # serves the app on a port
 
 
 def source(tmp_path):

@@ -1,7 +1,6 @@
 """The named endpoints, through gradio_client, against the app launched on the tiny model."""
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +9,12 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from apphelpers import running_app
+from gates import hold_edits
 from kontext.metadata import read_metadata
 from kontext.session import Sessions
 from kontext.store import Store
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process  # serves the app on a port
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +104,16 @@ def test_cancel_mid_edit_leaves_history_unchanged(client, source, app):
     key = client.predict(api_name="/new_session")
     client.predict(key, source, api_name="/upload")
     before = client.predict(key, api_name="/history")
-    job = client.submit(key, "slow", "random", 0, 0, 100, 512, 512, api_name="/edit")
-    deadline = time.time() + 60
-    while time.time() < deadline and not any("progress" in str(o) for o in job.outputs()):
-        time.sleep(0.05)
-    assert any("progress" in str(o) for o in job.outputs()), "the edit never reported progress"
-    job.cancel()
-    time.sleep(3)  # a late result would land by now
-    assert client.predict(key, api_name="/history") == before
-    assert app[1].engine._lock.acquire(timeout=30)  # the worker stopped and released the pipeline
-    app[1].engine._lock.release()
+    engine = app[1].engine
+    with hold_edits(engine) as gate:  # the edit stays at its first step until it is stopped
+        job = client.submit(key, "slow", "random", 0, 0, 4, 0, 0, api_name="/edit")
+        gate.wait_reached()
+        job.cancel()
+        # The pipeline is free again while the gate is still closed: the edit ended at its Stop, so
+        # no result exists that could land later.
+        assert engine._lock.acquire(timeout=60), "the worker never stopped"
+        engine._lock.release()
+        assert client.predict(key, api_name="/history") == before
 
 
 def test_two_clients_at_once_see_only_their_own_steps(app, source):
@@ -142,16 +142,14 @@ def test_undo_answers_while_an_edit_runs(client, source, app):
     key = client.predict(api_name="/new_session")
     client.predict(key, source, api_name="/upload")
     edit(client, key, "one")
-    job = client.submit(key, "slow", "random", 0, 0, 100, 512, 512, api_name="/edit")
-    deadline = time.time() + 60
-    while time.time() < deadline and not any("progress" in str(o) for o in job.outputs()):
-        time.sleep(0.05)
-    t = time.perf_counter()
-    _, h = client.predict(key, api_name="/undo")
-    undo_s = time.perf_counter() - t
-    assert h["current"] == 1
-    assert not job.done(), f"undo waited for the edit ({undo_s:.1f} s)"
-    final = job.result(timeout=120)
+    with hold_edits(app[1].engine) as gate:
+        job = client.submit(key, "slow", "random", 0, 0, 4, 0, 0, api_name="/edit")
+        gate.wait_reached()  # the edit is running (held at its first step)
+        _, h = client.predict(key, api_name="/undo")
+        assert h["current"] == 1
+        assert not job.done(), "undo waited for the edit"
+        gate.release()
+        final = job.result(timeout=120)
     h = final[1]
     assert h["current"] == 3 and h["steps"][-1]["parent"] == 2  # the edit landed where it started
     _, h = client.predict(key, api_name="/undo")

@@ -142,7 +142,7 @@ def test_random_full_is_refused_without_a_gpu():
         Engine.load("random-full", device="cpu")
 
 
-@pytest.mark.slow
+@pytest.mark.process  # python -m kontext
 def test_module_command_exits_0(tiny_dir, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), KONTEXT_CACHE=str(tmp_path))
     proc = subprocess.run(
@@ -163,21 +163,3 @@ def test_random_full_is_the_real_architecture():
                 for name in ("transformer", "text_encoder_2", "text_encoder", "vae")}
     assert billions == {"transformer": 11.9, "text_encoder_2": 4.76, "text_encoder": 0.12, "vae": 0.08}
     assert next(pipe.transformer.parameters()).dtype == torch.bfloat16
-
-
-@pytest.mark.slow
-def test_startup_is_timed_cold_then_warm_for_aot(tiny_dir, tmp_path, capsys):
-    """--startup: a fresh process to the first possible edit, with empty compile caches and then with
-    the package the first one left; the warm start only loads, so it is the faster one."""
-    out = tmp_path / "b.json"
-    rc = main(bench_args(tiny_dir, "--modes", "aot", "--runs", "1", "--steps", "2", "--threads", "1",
-                         "--startup", "--json", str(out)))
-    assert rc == 0
-    report = json.loads(out.read_text())
-    (aot,) = report["startup"]
-    assert aot["mode"] == "aot" and aot["error"] is None
-    assert aot["warm_s"] < aot["cold_s"]  # the cold one exported and compiled, the warm one loaded
-    assert report["results"][0]["speed"] == "aot"
-    printed = capsys.readouterr().out
-    assert "| mode | start-up, cold caches s | start-up, warm caches s |" in printed
-    assert "| aot | " in printed.split("start-up, cold")[1]

@@ -1,28 +1,22 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""`python -m kontext edit`, called in-process (the module entry point itself runs as a subprocess in
+tests/test_bench.py::test_module_command_exits_0)."""
+
+import socket
 
 from PIL import Image
 
+from kontext.cli import main
 from kontext.metadata import read_metadata
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def run(args, tiny_dir):
-    e = dict(os.environ, HF_HUB_OFFLINE="1")  # $KONTEXT_CACHE already points at tiny_dir's cache
-    return subprocess.run([sys.executable, "-m", "kontext", *args], cwd=ROOT, env=e,
-                          capture_output=True, text=True, timeout=180)
-
-
-def test_edit_end_to_end_writes_png_with_parameters(tmp_path, tiny_dir, photo):
+def test_edit_end_to_end_writes_png_with_parameters(tmp_path, tiny_dir, photo, capsys):
     src, out = tmp_path / "in.png", tmp_path / "out.png"
     photo.save(src)
-    r = run(["edit", "--model", "tiny", "--image", str(src), "--prompt", "make it blue", "--seed", "7",
-             "--steps", "2", "--guidance", "2.5", "--out", str(out)], tiny_dir)
-    assert r.returncode == 0, r.stderr
-    assert "seed 7" in r.stdout
+    rc = main(["edit", "--model", "tiny", "--image", str(src), "--prompt", "make it blue", "--seed", "7",
+               "--steps", "2", "--guidance", "2.5", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "seed 7" in captured.out
     meta = read_metadata(out)
     assert meta["step"]["seed"] == 7 and meta["step"]["prompt"] == "make it blue"
     assert meta["step"]["steps"] == 2 and "Guidance: 2.5" in meta["parameters"]
@@ -30,34 +24,35 @@ def test_edit_end_to_end_writes_png_with_parameters(tmp_path, tiny_dir, photo):
     assert abs(w / h - 1.5) < 0.1
 
 
-def test_text_to_image_without_image(tmp_path, tiny_dir):
+def test_text_to_image_without_image(tmp_path, tiny_dir, capsys):
     out = tmp_path / "t2i.png"
-    r = run(["edit", "--model", "tiny", "--prompt", "a fox", "--steps", "1", "--out", str(out)], tiny_dir)
-    assert r.returncode == 0, r.stderr
+    rc = main(["edit", "--model", "tiny", "--prompt", "a fox", "--steps", "1", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
     assert read_metadata(out)["step"]["kind"] == "text"
 
 
-def test_bad_input_is_one_clear_line_and_nonzero_exit(tmp_path, tiny_dir):
+def test_bad_input_is_one_clear_line_and_nonzero_exit(tmp_path, tiny_dir, capsys):
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
-    r = run(["edit", "--model", "tiny", "--image", str(bad), "--prompt", "x", "--out", str(tmp_path / "o.png")],
-            tiny_dir)
-    assert r.returncode == 2
-    assert r.stderr.strip().startswith("error: --image: not an image")
-    assert len(r.stderr.strip().splitlines()) == 1
-    r = run(["edit", "--model", "tiny", "--prompt", "x", "--steps", "0", "--out", str(tmp_path / "o.png")], tiny_dir)
-    assert r.returncode == 2 and "steps must be" in r.stderr
+    rc = main(["edit", "--model", "tiny", "--image", str(bad), "--prompt", "x", "--out", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip().startswith("error: --image: not an image")
+    assert len(err.strip().splitlines()) == 1
+    rc = main(["edit", "--model", "tiny", "--prompt", "x", "--steps", "0", "--out", str(tmp_path / "o.png")])
+    assert rc == 2 and "steps must be" in capsys.readouterr().err
 
 
-def test_tiny_model_loads_offline_without_network(tmp_path, tiny_dir):
-    # A fresh cache folder: the tiny model is built and saved, then read back, all with the hub off.
-    code = ("import socket\n"
-            "def no_net(*a, **k): raise OSError('network disabled in this test')\n"
-            "socket.socket.connect = no_net\n"
-            "from kontext.engine import Engine\n"
-            "e = Engine.load('tiny')\n"
-            "print(e.edit(None, 'x', seed=1, steps=1).image.size)\n")
-    e = dict(os.environ, HF_HUB_OFFLINE="1", KONTEXT_CACHE=str(tmp_path / "fresh"))
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=e, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
+def test_tiny_model_loads_offline_without_network(tmp_path, monkeypatch):
+    # A fresh cache folder: the tiny model is built and saved, then read back, all with the network off.
+    def no_net(*a, **k):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_net)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("KONTEXT_CACHE", str(tmp_path / "fresh"))
+    from kontext.engine import Engine
+
+    e = Engine.load("tiny")
+    assert e.edit(None, "x", seed=1, steps=1).image.size
     assert (tmp_path / "fresh").is_dir()

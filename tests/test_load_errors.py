@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process  # a stand-in hub and fresh Pythons
 TESTS = Path(__file__).resolve().parent
 
 SCRIPT = r"""

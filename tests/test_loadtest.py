@@ -26,7 +26,6 @@ def test_bad_arguments_exit_2_with_one_line(capsys):
                    "error: --clients must be from 1 to 256, got 0"]
 
 
-@pytest.mark.slow
 @pytest.mark.ray
 def test_eight_visitors_five_turns_lose_nothing_and_use_both_workers(tiny_dir, tmp_path, capsys):
     pytest.importorskip("ray.serve")

@@ -14,7 +14,7 @@ from apphelpers import running_app
 from kontext.session import Sessions
 from kontext.store import Store
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process  # serves the app on a port
 
 
 def data_url(size=(96, 64)) -> str:

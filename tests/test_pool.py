@@ -6,6 +6,7 @@ leaves them out; CI runs them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -16,7 +17,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("ray.serve")
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
@@ -173,15 +174,23 @@ def test_stop_works_while_a_turn_waits_for_a_free_worker(pool):
 
     runner, engine = pool
     before = sum(i["turns"] for i in worker_states(runner).values())
-    big = plan_step(engine, photo(), "slow", seed=1, guidance=None, steps=100, width=256, height=256)
-    busy = [threading.Thread(target=runner.run, args=(big,)) for _ in range(2)]
+    big = plan_step(engine, photo(), "slow", seed=1, guidance=None, steps=100, width=512, height=512)
+    started = [threading.Event(), threading.Event()]
+    release = threading.Event()  # the busy turns run until the waiting one was stopped (then Stop them)
+
+    def busy_turn(i):
+        with contextlib.suppress(Cancelled):
+            runner.run(big, report=lambda p: started[i].set(), cancel=release)
+
+    busy = [threading.Thread(target=busy_turn, args=(i,)) for i in range(2)]
     for t in busy:
         t.start()
-    time.sleep(0.3)  # both are running now (the first step comes within milliseconds)
+    assert all(e.wait(120) for e in started)  # both workers are running a turn
     cancel = threading.Event()
-    threading.Timer(0.2, cancel.set).start()
+    threading.Timer(0.2, cancel.set).start()  # Stop while it waits (no worker frees up before it)
     with pytest.raises(Cancelled):
         runner.run(big, cancel=cancel)
+    release.set()
     for t in busy:
         t.join()
     assert sum(i["turns"] for i in worker_states(runner).values()) == before + 2  # the stopped one never ran

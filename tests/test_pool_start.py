@@ -13,7 +13,7 @@ import pytest
 from apphelpers import ROOT
 
 pytest.importorskip("ray.serve")
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = pytest.mark.ray
 
 
 def test_workers_that_cannot_load_the_model_stop_the_app_with_the_reason(tmp_path):

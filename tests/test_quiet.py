@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.process  # a fresh Python: the advice is printed once, at import
 def test_loading_the_model_prints_no_torchvision_advice(tiny_dir):
     code = "from kontext.engine import Engine; Engine.load('tiny')"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TQDM_DISABLE="1")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from apphelpers import free_port, launch_app
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process  # app.py, killed and started again
 
 
 def launch(data: Path, port: int):

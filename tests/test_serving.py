@@ -13,7 +13,7 @@ from apphelpers import running_app
 from kontext.session import EditOptions, Sessions
 from kontext.store import Store
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process  # serves the app on a port
 
 
 def fetch(url: str) -> tuple[int, bytes]:

@@ -1,37 +1,47 @@
 """Showing work, in Debian's Chromium: examples, example chains, the presentation view, share links,
-and the page defects a new user found (type-ahead, the branch switcher, Stop while waiting)."""
+and the page defects a new user found (type-ahead, the branch switcher, Stop while waiting).
+Where a test acts during an edit, the edit is held at a step (tests/gates.py), not slowed down."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 from gradio_client import Client
 from test_browser import ARGS, ARTIFACTS, CHROMIUM, status, thumbs, wait_status
 
 from apphelpers import running_app
+from gates import hold_edits
 from kontext.examples import ResultCache
 from kontext.gpu import LocalGpu
 from kontext.session import Sessions
 from kontext.store import Store
 
 pytestmark = pytest.mark.browser
-DELAY_S = 1.2  # every turn takes at least this long here, so a person (or a test) can act during one
 
 
-class SlowGpu(LocalGpu):
+class CountingGpu(LocalGpu):
+    """Counts the turns that reached the model (an example's cached result never does)."""
+
+    calls = 0
+
     def run(self, *args, **kwargs):
-        time.sleep(DELAY_S)
+        self.calls += 1
         return super().run(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def app(engine, tmp_path_factory):
     data = tmp_path_factory.mktemp("showcase-app")
-    sessions = Sessions(engine, Store(data / "sessions"), gpu=SlowGpu(engine),
+    sessions = Sessions(engine, Store(data / "sessions"), gpu=CountingGpu(engine),
                         results=ResultCache(data / "example-results"))
     with running_app(sessions, data) as url:
         yield url, sessions
+
+
+def settled(sessions) -> None:
+    """No turn runs or waits, and the model is free: nothing queued can still land."""
+    assert sessions.queue.wait_idle(120), "a turn is still running or waiting"
+    assert sessions.engine._lock.acquire(timeout=120)
+    sessions.engine._lock.release()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +83,7 @@ def shot(page, name):
 
 @pytest.mark.parametrize("viewport", [(1400, 1000), (390, 844)], ids=["desktop", "phone"])
 def test_an_example_click_starts_a_chain_and_its_result_is_cached(app, browser, viewport):
-    url, _ = app
+    url, sessions = app
     page = open_page(browser, url, viewport)
     tag = "desktop" if viewport[0] > 800 else "phone"
     shot(page, f"{tag}-start")
@@ -87,10 +97,10 @@ def test_an_example_click_starts_a_chain_and_its_result_is_cached(app, browser, 
     # The same example again, in a new chain: this time the result comes from the cache.
     page.locator("#examples tbody tr").first.click()
     wait_status(page, "ready: press")
-    start = time.monotonic()
+    calls = sessions.gpu.calls
     page.click("#edit-btn")
     wait_status(page, "from the example cache")
-    assert time.monotonic() - start < DELAY_S + 5  # (no model call: the slow GPU was not asked)
+    assert sessions.gpu.calls == calls  # no model call: the GPU was not asked
     shot(page, f"{tag}-example")
     page.context.close()
 
@@ -102,27 +112,38 @@ def test_an_example_chain_runs_turn_by_turn_and_stops(app, browser):
     page.evaluate("""() => { window.seen = new Set();
         new MutationObserver(() => window.seen.add(document.querySelectorAll('#timeline .thumbnail-item').length))
             .observe(document.body, {subtree: true, childList: true}); }""")
-    page.locator("#chains tbody tr").first.click()
-    page.wait_for_selector("#stop-btn", state="visible")
-    wait_status(page, "Step #4 · seed", timeout=60_000)  # upload + 3 instructions
+    with hold_edits(sessions.engine) as gate:  # each turn waits at its first step until let through
+        page.locator("#chains tbody tr").first.click()
+        page.wait_for_selector("#stop-btn", state="visible")
+        for turn in (1, 2, 3):  # upload + 3 instructions
+            gate.wait_reached(turn)
+            if turn > 1:  # the previous turn is on screen while this one runs
+                page.wait_for_function(f"() => document.querySelectorAll('#timeline .thumbnail-item').length "
+                                       f"=== {turn}", timeout=60_000)
+            gate.let_one()
+        wait_status(page, "Step #4 · seed", timeout=60_000)
     page.wait_for_selector("#edit-btn", state="visible")
     seen = set(page.evaluate("() => [...window.seen]"))
     assert {2, 3, 4} <= seen, seen  # 2 and 3 were on screen before the chain ended
     page.wait_for_selector("#drift-plot svg polyline")  # drift from the original, over the turns
     shot(page, "chain-done")
 
-    page.locator("#chains tbody tr").nth(1).click()  # a chain of 4, stopped after its first turn
-    page.wait_for_function("() => document.querySelector('#status')?.innerText.includes('instruction 1 of 4')",
-                           timeout=60_000)
-    page.wait_for_function("() => document.querySelectorAll('#timeline .thumbnail-item').length === 2",
-                           timeout=60_000)  # the first turn landed; the second is on its way
-    page.click("#stop-btn")
-    page.wait_for_selector("#edit-btn", state="visible")
-    stopped_at = thumbs(page).count()
-    page.wait_for_timeout(DELAY_S * 1000 + 1500)  # a late turn would have landed by now
-    # The chain ended early (its picture, its first turn, perhaps one more under load) and nothing
-    # landed after Stop.
-    assert 2 <= thumbs(page).count() == stopped_at < 5
+    with hold_edits(sessions.engine) as gate:
+        page.locator("#chains tbody tr").nth(1).click()  # a chain of 4, stopped during its second turn
+        page.wait_for_function("() => document.querySelector('#status')?.innerText.includes('instruction 1 of 4')",
+                               timeout=60_000)
+        gate.wait_reached(1)
+        gate.let_one()
+        gate.wait_reached(2)  # the first turn landed; the second is running
+        page.wait_for_function("() => document.querySelectorAll('#timeline .thumbnail-item').length === 2",
+                               timeout=60_000)
+        page.click("#stop-btn")
+        page.wait_for_selector("#edit-btn", state="visible")
+        stopped_at = thumbs(page).count()
+        gate.release()  # were a turn still on its way, it would now run and land
+        settled(sessions)
+    # The chain ended early (its picture and its first turn) and nothing landed after Stop.
+    assert gate.count == 2 and thumbs(page).count() == stopped_at == 2
     page.context.close()
 
 
@@ -152,9 +173,8 @@ def test_presentation_view_with_the_keyboard(app, browser, viewport):
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")  # past the end: stays on the last
     page.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('3 of 3')")
-    page.wait_for_timeout(500)
     assert "3 of 3" in count.inner_text()
-    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")  # one back from the last, so the extra press did not move past it
     page.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('2 of 3')")
     page.click("#present-next")
     page.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('3 of 3')")
@@ -205,19 +225,24 @@ def test_a_share_link_is_read_only_and_can_be_revoked(app, browser):
 
 
 def test_an_instruction_typed_during_an_edit_is_kept(app, browser):
-    url, _ = app
-    page = edited_example(browser, url, 2)
-    page.wait_for_selector("#stop-btn", state="visible")
-    page.fill("#prompt textarea", "now make it a sketch")
-    page.press("#prompt textarea", "Enter")  # while the first edit runs
-    page.wait_for_selector("text=your new instruction stays in the box")
-    wait_status(page, "Step #2 · seed")
-    page.wait_for_timeout(800)
+    url, sessions = app
+    with hold_edits(sessions.engine) as gate:
+        page = edited_example(browser, url, 2)
+        page.wait_for_selector("#stop-btn", state="visible")
+        gate.wait_reached()  # the first edit runs
+        page.fill("#prompt textarea", "now make it a sketch")
+        page.press("#prompt textarea", "Enter")  # while the first edit runs
+        page.wait_for_selector("text=your new instruction stays in the box")
+        gate.release()
+        wait_status(page, "Step #2 · seed")
+    settled(sessions)
     assert page.locator("#prompt textarea").input_value() == "now make it a sketch"
     assert thumbs(page).count() == 2  # the type-ahead did not run by itself
     page.press("#prompt textarea", "Enter")
     wait_status(page, "Step #3 · seed")
     page.wait_for_function("() => document.querySelector('#prompt textarea').value === ''")  # ran, so cleared
+    settled(sessions)
+    assert thumbs(page).count() == 3  # that one Enter ran it once
     page.context.close()
 
 
@@ -245,22 +270,25 @@ def test_the_branch_switcher_stays_on_one_line(app, browser, width):
 
 
 def test_stop_shows_and_works_while_an_edit_waits_for_the_gpu(app, browser):
-    url, _ = app
+    url, sessions = app
     first, second = open_page(browser, url), open_page(browser, url)
     for page in (first, second):
         page.locator("#examples tbody tr").nth(5).click()
         wait_status(page, "ready: press")
         page.fill("#prompt textarea", "a waiting edit")  # not the example's: never from the cache
-    first.click("#edit-btn")
-    first.wait_for_selector("#stop-btn", state="visible")
-    second.click("#edit-btn")
-    wait_status(second, "Waiting for the GPU: 1 edit ahead")
-    assert second.locator("#stop-btn").is_visible()
-    second.click("#stop-btn")
-    second.wait_for_selector("#edit-btn", state="visible")
-    wait_status(first, "Step #2 · seed")
-    second.wait_for_timeout(DELAY_S * 1000 + 1000)
-    assert thumbs(second).count() == 1  # the cancelled waiting edit never ran
+    with hold_edits(sessions.engine) as gate:
+        first.click("#edit-btn")
+        first.wait_for_selector("#stop-btn", state="visible")
+        gate.wait_reached()  # the first edit holds the GPU
+        second.click("#edit-btn")
+        wait_status(second, "Waiting for the GPU: 1 edit ahead")
+        assert second.locator("#stop-btn").is_visible()
+        second.click("#stop-btn")
+        second.wait_for_selector("#edit-btn", state="visible")
+        gate.release()
+        wait_status(first, "Step #2 · seed")
+        settled(sessions)
+    assert gate.count == 1 and thumbs(second).count() == 1  # the cancelled waiting edit never ran
     first.context.close()
     second.context.close()
 
@@ -278,9 +306,15 @@ def test_painting_a_mask_limits_the_edit_to_it(app, browser, tmp_path):
     page.locator("#canvas input[type=file]").set_input_files(str(src))
     wait_status(page, "Step #1")
     page.get_by_text("Masked edit: paint").click()
-    page.click("#mask-load")
+    # The editor's status tracker shows while the picture is on its way and hides once it is there.
+    page.evaluate("""() => { const t = document.querySelector('#mask-editor [data-testid=status-tracker]');
+        window.maskLoaded = new Promise(done => { let shown = false; new MutationObserver(() => {
+            if (!t.classList.contains('hide')) shown = true; else if (shown) done(); })
+            .observe(t, {attributes: true, attributeFilter: ['class']}); }); }""")
+    page.click("#mask-load")  # the current picture goes into the editor
+    page.evaluate("() => window.maskLoaded")
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # drawn
     canvas = page.locator("#mask-editor canvas").first
-    page.wait_for_timeout(1500)  # the picture loads into the editor
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45)
     page.mouse.down()
@@ -299,9 +333,10 @@ def test_painting_a_mask_limits_the_edit_to_it(app, browser, tmp_path):
         return np.asarray(Image.open(io.BytesIO(page.request.get(src_url).body())).convert("RGB"))
 
     after = shown()
+    edited_src = page.locator("#canvas img").first.get_attribute("src")
     page.click("#undo-btn")
     wait_status(page, "Step #1")
-    page.wait_for_timeout(500)
+    page.wait_for_function("s => document.querySelector('#canvas img')?.getAttribute('src') !== s", arg=edited_src)
     before = shown()
     changed = np.any(after != before, axis=-1).mean()
     assert 0 < changed <= share / 100 + 0.01  # only (part of) the painted area changed

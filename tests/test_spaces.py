@@ -102,7 +102,7 @@ def test_doctor_without_a_token_says_to_set_hf_token(tmp_path):
     assert out.returncode == 1 and "set the secret HF_TOKEN" in out.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.process  # a stand-in hub
 def test_doctor_checks_access_to_the_gated_model(tmp_path):
     from hub_stub import Stub
 

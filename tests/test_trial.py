@@ -17,7 +17,7 @@ def test_bad_arguments_exit_2_with_one_line(capsys):
     assert err == ["error: --steps must be from 1 to 100, got 0", "error: --side must be from 64 to 4096 px, got 10"]
 
 
-@pytest.mark.slow
+@pytest.mark.process  # app.py in its own process
 def test_one_visitor_at_full_size_edits_undoes_and_rerolls(tmp_path, capsys):
     out = tmp_path / "trial.json"
     rc = main(["trial", "--model", "random-small", "--steps", "2", "--side", "1024", "--json", str(out)])

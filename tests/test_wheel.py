@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process  # pip builds a wheel, a fresh Python imports it
 
 CHECK = """
 import importlib.util, sys

@@ -42,7 +42,9 @@ def test_a_full_turn_runs_in_the_child_and_commits_here(engine, store, forked, p
     h, node = s.edit(key, "make it blue", FAST, on_step=seen.append, preview_every=1)
     assert forked.calls == 1 and forked.child_pids and os.getpid() not in forked.child_pids
     steps = [p.step for p in seen if isinstance(p, Progress)]
-    assert steps == [1, 2, 3, 4]
+    # Progress is coalesced when the consumer lags (only the newest step matters): in order, ending
+    # at the last step. That every step arrives when the consumer keeps up: tests/test_turns_stream.py.
+    assert steps == sorted(set(steps)) and steps[-1] == 4
     assert any(isinstance(p.preview, Image.Image) for p in seen)  # previews crossed the process boundary
     # The commit happened here: the cache, the disk and a fresh reader agree.
     assert h.current == node.id == 2 and s.image(key).size == (node.width, node.height)
@@ -59,9 +61,8 @@ def test_stop_between_yields_leaves_the_history_unchanged(engine, store, forked,
     before = s.history(key).to_dict()
     cancel = threading.Event()
 
-    def on_step(p):
-        if p.step == 1:
-            cancel.set()
+    def on_step(p):  # Stop at the first progress heard (which step that is depends on the machine)
+        cancel.set()
 
     with pytest.raises(Cancelled):
         s.edit(key, "never lands", EditOptions(steps=8), on_step=on_step, cancel=cancel)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from apphelpers import ROOT, launch_app
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process  # app.py with a stand-in spaces package
 FAKE = ROOT / "tests" / "fake_spaces"
 
 
@@ -53,32 +53,3 @@ def test_jit_compile_is_refused_on_zerogpu(tmp_path):
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "ZeroGPU does not support" in out.stderr and "compile" in out.stderr
-
-
-def test_aot_on_zerogpu_compiles_in_one_gpu_call_and_each_worker_loads_it(tmp_path, tiny_dir):
-    """--mode aot on ZeroGPU: the package is made (or found) inside one start-up GPU call asking for
-    the long duration, the main process never loads it, and the turn's worker runs it compiled."""
-    import re
-
-    log = tmp_path / "spaces.jsonl"
-    src = tmp_path / "src.png"
-    Image.effect_noise((96, 64), 40).convert("RGB").save(src)
-    proc, client = launch_app(["--model", "tiny", "--device", "cpu", "--data-dir", str(tmp_path / "s"),
-                               "--mode", "aot"], tmp_path / "server.log", env=zerogpu_env(log), timeout_s=600)
-    try:
-        key = client.predict(api_name="/new_session")
-        client.predict(key, handle_file(str(src)), api_name="/upload")
-        _, history = client.predict(key, "make it blue", "fixed", 7, 0, 2, 0, 0, api_name="/edit")
-        step = history["steps"][-1]
-        assert step["extra"]["compiled_calls"] == 2 and step["extra"]["speed"] == "aot"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    calls = [json.loads(line) for line in log.read_text().splitlines() if '"call"' in line]
-    assert [c["function"] for c in calls] == ["gpu_aot_package", "gpu_turn"]
-    assert calls[0]["duration"] == 1500
-    server_log = (tmp_path / "server.log").read_text()
-    loads = [int(pid) for pid in re.findall(r"compiled transformer \S+ loaded in [\d.]+ s \(process (\d+)\)",
-                                            server_log)]
-    assert loads and proc.pid not in loads, server_log[-3000:]  # loaded by the worker, not the main process
-    assert "transformer compiled ahead of time" in server_log or "aot:" in server_log
