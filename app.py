@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--login", default=env("KONTEXT_LOGIN", "none"), choices=["none", "hf"],
                    help="hf: editing needs a Hugging Face sign-in (a Space with hf_oauth: true)")
     p.add_argument("--branding", default=env("KONTEXT_BRANDING"),
-                   help="a TOML file: title, description, logo, accent, hide, examples (see kontext/branding.py)")
+                   help="a TOML file: title, description, logo, accent, hide, examples "
+                        "(see kontext/showcase/branding.py)")
     p.add_argument("--title", default=env("KONTEXT_TITLE"), help="the page's title (wins over --branding)")
     p.add_argument("--accent", default=env("KONTEXT_ACCENT"), help="accent colour: #rrggbb or a name like emerald")
     p.add_argument("--hide", default=env("KONTEXT_HIDE"),
@@ -79,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="an examples TOML file (see assets/examples/examples.toml), or none")
     p.add_argument("--safety", default=env("KONTEXT_SAFETY") or ("prompt" if env("SPACE_ID") else "off"),
                    help="content check on every turn: off, prompt (a word list), or module:function "
-                        "(see kontext/safety.py); default off, prompt on a Hugging Face Space")
+                        "(see kontext/model/safety.py); default off, prompt on a Hugging Face Space")
     p.add_argument("--safety-words", default=env("KONTEXT_SAFETY_WORDS"),
                    help="with --safety prompt: a file of words or phrases to refuse, one per line")
     p.add_argument("--auth", default=env("KONTEXT_AUTH"),
@@ -94,14 +95,14 @@ def prepare_aot_on_zerogpu(engine, zero) -> tuple[str, str | None]:
     import logging
     import time
 
-    from kontext import aot
+    from kontext.model import aot
 
     print("aot: preparing the compiled transformer on a lent GPU (minutes on the first start)")
     t0 = time.perf_counter()
     try:
         path = Path(zero.zerogpu_aot_function()())
     except Exception as e:  # noqa: BLE001 - the app still works eagerly; the banner says so
-        logging.getLogger("kontext.aot").exception("aot preparation failed")
+        logging.getLogger("kontext.model.aot").exception("aot preparation failed")
         # Edits run eager now: say so in each step's record, and stop snapping sizes to compiled buckets.
         engine.speed = dataclasses.replace(engine.speed, aot=False)
         return "ready", f"the ahead-of-time compile failed ({type(e).__name__}), so edits run eager; see the logs"
@@ -126,21 +127,22 @@ def log_to_stderr() -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     log_to_stderr()
-    from kontext.gpu import on_zerogpu  # imports no torch
+    from kontext.env import on_zerogpu  # imports no torch
 
     zerogpu = on_zerogpu()
     if zerogpu:
         # Before torch: ZeroGPU patches torch's CUDA calls on import, and refuses if CUDA is set up already.
         import spaces  # noqa: F401
-    from kontext.admission import TurnQueue
-    from kontext.branding import load_branding
-    from kontext.config import Settings, parse_auth
-    from kontext.engine import Engine, ModelLoadError
-    from kontext.examples import load_catalog
-    from kontext.safety import load_check
-    from kontext.session import Sessions
-    from kontext.startup import Startup, resolve_speed
-    from kontext.store import Store
+    from kontext.errors import ModelLoadError
+    from kontext.files.store import Store
+    from kontext.hosting.config import Settings, parse_auth
+    from kontext.hosting.startup import Startup, resolve_speed
+    from kontext.model.engine import Engine
+    from kontext.model.safety import load_check
+    from kontext.sessions.admission import TurnQueue
+    from kontext.sessions.session import Sessions
+    from kontext.showcase.branding import load_branding
+    from kontext.showcase.examples import load_catalog
 
     try:
         auth = parse_auth(args.auth)
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         login=args.login, auth=auth, branding=branding,
     )
     if settings.login == "hf" and os.environ.get("SYSTEM") != "spaces":
-        from kontext.hub import token
+        from kontext.model.hub import token
 
         if not token():
             sys.exit("error: --login hf needs a Space with hf_oauth: true in its front matter; locally, gradio "
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         startup.message = f"ready ({pool.replicas} model worker(s), each warmed up before its first turn)"
         startup.done.set()
     elif zerogpu:
-        from kontext import gpu as zero
+        from kontext.hosting import zerogpu as zero
 
         zero.install(engine)  # the forked GPU worker inherits the loaded model
         gpu = zero.RemoteGpu(zero.zerogpu_function())
@@ -209,10 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     if mirror is not None:
         mirror.start()
         stop_mirror_on_exit(mirror)
-    from kontext.examples import ResultCache
+    from kontext.showcase.examples import ResultCache
     from ui import build_ui, launch_kwargs, queue_kwargs
 
-    # Example results are kept after their first run (kontext.examples), beside the sessions.
+    # Example results are kept after their first run (kontext.showcase.examples), beside the sessions.
     results = ResultCache(Path(settings.data_dir) / "example-results")
     sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue, results=results,
                         safety=safety)
@@ -230,7 +232,7 @@ def refuse_unusable_gpu(args, zerogpu: bool) -> None:
     """On a machine with an NVIDIA GPU that PyTorch cannot use (a torch built for a newer CUDA than the
     driver), stop with the cause and the fix rather than serve the tiny model on a paid GPU. The host
     may still ask for a CPU model on purpose (--model tiny or random-small, --device cpu)."""
-    from kontext.cudacheck import cuda_problem
+    from kontext.model.cudacheck import cuda_problem
 
     asked_cpu = args.model in ("tiny", "random-small") or (args.device or "").startswith("cpu")
     if zerogpu or asked_cpu:
@@ -241,13 +243,13 @@ def refuse_unusable_gpu(args, zerogpu: bool) -> None:
 
 
 def start_ray_pool(args, settings, branding, zerogpu):
-    """--workers ray: the model runs in Ray Serve workers (kontext/pool.py); this process stays in front."""
+    """--workers ray: the model runs in Ray Serve workers (kontext/hosting/pool.py); this process stays in front."""
     import atexit
 
     if zerogpu:
         raise ValueError("--workers ray is for self-hosting; on ZeroGPU the Space's own pool runs the edits")
     try:
-        from kontext.pool import start_pool, stop_pool
+        from kontext.hosting.pool import start_pool, stop_pool
     except ImportError:
         raise ValueError("--workers ray needs Ray Serve: pip install -e '.[scale]'") from None
     pool, engine = start_pool(settings.model, args.mode, settings.device, args.replicas, address=args.ray_address,
@@ -262,8 +264,8 @@ def start_mirror(settings):
     """Restore the mirrored sessions before anything reads the data folder; None when mirroring is off."""
     if not settings.mirror:
         return None
-    from kontext.hub import token
-    from kontext.mirror import HubRemote, Mirror
+    from kontext.files.mirror import HubRemote, Mirror
+    from kontext.model.hub import token
 
     if not token():
         sys.exit("error: --mirror needs a Hugging Face token with write access: set HF_TOKEN")

@@ -1,6 +1,6 @@
 """Kontext Playground: multi-turn image editing with FLUX.1 Kontext [dev], without a UI."""
 
-from .quiet import silence_known_warnings
+from kontext.quiet import silence_known_warnings
 
 __version__ = "0.1.0"
 

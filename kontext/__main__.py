@@ -1,3 +1,3 @@
-from .cli import main
+from kontext.tools.cli import main
 
 raise SystemExit(main())

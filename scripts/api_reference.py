@@ -17,7 +17,7 @@ START, END = "<!-- api-reference: start (scripts/api_reference.py) -->", "<!-- a
 
 
 def reference() -> str:
-    from kontext.params import REAL_PROFILE
+    from kontext.core.params import REAL_PROFILE
     from ui.apidoc import markdown
 
     return markdown(REAL_PROFILE)

@@ -24,8 +24,8 @@ import json, time
 t0 = time.perf_counter()
 import torch
 torch.set_num_threads(1)
-from kontext.engine import Engine
-from kontext.speed import parse_mode, warm_up
+from kontext.model.engine import Engine
+from kontext.model.speed import parse_mode, warm_up
 e = Engine.load({model!r}, speed=parse_mode("aot"))
 warm_up(e, sizes=[], steps=1)
 print(json.dumps({{"ready_s": time.perf_counter() - t0}}))
@@ -54,10 +54,10 @@ def main() -> int:
         os.environ["KONTEXT_CACHE"] = cache
         import torch
 
-        from kontext import aot
-        from kontext.buckets import buckets
-        from kontext.engine import Engine
-        from kontext.speed import parse_mode
+        from kontext.core.buckets import buckets
+        from kontext.model import aot
+        from kontext.model.engine import Engine
+        from kontext.model.speed import parse_mode
 
         torch.set_num_threads(1)
         engine = Engine.load(args.model, speed=parse_mode("aot"))

@@ -42,7 +42,7 @@ def main() -> int:
     import torch
     from PIL import Image
 
-    from kontext.engine import Engine, StepEvent
+    from kontext.model.engine import Engine, StepEvent
 
     torch.set_num_threads(1)
     engine = Engine.load(args.model)

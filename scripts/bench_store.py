@@ -29,11 +29,11 @@ def main() -> None:
 
     from PIL import Image, ImageEnhance
 
-    from kontext import metadata
-    from kontext.export import write_export
-    from kontext.history import History, Node
-    from kontext.session import step_dict
-    from kontext.store import Store, new_key
+    from kontext.core import metadata
+    from kontext.core.history import History, Node
+    from kontext.files.export import write_export
+    from kontext.files.store import Store, new_key
+    from kontext.sessions.session import step_dict
 
     if args.photo is None:
         import gradio

@@ -47,9 +47,9 @@ def main() -> None:
     from PIL import Image
 
     from apphelpers import free_port
-    from kontext.engine import Engine
-    from kontext.session import EditOptions, Sessions
-    from kontext.store import Store
+    from kontext.files.store import Store
+    from kontext.model.engine import Engine
+    from kontext.sessions.session import EditOptions, Sessions
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp())

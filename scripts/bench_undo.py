@@ -27,8 +27,8 @@ def build(store, key: str, n: int, side: int) -> None:
     """Make `key`'s session an upload followed by n - 1 edits in one branch, each with its own PNG."""
     from PIL import Image
 
-    from kontext import metadata
-    from kontext.history import History, Node
+    from kontext.core import metadata
+    from kontext.core.history import History, Node
 
     h = History()
     for i in range(1, n + 1):
@@ -53,9 +53,9 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from apphelpers import running_app
-    from kontext.engine import Engine
-    from kontext.session import Sessions
-    from kontext.store import Store
+    from kontext.files.store import Store
+    from kontext.model.engine import Engine
+    from kontext.sessions.session import Sessions
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp())

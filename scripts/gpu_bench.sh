@@ -167,7 +167,7 @@ if ls "$KONTEXT_CACHE"/aot/*.pt2 >/dev/null 2>&1; then
     # 6. Warm start: process start until an aot edit is possible (model built, package loaded, warm-up).
     if fits warmstart 45; then
         t0=$SECONDS
-        timeout "$left" "$PY" -m kontext.bench "$MODEL" aot "$DEVICE" >"$RES/warmstart.log" 2>&1 \
+        timeout "$left" "$PY" -m kontext.tools.bench "$MODEL" aot "$DEVICE" >"$RES/warmstart.log" 2>&1 \
             && echo "== warmstart: aot ready after $((SECONDS - t0)) s (process start to the first possible edit)" \
             | tee -a "$LOG" || echo "== warmstart: failed, see warmstart.log" | tee -a "$LOG"
     fi

@@ -44,7 +44,7 @@ def main() -> int:
     import torch
     from PIL import Image
 
-    from kontext.engine import Engine
+    from kontext.model.engine import Engine
 
     if not torch.cuda.is_available():
         print("sync_check needs a CUDA GPU (sync debug mode is CUDA's)")

@@ -1,4 +1,4 @@
-"""Print the README's GPU tier table (from kontext/tiers.py: what --mode auto runs on each size).
+"""Print the README's GPU tier table (from kontext/hosting/tiers.py: what --mode auto runs on each size).
 
     python scripts/tier_table.py          # print it
     python scripts/tier_table.py --write  # replace the table between the README's markers
@@ -17,7 +17,7 @@ START, END = "<!-- tier-table: start (scripts/tier_table.py) -->", "<!-- tier-ta
 
 
 def table() -> str:
-    from kontext.tiers import TIERS
+    from kontext.hosting.tiers import TIERS
 
     lines = ["| GPU (memory torch reports) | speed mode auto picks | on the GPU | peak GPU memory, 1 MP edit | "
              "seconds per 1 MP edit, 28 steps | what the host sets |", "|---|---|---|---|---|---|"]

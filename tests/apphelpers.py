@@ -21,7 +21,7 @@ def free_port() -> int:
 
 @contextmanager
 def running_app(sessions, data_dir, mcp: bool = False, **settings_kw):
-    from kontext.config import Settings
+    from kontext.hosting.config import Settings
     from ui import build_ui, launch_kwargs, queue_kwargs
 
     settings = Settings(model="tiny", data_dir=data_dir, **settings_kw)

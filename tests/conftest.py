@@ -56,7 +56,7 @@ def tiny_dir(tmp_path_factory):
     $KONTEXT_CACHE; the first worker saves it, the others wait on the lock and find it."""
     from filelock import FileLock
 
-    from kontext.tiny import ensure_tiny_model
+    from kontext.model.tiny import ensure_tiny_model
 
     run = _run_dir(tmp_path_factory)
     os.environ["KONTEXT_CACHE"] = str(run / "kontext-cache")
@@ -72,9 +72,9 @@ def aot_package(tiny_dir):
     what the compile said)."""
     from filelock import FileLock
 
-    from kontext import aot
-    from kontext.engine import Engine
-    from kontext.speed import parse_mode, warm_up
+    from kontext.model import aot
+    from kontext.model.engine import Engine
+    from kontext.model.speed import parse_mode, warm_up
 
     cache = Path(os.environ["KONTEXT_CACHE"])
     with FileLock(str(cache / "aot-package.lock")):
@@ -92,21 +92,21 @@ def aot_package(tiny_dir):
 
 @pytest.fixture(scope="session")
 def engine(tiny_dir):
-    from kontext.engine import Engine
+    from kontext.model.engine import Engine
 
     return Engine.load("tiny", cache_dir=tiny_dir)
 
 
 @pytest.fixture
 def store(tmp_path):
-    from kontext.store import Store
+    from kontext.files.store import Store
 
     return Store(tmp_path / "sessions")
 
 
 @pytest.fixture
 def sessions(engine, store):
-    from kontext.session import Sessions
+    from kontext.sessions.session import Sessions
 
     return Sessions(engine, store)
 

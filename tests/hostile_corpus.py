@@ -12,7 +12,7 @@ import zlib
 
 from PIL import Image, ImageCms
 
-from kontext.images import MAX_FILE_BYTES, MAX_SIDE
+from kontext.core.images import MAX_FILE_BYTES, MAX_SIDE
 
 
 def _png(img: Image.Image, **kw) -> bytes:

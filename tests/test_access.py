@@ -6,9 +6,9 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from apphelpers import running_app
-from kontext.config import Settings, parse_auth, storage_note
-from kontext.session import Sessions
-from kontext.store import Store
+from kontext.files.store import Store
+from kontext.hosting.config import Settings, parse_auth, storage_note
+from kontext.sessions.session import Sessions
 from ui.layout import demo_banner
 
 pytestmark = pytest.mark.process  # serves the app on a port

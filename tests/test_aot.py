@@ -1,4 +1,4 @@
-"""The aot speed mode and output buckets (kontext/aot.py, kontext/buckets.py), on the tiny model on CPU."""
+"""The aot speed mode and output buckets (kontext/model/aot.py, kontext/core/buckets.py), on the tiny model on CPU."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kontext import buckets as B
-from kontext import params as P
+from kontext.core import buckets as B
+from kontext.core import params as P
 from kontext.errors import UserError
-from kontext.speed import parse_mode
+from kontext.model.speed import parse_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_invalid_combinations_name_a_working_alternative(mode, words):
 
 
 def test_aot_is_allowed_on_zerogpu_but_not_with_quantized_weights():
-    from kontext.startup import resolve_speed
+    from kontext.hosting.startup import resolve_speed
 
     opts, reason = resolve_speed("aot", "cuda", zerogpu=True)
     assert opts.aot and "lent GPU" in reason
@@ -68,8 +68,8 @@ LOAD_AND_EDIT = """
 import json, sys
 import torch
 torch.set_num_threads(1)
-from kontext.engine import Engine
-from kontext.speed import parse_mode, warm_up
+from kontext.model.engine import Engine
+from kontext.model.speed import parse_mode, warm_up
 from PIL import Image
 e = Engine.load("tiny", speed=parse_mode("aot"))
 said = []
@@ -84,8 +84,8 @@ print(json.dumps({"said": said, "calls": e.aot.calls, "fallbacks": e.aot.fallbac
 def test_aot_exports_compiles_packages_and_loads_in_a_fresh_process(aot_package, tiny_dir, tmp_path):
     """Export, AOTInductor compile and package on the first start; the next start only loads; the
     images match eager; no bucket falls back to eager (nothing is compiled again)."""
-    from kontext import aot
-    from kontext.engine import Engine
+    from kontext.model import aot
+    from kontext.model.engine import Engine
 
     env_cache = os.environ["KONTEXT_CACHE"]
     engine, path, said = aot_package  # compiled once for the run (tests/conftest.py)
@@ -125,9 +125,9 @@ def test_aot_exports_compiles_packages_and_loads_in_a_fresh_process(aot_package,
 def test_match_input_picks_the_nearest_bucket_in_aot_mode(tiny_dir, store):
     import dataclasses
 
-    from kontext.engine import Engine
-    from kontext.session import EditOptions, Sessions
-    from kontext.speed import SpeedOptions
+    from kontext.model.engine import Engine
+    from kontext.model.speed import SpeedOptions
+    from kontext.sessions.session import EditOptions, Sessions
     from ui.view import status_text
 
     engine = Engine.load("tiny", cache_dir=tiny_dir)
@@ -150,7 +150,7 @@ def test_hub_attention_names_the_package_it_needs(monkeypatch):
 
     import torch
 
-    from kontext.speed import SpeedOptions, check_device
+    from kontext.model.speed import SpeedOptions, check_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kernels" else object())
@@ -164,9 +164,9 @@ def test_aot_with_int8_weights_binds_the_quantized_tensors(tiny_dir, tmp_path, m
     path: the package binds the quantized weights' inner tensors, runs every call compiled, and gives
     the int8 eager image within a level; fp8 takes this path on a GPU that has it."""
     pytest.importorskip("torchao")
-    from kontext import aot
-    from kontext.engine import Engine
-    from kontext.speed import warm_up
+    from kontext.model import aot
+    from kontext.model.engine import Engine
+    from kontext.model.speed import warm_up
 
     monkeypatch.setenv("KONTEXT_AOT_DIR", str(tmp_path / "aot"))
     engine = Engine.load("tiny", cache_dir=tiny_dir, speed=parse_mode("aot+int8"))
@@ -184,8 +184,8 @@ def test_aot_with_int8_weights_binds_the_quantized_tensors(tiny_dir, tmp_path, m
 
 
 def test_fused_qkv_gives_the_same_image_and_holds_no_second_copy(tiny_dir):
-    from kontext.engine import Engine
-    from kontext.speed import fuse_qkv
+    from kontext.model.engine import Engine
+    from kontext.model.speed import fuse_qkv
 
     engine = Engine.load("tiny", cache_dir=tiny_dir)
     src = Image.effect_noise((96, 64), 40).convert("RGB")
@@ -205,7 +205,7 @@ def test_a_failed_aot_compile_on_zerogpu_leaves_edits_eager_and_the_page_says_so
     import app
     from ui.layout import engine_status_text
 
-    class Zero:  # kontext.gpu's ZeroGPU half, whose start-up GPU call fails
+    class Zero:  # kontext.hosting.zerogpu's ZeroGPU half, whose start-up GPU call fails
         @staticmethod
         def zerogpu_aot_function():
             def compile_on_gpu():
@@ -222,8 +222,8 @@ def test_a_failed_aot_compile_on_zerogpu_leaves_edits_eager_and_the_page_says_so
 def test_a_package_that_cannot_load_in_a_worker_leaves_that_worker_eager(tiny_dir, tmp_path, caplog):
     """On ZeroGPU each worker loads the package itself; one that cannot (a damaged file, another GPU)
     runs the transformer eagerly and says why once, instead of failing every turn."""
-    from kontext import aot
-    from kontext.engine import Engine
+    from kontext.model import aot
+    from kontext.model.engine import Engine
 
     engine = Engine.load("tiny", cache_dir=tiny_dir)
     bad = tmp_path / "transformer-damaged.pt2"
@@ -244,8 +244,8 @@ def test_a_package_that_cannot_load_in_a_worker_leaves_that_worker_eager(tiny_di
 def test_a_call_outside_the_compiled_range_runs_eagerly_and_says_why(tiny_dir, tmp_path, caplog):
     from types import SimpleNamespace
 
-    from kontext import aot
-    from kontext.engine import Engine
+    from kontext.model import aot
+    from kontext.model.engine import Engine
     from ui.layout import engine_status_text
     from ui.view import status_text
 
@@ -264,11 +264,11 @@ def test_a_call_outside_the_compiled_range_runs_eagerly_and_says_why(tiny_dir, t
 
 
 def test_the_executable_stack_flag_is_read_and_cleared(tmp_path):
-    """kontext/elf.py on a real shared library linked with an executable stack, checked against readelf."""
+    """kontext/model/elf.py on a real shared library linked with an executable stack, checked against readelf."""
     import shutil
     import subprocess
 
-    from kontext import elf
+    from kontext.model import elf
 
     if not (shutil.which("gcc") and shutil.which("readelf")):
         pytest.skip("needs gcc and readelf")
@@ -294,7 +294,7 @@ def test_a_second_process_waits_for_the_one_compiling_and_uses_its_package(tmp_p
     import threading
     from types import SimpleNamespace
 
-    from kontext import aot
+    from kontext.model import aot
 
     path = tmp_path / "transformer-x.pt2"
     monkeypatch.setattr(aot, "artefact_path", lambda engine: path)

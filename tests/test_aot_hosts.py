@@ -18,7 +18,7 @@ def test_startup_is_timed_cold_then_warm_for_aot(tiny_dir, tmp_path, capsys, aot
     package compiled for the run)."""
     from test_bench import bench_args
 
-    from kontext.cli import main
+    from kontext.tools.cli import main
 
     out = tmp_path / "b.json"
     rc = main(bench_args(tiny_dir, "--modes", "aot", "--runs", "1", "--steps", "2", "--threads", "1",

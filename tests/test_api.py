@@ -10,9 +10,9 @@ from PIL import Image
 
 from apphelpers import running_app
 from gates import hold_edits
-from kontext.metadata import read_metadata
-from kontext.session import Sessions
-from kontext.store import Store
+from kontext.core.metadata import read_metadata
+from kontext.files.store import Store
+from kontext.sessions.session import Sessions
 
 pytestmark = pytest.mark.process  # serves the app on a port
 

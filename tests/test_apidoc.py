@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kontext.config import Settings
-from kontext.params import REAL_PROFILE
-from kontext.session import Sessions
+from kontext.core.params import REAL_PROFILE
+from kontext.hosting.config import Settings
+from kontext.sessions.session import Sessions
 from ui import apidoc, build_ui
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -18,7 +18,7 @@ END = "<!-- api-reference: end -->"
 
 @pytest.fixture(scope="module")
 def demo(engine, tmp_path_factory):
-    from kontext.store import Store
+    from kontext.files.store import Store
 
     data = tmp_path_factory.mktemp("apidoc")
     return build_ui(Sessions(engine, Store(data / "sessions")), Settings(model="tiny", data_dir=data))

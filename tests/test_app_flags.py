@@ -38,9 +38,9 @@ def test_space_flags_and_their_environment(monkeypatch):
 def test_mirroring_without_a_token_stops_with_a_plain_message(monkeypatch, tmp_path):
     import pytest
 
-    from kontext.config import Settings
+    from kontext.hosting.config import Settings
 
-    monkeypatch.setattr("kontext.hub.token", lambda: None)
+    monkeypatch.setattr("kontext.model.hub.token", lambda: None)
     with pytest.raises(SystemExit, match="--mirror needs a Hugging Face token"):
         app.start_mirror(Settings(mirror="me/sessions", data_dir=tmp_path))
     assert app.start_mirror(Settings(data_dir=tmp_path)) is None  # off by default

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kontext.cli import main
+from kontext.tools.cli import main
 
 ROW_KEYS = {"mode", "label", "size", "width", "height", "steps", "runs", "error", "load_s", "warmup_s",
             "size_warmup_s", "edit_s_median", "edit_s_min", "edit_s_max", "step_s", "first_preview_s",
@@ -84,9 +84,9 @@ def test_bad_arguments_exit_2_with_one_line(tiny_dir, extra, says, capsys):
 def test_random_small_is_the_random_full_code_path_narrowed():
     """random-small: random-full's configs with the widths shrunk, built by the same code, with the real
     model's profile (full-size images and limits), loaded by name like any model."""
-    from kontext.engine import Engine
-    from kontext.params import REAL_PROFILE
-    from kontext.randomfull import random_full_configs, random_small_configs
+    from kontext.core.params import REAL_PROFILE
+    from kontext.model.engine import Engine
+    from kontext.model.randomfull import random_full_configs, random_small_configs
 
     full, small = random_full_configs(), random_small_configs()
     assert full["transformer"] == {"guidance_embeds": True}
@@ -105,7 +105,7 @@ def test_random_small_is_the_random_full_code_path_narrowed():
 def test_random_full_parts_go_to_the_gpu_while_they_fit_and_the_rest_to_the_cpu():
     """On a 24 GB card the 23.8 GB transformer cannot be built on the GPU (built in CPU memory, slow);
     the encoders and the VAE can. Sizes from a build on the meta device."""
-    from kontext.randomfull import _build, placer, random_full_configs
+    from kontext.model.randomfull import _build, placer, random_full_configs
 
     free = [24e9]
     gpu = placer("random-full", "cuda", lambda: free[0])
@@ -127,7 +127,7 @@ def test_random_full_parts_go_to_the_gpu_while_they_fit_and_the_rest_to_the_cpu(
 def test_random_full_under_a_memory_cap_is_drawn_on_the_gpu_and_kept_in_cpu_memory():
     """--gpu-memory-gb 22 on an H200: every part is drawn on the GPU (fast), then kept in CPU memory,
     where from_pretrained leaves a real model, for the speed mode to place within the cap."""
-    from kontext.randomfull import placer
+    from kontext.model.randomfull import placer
 
     capped = placer("random-full", "cuda", lambda: 141e9, capped=True)
     assert capped("transformer", 23.8e9) == ("cuda", "cpu")
@@ -136,7 +136,8 @@ def test_random_full_under_a_memory_cap_is_drawn_on_the_gpu_and_kept_in_cpu_memo
 
 
 def test_random_full_is_refused_without_a_gpu():
-    from kontext.engine import Engine, ModelLoadError
+    from kontext.errors import ModelLoadError
+    from kontext.model.engine import Engine
 
     with pytest.raises(ModelLoadError, match="random-full .*needs a CUDA GPU.*random-small"):
         Engine.load("random-full", device="cpu")
@@ -156,7 +157,7 @@ def test_module_command_exits_0(tiny_dir, tmp_path):
 
 def test_random_full_is_the_real_architecture():
     """Built on the meta device (no memory): the parameter counts of FLUX.1 Kontext [dev]'s parts."""
-    from kontext.randomfull import build_random_pipeline
+    from kontext.model.randomfull import build_random_pipeline
 
     pipe = build_random_pipeline("meta", torch.bfloat16)
     billions = {name: round(sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e9, 2)

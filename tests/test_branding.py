@@ -1,12 +1,12 @@
-"""Branding from a TOML file and flags (kontext/branding.py)."""
+"""Branding from a TOML file and flags (kontext/showcase/branding.py)."""
 
 from __future__ import annotations
 
 import pytest
 from PIL import Image
 
-from kontext.branding import DEFAULT_TITLE, load_branding
 from kontext.errors import UserError
+from kontext.showcase.branding import DEFAULT_TITLE, load_branding
 
 
 def test_defaults_and_file_and_flags(tmp_path):
@@ -37,9 +37,9 @@ def test_bad_settings_are_named(tmp_path, text, words):
 
 
 def test_the_page_follows_the_branding(engine, tmp_path):
-    from kontext.config import Settings
-    from kontext.session import Sessions
-    from kontext.store import Store
+    from kontext.files.store import Store
+    from kontext.hosting.config import Settings
+    from kontext.sessions.session import Sessions
     from ui import build_ui
     from ui.app import launch_kwargs, theme
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 from apphelpers import running_app
 from gates import hold_edits
-from kontext.session import Sessions
-from kontext.store import Store
+from kontext.files.store import Store
+from kontext.sessions.session import Sessions
 
 CHROMIUM = os.environ.get("KONTEXT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from kontext.errors import UserError
-from kontext.session import EditOptions, Sessions
-from kontext.store import Store
+from kontext.files.store import Store
+from kontext.sessions.session import EditOptions, Sessions
 
 FAST = EditOptions(steps=2)
 

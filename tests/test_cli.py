@@ -5,8 +5,8 @@ import socket
 
 from PIL import Image
 
-from kontext.cli import main
-from kontext.metadata import read_metadata
+from kontext.core.metadata import read_metadata
+from kontext.tools.cli import main
 
 
 def test_edit_end_to_end_writes_png_with_parameters(tmp_path, tiny_dir, photo, capsys):
@@ -51,7 +51,7 @@ def test_tiny_model_loads_offline_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_net)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("KONTEXT_CACHE", str(tmp_path / "fresh"))
-    from kontext.engine import Engine
+    from kontext.model.engine import Engine
 
     e = Engine.load("tiny")
     assert e.edit(None, "x", seed=1, steps=1).image.size

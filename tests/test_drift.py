@@ -1,4 +1,4 @@
-"""Drift from the original (kontext/drift.py) and re-anchoring (Sessions.reanchor)."""
+"""Drift from the original (kontext/core/drift.py) and re-anchoring (Sessions.reanchor)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from kontext.drift import measure
+from kontext.core.drift import measure
 from kontext.errors import UserError
-from kontext.session import EditOptions
+from kontext.sessions.session import EditOptions
 
 
 def photo():
@@ -31,7 +31,7 @@ def test_an_unchanged_picture_has_no_drift_and_a_changed_one_grows():
 def test_the_measure_stays_cheap_at_any_size(monkeypatch):
     """Cheap because the arithmetic runs on at most 128 px a side, whatever the picture's size (its
     speed is in BENCHMARKS.md, not asserted here)."""
-    from kontext import drift
+    from kontext.core import drift
 
     shapes = []
     real_lab = drift._lab
@@ -59,7 +59,7 @@ def test_the_curve_follows_the_path_and_reanchor_branches_from_the_original(sess
 
 
 def test_the_chart_starts_at_the_original():
-    from kontext.drift import Drift
+    from kontext.core.drift import Drift
     from ui.view import drift_series, drift_svg
 
     assert drift_svg([]) == ""

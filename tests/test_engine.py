@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kontext.engine import Cancelled, Engine, ModelLoadError
+from kontext.errors import Cancelled, ModelLoadError
+from kontext.model.engine import Engine
 
 
 def pixels(img):
@@ -125,7 +126,7 @@ def test_bad_options_are_rejected():
 
 
 def test_text_replacement_prompt_quotes_exact_text():
-    from kontext.params import text_replacement_prompt
+    from kontext.core.params import text_replacement_prompt
 
     assert text_replacement_prompt(" OPEN ", 'CLO"SED') == (
         "Replace \"OPEN\" with \"CLO'SED\", keep the same font, size, colour and position")
@@ -138,7 +139,7 @@ def test_text_replacement_prompt_quotes_exact_text():
 def test_out_of_memory_while_loading_is_told_apart():
     import torch
 
-    from kontext.hub import explain_load_error
+    from kontext.model.hub import explain_load_error
 
     try:
         try:
@@ -164,7 +165,7 @@ def test_the_revision_is_the_snapshot_the_cache_ref_points_to(tmp_path, monkeypa
 
     import huggingface_hub.constants
 
-    from kontext.engine import _loaded_revision
+    from kontext.model.engine import _loaded_revision
 
     repo = tmp_path / "models--owner--name"
     used, newer = "a" * 40, "b" * 40

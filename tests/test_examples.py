@@ -1,4 +1,4 @@
-"""The example catalog and the cache of example results (kontext/examples.py)."""
+"""The example catalog and the cache of example results (kontext/showcase/examples.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from kontext.errors import UserError
-from kontext.examples import Catalog, Chain, ResultCache, load_catalog
-from kontext.session import EditOptions, Sessions
+from kontext.sessions.session import EditOptions, Sessions
+from kontext.showcase.examples import Catalog, Chain, ResultCache, load_catalog
 
 SHIPPED = __import__("pathlib").Path(__file__).resolve().parent.parent / "assets" / "examples" / "examples.toml"
 
@@ -70,7 +70,7 @@ def test_the_shipped_catalog_is_valid():
 
 class CountingGpu:
     def __init__(self, engine):
-        from kontext.gpu import LocalGpu
+        from kontext.model.turns import LocalGpu
 
         self.inner, self.runs = LocalGpu(engine), 0
 

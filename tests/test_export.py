@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kontext.export import ANIMATION, CONTACT_SHEET, MANIFEST, README
-from kontext.importer import Limits
-from kontext.metadata import png_bytes, read_metadata
-from kontext.session import EditOptions, Sessions
-from kontext.store import Store
+from kontext.core.metadata import png_bytes, read_metadata
+from kontext.files.export import ANIMATION, CONTACT_SHEET, MANIFEST, README
+from kontext.files.importer import Limits
+from kontext.files.store import Store
+from kontext.sessions.session import EditOptions, Sessions
 
 STEP_FIELDS = ("id", "parent", "kind", "prompt", "seed", "guidance", "steps", "width", "height", "model",
                "seconds", "created", "extra")
@@ -110,8 +110,8 @@ def test_scopes_tree_and_all(sessions, tmp_path):
 
 
 def test_animation_and_contact_sheet(sessions):
-    from kontext import sheets
-    from kontext.export import select
+    from kontext.files import sheets
+    from kontext.files.export import select
 
     key = sessions.new()
     build_forest(sessions, key)
@@ -365,7 +365,7 @@ def test_huge_central_directory_is_refused_before_parsing(tmp_path):
     import io
     import zipfile
 
-    from kontext.importer import Limits, open_export
+    from kontext.files.importer import Limits, open_export
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from kontext import doctor, tiers
 from kontext.errors import UserError
+from kontext.hosting import tiers
+from kontext.tools import doctor
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE_SIZES_GB = (16, 24, 48, 70, 80, 141)  # what a Space offers, as the issue lists them
@@ -40,8 +41,8 @@ def test_every_tier_plan_needs_only_what_requirements_pin_and_this_install_has(t
 def test_every_tier_plan_loads_and_edits_on_the_tiny_model(tiny_dir, label):
     """The modes auto chooses on any tier (int8 with group or model offload, model offload, eager)
     load and finish an edit here; on a GPU they differ only in where the parts live."""
-    from kontext.engine import Engine
-    from kontext.speed import parse_mode
+    from kontext.model.engine import Engine
+    from kontext.model.speed import parse_mode
 
     engine = Engine.load("tiny", device="cpu", cache_dir=tiny_dir, speed=parse_mode(label))
     result = engine.edit(Image.effect_noise((96, 64), 40).convert("RGB"), "x", seed=1, steps=2)
@@ -93,7 +94,7 @@ def test_the_readme_tier_table_is_the_one_the_code_makes():
 
 # --- a GPU that PyTorch cannot use -------------------------------------------------------------------
 def old_driver(monkeypatch, built="13.0", driver="535.104.05"):
-    from kontext import cudacheck
+    from kontext.model import cudacheck
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", built)
@@ -115,7 +116,7 @@ def test_a_cpu_only_torch_on_a_gpu_machine_is_named(monkeypatch):
 
 
 def test_no_gpu_at_all_is_not_a_problem(monkeypatch):
-    from kontext import cudacheck
+    from kontext.model import cudacheck
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(cudacheck, "has_nvidia_gpu", lambda: False)
@@ -123,7 +124,7 @@ def test_no_gpu_at_all_is_not_a_problem(monkeypatch):
 
 
 def test_the_driver_version_is_read_from_the_kernel_module(monkeypatch, tmp_path):
-    from kontext import cudacheck
+    from kontext.model import cudacheck
 
     f = tmp_path / "version"
     f.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n")
@@ -157,7 +158,7 @@ def test_the_cap_is_applied_by_device_index(monkeypatch):
     """torch refuses a bare 'cuda' device here (the first H200 run's lowmem step failed on it)."""
     from torch.cuda._utils import _get_device_index
 
-    from kontext import gpumem
+    from kontext.model import gpumem
 
     calls = []
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: FakeCard())
@@ -175,7 +176,7 @@ def test_the_cap_is_applied_by_device_index(monkeypatch):
 
 
 def test_auto_plans_for_the_capped_size(monkeypatch):
-    from kontext.startup import resolve_speed
+    from kontext.hosting.startup import resolve_speed
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: FakeCard())
@@ -185,7 +186,7 @@ def test_auto_plans_for_the_capped_size(monkeypatch):
 
 
 def test_a_cap_on_a_cpu_is_refused(tiny_dir):
-    from kontext.engine import Engine
+    from kontext.model.engine import Engine
 
     with pytest.raises(UserError, match="caps a CUDA GPU's memory"):
         Engine.load("tiny", device="cpu", cache_dir=tiny_dir, gpu_memory_gb=8)
@@ -197,8 +198,8 @@ def test_a_mode_that_cannot_run_stops_before_anything_is_loaded(monkeypatch, tin
 
     from diffusers import FluxKontextPipeline
 
-    from kontext.engine import Engine
-    from kontext.speed import parse_mode
+    from kontext.model.engine import Engine
+    from kontext.model.speed import parse_mode
 
     real_import = builtins.__import__
 
@@ -220,8 +221,8 @@ def test_int8_weights_are_torchaos_version_2_tensors(monkeypatch, tiny_dir):
     """torchao 0.17 (the Space's pin) defaults to version 1, which failed under model offload on CUDA."""
     import torchao.quantization as q
 
-    from kontext.engine import Engine
-    from kontext.speed import parse_mode
+    from kontext.model.engine import Engine
+    from kontext.model.speed import parse_mode
 
     seen = []
     real = q.quantize_

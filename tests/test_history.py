@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kontext.history import History, Node
+from kontext.core.history import History, Node
 
 
 def edit(prompt="p", seed=1):

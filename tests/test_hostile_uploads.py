@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from apphelpers import running_app
+from kontext.core.images import open_image
 from kontext.errors import UserError
-from kontext.images import open_image
-from kontext.session import EditOptions, Sessions
-from kontext.store import Store
+from kontext.files.store import Store
+from kontext.sessions.session import EditOptions, Sessions
 
 CORPUS = corpus()
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kontext.images import open_image
+from kontext.core.images import open_image
 
 
 def encode(img, fmt="PNG", **kw):
@@ -63,7 +63,7 @@ def test_the_xmp_disclosure_stays_well_formed_with_control_characters():
     import io
     import xml.etree.ElementTree as ET
 
-    from kontext.metadata import png_bytes
+    from kontext.core.metadata import png_bytes
 
     prompt = "make it \x00blue\x07 & <bold>\x1b[31m \ufffe"
     data = png_bytes(Image.new("RGB", (32, 32)), {"kind": "edit", "prompt": prompt, "model": "tiny"})
@@ -74,7 +74,7 @@ def test_the_xmp_disclosure_stays_well_formed_with_control_characters():
 
 
 def test_source_names_keep_only_the_file_name():
-    from kontext.images import source_name
+    from kontext.core.images import source_name
 
     assert source_name("C:\\Users\\ann\\cat photo.png") == "cat photo.png"
     assert source_name("../../etc/passwd") == "passwd"

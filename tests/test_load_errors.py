@@ -17,7 +17,8 @@ import json, os, sys
 from hub_stub import Stub
 stub = Stub()
 os.environ["HF_ENDPOINT"] = stub.url  # read when huggingface_hub is imported, below
-from kontext.engine import Engine, ModelLoadError
+from kontext.model.engine import Engine
+from kontext.errors import ModelLoadError
 out = {}
 for case in sys.argv[1:]:
     if case == "refused":

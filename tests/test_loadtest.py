@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from kontext.cli import main
-from kontext.loadtest import parse_setups
+from kontext.tools.cli import main
+from kontext.tools.loadtest import parse_setups
 
 
 def test_setups_are_local_or_ray_with_a_count():

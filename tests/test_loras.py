@@ -1,4 +1,4 @@
-"""LoRA presets (kontext/loras.py): a small LoRA made here for the tiny model."""
+"""LoRA presets (kontext/model/loras.py): a small LoRA made here for the tiny model."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from kontext.engine import Engine
 from kontext.errors import UserError
-from kontext.loras import Lora, parse_active
-from kontext.session import EditOptions, Sessions
+from kontext.model.engine import Engine
+from kontext.model.loras import Lora, parse_active
+from kontext.sessions.session import EditOptions, Sessions
 
 
 def make_lora(engine, folder, seed):
@@ -91,9 +91,9 @@ def test_parse_and_aot_refusal():
 
 
 def test_reroll_keeps_the_loras_and_replay_reproduces_them(lora_engine, store, tmp_path):
-    from kontext.importer import open_export
-    from kontext.metadata import read_metadata
-    from kontext.replay import replay
+    from kontext.core.metadata import read_metadata
+    from kontext.files.importer import open_export
+    from kontext.tools.replay import replay
 
     s = Sessions(lora_engine, store)
     key = s.new()
@@ -111,7 +111,7 @@ def test_reroll_keeps_the_loras_and_replay_reproduces_them(lora_engine, store, t
 
 
 def test_branding_reads_lora_presets(tmp_path):
-    from kontext.branding import load_branding
+    from kontext.showcase.branding import load_branding
 
     (tmp_path / "w.safetensors").write_bytes(b"x")
     (tmp_path / "b.toml").write_text('[[lora]]\nname = "w"\nsource = "w.safetensors"\nscale = 0.8\n'

@@ -1,5 +1,5 @@
 """Masked edits: outside the mask every pixel stays the parent's, bit for bit, turn after turn,
-through export, import and replay (kontext/masks.py, Engine.edit(mask=...))."""
+through export, import and replay (kontext/core/masks.py, Engine.edit(mask=...))."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kontext.core.masks import alpha, check_mask
 from kontext.errors import UserError
-from kontext.masks import alpha, check_mask
-from kontext.session import EditOptions
+from kontext.sessions.session import EditOptions
 
 
 def picture():
@@ -59,8 +59,8 @@ def test_five_masked_turns_leave_everything_outside_identical(sessions, tmp_path
     assert np.array_equal(again[outside], original[outside])
     assert h2.node(last).extra["mask"] != mask and sessions.mask_image(other, h2.node(last).extra["mask"])
 
-    from kontext.importer import open_export
-    from kontext.replay import replay
+    from kontext.files.importer import open_export
+    from kontext.tools.replay import replay
 
     (tmp_path / "replayed").mkdir()
     with open_export(zip_path) as reader:
@@ -80,8 +80,8 @@ def test_masked_edits_refuse_what_they_cannot_do(sessions):
 
 
 def test_the_result_cache_tells_masks_apart(engine):
-    from kontext.examples import ResultCache
-    from kontext.turns import plan_step
+    from kontext.model.turns import plan_step
+    from kontext.showcase.examples import ResultCache
 
     pic = picture()
     a = plan_step(engine, pic, "x", seed=1, guidance=None, steps=2, width=None, height=None, mask=box_mask())

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from apphelpers import running_app
-from kontext.session import Sessions
-from kontext.store import Store
+from kontext.files.store import Store
+from kontext.sessions.session import Sessions
 
 pytestmark = pytest.mark.process  # serves the app on a port
 

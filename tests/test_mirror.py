@@ -2,9 +2,9 @@
 
 import time
 
-from kontext.mirror import FolderRemote, HubRemote, Mirror, committed_files
-from kontext.session import EditOptions, Sessions
-from kontext.store import Store
+from kontext.files.mirror import FolderRemote, HubRemote, Mirror, committed_files
+from kontext.files.store import Store
+from kontext.sessions.session import EditOptions, Sessions
 
 FAST = EditOptions(steps=2)
 

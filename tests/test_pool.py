@@ -1,4 +1,4 @@
-"""The Ray Serve worker pool (kontext/pool.py, `--workers ray`) on a local Ray instance, CPU replicas.
+"""The Ray Serve worker pool (kontext/hosting/pool.py, `--workers ray`) on a local Ray instance, CPU replicas.
 
 Marked `ray`: each test module here starts a Ray instance (about 20 s), so `pytest -m "not ray"`
 leaves them out; CI runs them.
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def pool(tiny_dir):
-    from kontext.pool import start_pool, stop_pool
+    from kontext.hosting.pool import start_pool, stop_pool
 
     said: list[str] = []
     t0 = time.perf_counter()
@@ -35,7 +35,7 @@ def pool(tiny_dir):
 
 @pytest.fixture
 def pool_sessions(pool, store):
-    from kontext.session import Sessions
+    from kontext.sessions.session import Sessions
 
     runner, engine = pool
     return Sessions(engine, store, gpu=runner)
@@ -46,7 +46,7 @@ def photo() -> Image.Image:
 
 
 def test_the_front_plans_with_the_workers_rules_and_holds_no_model(pool):
-    from kontext.pool import PoolEngine
+    from kontext.hosting.pool import PoolEngine
 
     runner, engine = pool
     assert isinstance(engine, PoolEngine) and engine.model_id == "tiny" and engine.speed.label == "eager"
@@ -56,7 +56,7 @@ def test_the_front_plans_with_the_workers_rules_and_holds_no_model(pool):
 
 
 def test_turns_run_on_both_workers_and_stream_progress(pool_sessions):
-    from kontext.session import EditOptions
+    from kontext.sessions.session import EditOptions
 
     s = pool_sessions
     keys = [s.new() for _ in range(4)]
@@ -76,8 +76,8 @@ def test_turns_run_on_both_workers_and_stream_progress(pool_sessions):
 
 
 def test_stop_during_a_remote_turn_changes_nothing_and_the_next_turn_works(pool_sessions):
-    from kontext.engine import Cancelled
-    from kontext.session import EditOptions
+    from kontext.errors import Cancelled
+    from kontext.sessions.session import EditOptions
 
     s = pool_sessions
     key = s.new()
@@ -93,7 +93,7 @@ def test_stop_during_a_remote_turn_changes_nothing_and_the_next_turn_works(pool_
         s.edit(key, "slow", EditOptions(steps=100), on_step=on_step, cancel=cancel)
     pid = runner.last_worker
     # The worker itself stopped: its turn ended cancelled, long before its 100 steps.
-    from kontext.pool import worker_states
+    from kontext.hosting.pool import worker_states
 
     deadline = time.time() + 30
     while (state := worker_states(runner).get(pid, {}).get("last", {})).get("outcome") == "running" \
@@ -106,8 +106,8 @@ def test_stop_during_a_remote_turn_changes_nothing_and_the_next_turn_works(pool_
 
 
 def test_a_worker_killed_mid_turn_fails_that_turn_only_and_is_replaced(pool, pool_sessions):
-    from kontext.pool import WorkerLost
-    from kontext.session import EditOptions
+    from kontext.errors import WorkerLost
+    from kontext.sessions.session import EditOptions
 
     runner, _ = pool
     s = pool_sessions
@@ -120,7 +120,7 @@ def test_a_worker_killed_mid_turn_fails_that_turn_only_and_is_replaced(pool, poo
             killed.append(runner.last_worker)
             os.kill(runner.last_worker, signal.SIGKILL)
 
-    from kontext.pool import worker_states
+    from kontext.hosting.pool import worker_states
 
     before = {pid: info["turns"] for pid, info in worker_states(runner).items()}
     with pytest.raises(WorkerLost, match="nothing was changed"):
@@ -148,7 +148,7 @@ def test_a_worker_killed_mid_turn_fails_that_turn_only_and_is_replaced(pool, poo
 
 def test_bad_input_is_refused_in_front_and_never_reaches_a_worker(pool_sessions):
     from kontext.errors import UserError
-    from kontext.session import EditOptions
+    from kontext.sessions.session import EditOptions
 
     s = pool_sessions
     key = s.new()
@@ -168,9 +168,9 @@ def test_the_page_says_the_model_runs_in_the_workers(pool):
 
 def test_stop_works_while_a_turn_waits_for_a_free_worker(pool):
     """Both workers busy: a third turn waits inside Ray Serve; Stop ends it there, and it never runs."""
-    from kontext.engine import Cancelled
-    from kontext.pool import worker_states
-    from kontext.turns import plan_step
+    from kontext.errors import Cancelled
+    from kontext.hosting.pool import worker_states
+    from kontext.model.turns import plan_step
 
     runner, engine = pool
     before = sum(i["turns"] for i in worker_states(runner).values())
@@ -198,7 +198,7 @@ def test_stop_works_while_a_turn_waits_for_a_free_worker(pool):
 
 def test_a_second_front_cannot_take_over_a_running_pool(pool):
     from kontext.errors import UserError
-    from kontext.pool import start_pool
+    from kontext.hosting.pool import start_pool
 
     runner, engine = pool
     with pytest.raises(UserError, match="already running on this Ray cluster"):
@@ -207,6 +207,6 @@ def test_a_second_front_cannot_take_over_a_running_pool(pool):
 
 
 def plan_step_small(engine):
-    from kontext.turns import plan_step
+    from kontext.model.turns import plan_step
 
     return plan_step(engine, photo(), "x", seed=1, guidance=None, steps=2, width=None, height=None)

@@ -37,7 +37,7 @@ def test_bad_pool_settings_are_refused_before_ray_starts(kw, words):
     import ray
 
     from kontext.errors import UserError
-    from kontext.pool import start_pool
+    from kontext.hosting.pool import start_pool
 
     replicas = kw.pop("replicas")
     with pytest.raises(UserError, match=words):

@@ -1,4 +1,4 @@
-"""Previews show the predicted result (x0 estimate), not the noisy state (kontext/previews.py)."""
+"""Previews show the predicted result (x0 estimate), not the noisy state (kontext/model/previews.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from kontext.engine import Engine
+from kontext.model.engine import Engine
 
 VELOCITY = 0.3
 

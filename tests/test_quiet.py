@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.process  # a fresh Python: the advice is printed once, at import
 def test_loading_the_model_prints_no_torchvision_advice(tiny_dir):
-    code = "from kontext.engine import Engine; Engine.load('tiny')"
+    code = "from kontext.model.engine import Engine; Engine.load('tiny')"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300)

@@ -8,11 +8,11 @@ from dataclasses import replace
 from gradio.state_holder import SessionState
 from PIL import Image
 
-from kontext import metadata
-from kontext.config import Settings
-from kontext.history import History, Node
-from kontext.session import EditOptions, Sessions
-from kontext.store import Store, new_key
+from kontext.core import metadata
+from kontext.core.history import History, Node
+from kontext.files.store import Store, new_key
+from kontext.hosting.config import Settings
+from kontext.sessions.session import EditOptions, Sessions
 from ui import build_ui
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kontext.compose import side_by_side
-from kontext.replay import run_replay
-from kontext.session import EditOptions
+from kontext.core.compose import side_by_side
+from kontext.sessions.session import EditOptions
+from kontext.tools.replay import run_replay
 
 FAST = EditOptions(steps=2)
 
@@ -142,8 +142,8 @@ def test_the_same_reference_is_stored_once_and_scaled_down(sessions, with_refere
 
 
 def test_three_references_with_roles_travel_with_the_step(sessions, tmp_path):
-    from kontext.importer import open_export
-    from kontext.replay import replay
+    from kontext.files.importer import open_export
+    from kontext.tools.replay import replay
 
     key = sessions.new()
     sessions.upload(key, Image.effect_noise((96, 64), 40).convert("RGB"))

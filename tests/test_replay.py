@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kontext.cli import main
-from kontext.export import MANIFEST
-from kontext.importer import open_export
-from kontext.metadata import read_metadata
-from kontext.replay import replay, version_warnings
-from kontext.session import EditOptions, Sessions
-from kontext.store import Store
+from kontext.core.metadata import read_metadata
+from kontext.files.export import MANIFEST
+from kontext.files.importer import open_export
+from kontext.files.store import Store
+from kontext.sessions.session import EditOptions, Sessions
+from kontext.tools.cli import main
+from kontext.tools.replay import replay, version_warnings
 
 # `engine` comes from conftest.py, which also points $KONTEXT_CACHE at the tiny model it saved, so
 # the CLI's own `Engine.load("tiny")` reads that copy (~0.2 s).

@@ -1,4 +1,4 @@
-"""The content-safety hook (kontext/safety.py): refusals leave the history unchanged."""
+"""The content-safety hook (kontext/model/safety.py): refusals leave the history unchanged."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import types
 import pytest
 from PIL import Image
 
-from kontext.errors import UserError
-from kontext.gpu import LocalGpu
-from kontext.safety import PromptFilter, Refused, load_check
-from kontext.session import EditOptions, Sessions
+from kontext.errors import Refused, UserError
+from kontext.model.safety import PromptFilter, load_check
+from kontext.model.turns import LocalGpu
+from kontext.sessions.session import EditOptions, Sessions
 
 FAST = EditOptions(steps=2)
 

@@ -10,8 +10,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from apphelpers import running_app
-from kontext.session import EditOptions, Sessions
-from kontext.store import Store
+from kontext.files.store import Store
+from kontext.sessions.session import EditOptions, Sessions
 
 pytestmark = pytest.mark.process  # serves the app on a port
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kontext.engine import Cancelled
-from kontext.metadata import read_metadata
-from kontext.session import EditOptions, Sessions
+from kontext.core.metadata import read_metadata
+from kontext.errors import Cancelled
+from kontext.sessions.session import EditOptions, Sessions
 
 FAST = EditOptions(steps=2)
 
@@ -159,7 +159,7 @@ def test_stop_after_the_last_step_commits_nothing(sessions, photo):
 
 
 def test_a_second_edit_of_a_running_session_is_refused_not_queued(sessions, photo):
-    from kontext.admission import Busy
+    from kontext.errors import Busy
 
     key = started(sessions, photo)
     other = started(sessions, photo)
@@ -188,7 +188,8 @@ def test_a_second_edit_of_a_running_session_is_refused_not_queued(sessions, phot
 
 
 def test_a_full_queue_is_refused_and_a_waiting_turn_can_be_stopped(engine, store, photo):
-    from kontext.admission import Busy, TurnQueue
+    from kontext.errors import Busy
+    from kontext.sessions.admission import TurnQueue
 
     q = TurnQueue(slots=1, max_waiting=1)
     s = Sessions(engine, store, queue=q)

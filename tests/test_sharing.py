@@ -1,14 +1,14 @@
-"""Read-only share links (kontext/sharing.py, Sessions.share/unshare/shared)."""
+"""Read-only share links (kontext/files/sharing.py, Sessions.share/unshare/shared)."""
 
 from __future__ import annotations
 
 import pytest
 from PIL import Image
 
-from kontext.errors import UserError
-from kontext.session import EditOptions
-from kontext.sharing import TOKEN_RE, UnknownShare
-from kontext.store import check_key
+from kontext.errors import UnknownShare, UserError
+from kontext.files.sharing import TOKEN_RE
+from kontext.files.store import check_key
+from kontext.sessions.session import EditOptions
 
 FAST = EditOptions(steps=2)
 
@@ -57,7 +57,7 @@ def test_revoked_cleared_and_invented_links_say_so(sessions):
 
 
 def test_links_survive_a_restart(engine, store):
-    from kontext.session import Sessions
+    from kontext.sessions.session import Sessions
 
     a = Sessions(engine, store)
     key = a.new()
@@ -79,7 +79,7 @@ def test_a_damaged_links_file_never_blocks_sharing_or_start_over(sessions):
 
 
 def test_links_are_bounded_per_session_and_dead_ones_make_room(sessions, monkeypatch):
-    from kontext import sharing
+    from kontext.files import sharing
 
     key = sessions.new()
     for i in range(sharing.MAX_PER_SESSION):

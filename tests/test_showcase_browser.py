@@ -10,10 +10,10 @@ from test_browser import ARGS, ARTIFACTS, CHROMIUM, status, thumbs, wait_status
 
 from apphelpers import running_app
 from gates import hold_edits
-from kontext.examples import ResultCache
-from kontext.gpu import LocalGpu
-from kontext.session import Sessions
-from kontext.store import Store
+from kontext.files.store import Store
+from kontext.model.turns import LocalGpu
+from kontext.sessions.session import Sessions
+from kontext.showcase.examples import ResultCache
 
 pytestmark = pytest.mark.browser
 

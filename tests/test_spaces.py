@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from kontext import doctor
+from kontext.tools import doctor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,8 +118,9 @@ def test_doctor_checks_access_to_the_gated_model(tmp_path):
 
 
 def test_the_gpu_function_is_plain_off_zerogpu(monkeypatch):
-    from kontext import gpu
+    from kontext.env import on_zerogpu
+    from kontext.hosting import zerogpu as gpu
 
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    assert not gpu.on_zerogpu()
+    assert not on_zerogpu()
     assert gpu.zerogpu_function() is gpu.gpu_turn  # spaces.GPU is a no-op outside ZeroGPU

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from kontext import speed as S
-from kontext.engine import Cancelled, Engine
-from kontext.speed import SpeedOptions, choose_low_memory, parse_mode
+from kontext.errors import Cancelled
+from kontext.model import speed as S
+from kontext.model.engine import Engine
+from kontext.model.speed import SpeedOptions, choose_low_memory, parse_mode
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -204,7 +205,7 @@ def test_warm_up_reports_progress_and_fits_the_preview(tiny_dir):
 
 
 def test_warm_up_with_compile_covers_two_shapes():
-    from kontext.params import TINY_PROFILE
+    from kontext.core.params import TINY_PROFILE
 
     class FakeEngine:
         speed = SpeedOptions(compile=True)

@@ -1,7 +1,7 @@
 import pytest
 
-from kontext.speed import SpeedOptions
-from kontext.startup import Startup, resolve_speed
+from kontext.hosting.startup import Startup, resolve_speed
+from kontext.model.speed import SpeedOptions
 from ui.layout import engine_status_text
 
 
@@ -30,7 +30,7 @@ def test_warm_up_failure_is_shown_not_raised(engine, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("out of GPU memory")
 
-    monkeypatch.setattr("kontext.startup.warm_up", boom)
+    monkeypatch.setattr("kontext.hosting.startup.warm_up", boom)
     startup = Startup()
     startup.run(engine)
     assert startup.done.is_set() and "out of GPU memory" in engine_status_text(engine, startup)
@@ -73,7 +73,7 @@ def test_an_explicit_offload_keeps_the_int8_auto_would_add(monkeypatch):
 
 
 def test_the_memory_hint_says_what_auto_does():
-    from kontext.speed import LOW_MEMORY_TIERS, choose_low_memory, memory_hint
+    from kontext.model.speed import LOW_MEMORY_TIERS, choose_low_memory, memory_hint
 
     hint = memory_hint()
     for floor, offload, quantize in LOW_MEMORY_TIERS:

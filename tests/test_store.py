@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from kontext.history import History, Node
-from kontext.store import Store, new_key
+from kontext.core.history import History, Node
+from kontext.files.store import Store, new_key
 
 
 def committed(store, key, n=1):
@@ -131,7 +131,7 @@ def test_sweep_only_touches_session_folders(tmp_path):
 
 
 def test_a_key_with_a_trailing_newline_is_not_a_key(store):
-    from kontext.store import check_key, new_key
+    from kontext.files.store import check_key, new_key
 
     key = new_key()
     assert check_key(key) == key

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kontext.cli import main
+from kontext.tools.cli import main
 
 
 def test_bad_arguments_exit_2_with_one_line(capsys):
@@ -41,7 +41,7 @@ def test_one_visitor_at_full_size_edits_undoes_and_rerolls(tmp_path, capsys):
 def test_the_measured_app_ignores_the_callers_app_settings(monkeypatch):
     """A caller's password, host, pool or ZeroGPU setting would change (or hang) what trial and
     loadtest measure: the app they start gets none of them, but keeps the caches."""
-    from kontext.appproc import app_env
+    from kontext.tools.appproc import app_env
 
     for name, value in (("KONTEXT_AUTH", "ann:pw"), ("KONTEXT_HOST", "0.0.0.0"), ("KONTEXT_WORKERS", "ray"),
                         ("SPACES_ZERO_GPU", "true"), ("SPACE_ID", "me/x"), ("KONTEXT_CACHE", "/tmp/c"),

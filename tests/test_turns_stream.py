@@ -1,4 +1,4 @@
-"""`kontext.turns.stream`: progress from a worker thread to a generator consumer."""
+"""`kontext.model.turns.stream`: progress from a worker thread to a generator consumer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kontext.turns import Done, Progress, stream
+from kontext.model.turns import Done, Progress, stream
 
 
 def test_every_step_arrives_in_order_when_the_consumer_keeps_up():
@@ -31,7 +31,7 @@ def test_a_result_that_arrives_with_progress_still_reports_the_progress_first(mo
     import queue
     from types import SimpleNamespace
 
-    from kontext import turns
+    from kontext.model import turns
 
     finished = threading.Event()
 

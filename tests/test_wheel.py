@@ -14,7 +14,7 @@ pytestmark = pytest.mark.process  # pip builds a wheel, a fresh Python imports i
 CHECK = """
 import importlib.util, sys
 assert importlib.util.find_spec("ui") is None, "a bare 'ui' package was installed"
-from kontext.config import Settings
+from kontext.hosting.config import Settings
 from kontext_ui import build_ui, launch_kwargs
 kw = launch_kwargs(Settings())
 assert "keydown" in kw["js"] and kw["css_paths"][0].is_file()

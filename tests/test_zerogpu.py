@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 from forked_gpu import ForkedGpu
-from kontext import gpu
-from kontext.admission import TurnQueue
-from kontext.engine import Cancelled
-from kontext.session import EditOptions, Sessions
-from kontext.turns import Done, Progress, TurnRequest
+from kontext.errors import Cancelled
+from kontext.hosting import zerogpu as gpu
+from kontext.model.turns import Done, Progress, TurnRequest
+from kontext.sessions.admission import TurnQueue
+from kontext.sessions.session import EditOptions, Sessions
 
 FAST = EditOptions(steps=4)
 

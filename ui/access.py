@@ -22,7 +22,7 @@ def check_signed_in(login: str, profile: Any) -> None:
 
 def uploaded_path(value: Any, name: str) -> str | None:
     """The server path of a file as gradio hands it over without preprocessing (a FileData dict or a
-    path), so the raw upload reaches kontext.images, which answers every bad file in plain words.
+    path), so the raw upload reaches kontext.core.images, which answers every bad file in plain words.
     Gradio has already checked that the path lies in its upload folder."""
     if value is None or value == "":
         return None

@@ -12,9 +12,8 @@ from typing import Any
 import gradio as gr
 
 from kontext.errors import UserError
-from kontext.loras import parse_active
-from kontext.session import EditOptions, Sessions
-from kontext.turns import Done, stream
+from kontext.model import Done, parse_active, stream
+from kontext.sessions import EditOptions, Sessions
 
 from . import apidoc, share, view
 from .access import check_signed_in, uploaded_name, uploaded_path
@@ -187,7 +186,7 @@ class Api:
         def f(method: Any) -> Any:  # errors in plain words, and the text clients read
             return apidoc.describe(friendly(method), texts[method.__name__])
         trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
-        # preprocess=False: images reach kontext.images as uploaded (see ui/events.py).
+        # preprocess=False: images reach kontext.core.images as uploaded (see ui/events.py).
         trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", preprocess=False, **common)
         trigger.click(f(self.edit), [key, text, mode, *nums, reference_in, draft_in, loras_in, reference2_in,
                                      reference3_in, roles_in], pair, api_name="edit",

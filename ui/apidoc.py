@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kontext import images as I
-from kontext import params as P
-from kontext.session import SEED_MODES
+from kontext.core import images as I
+from kontext.core import params as P
+from kontext.sessions import SEED_MODES
 
 SESSION = "The session key returned by new_session (keep it: it is the only handle on the session)."
 STEP = "A step number, as in the history's steps[].id (the original upload is usually 1)."

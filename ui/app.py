@@ -7,11 +7,10 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image as PILImage
 
-from kontext.config import Settings, browser_secret
-from kontext.examples import Catalog, load_catalog
-from kontext.images import MAX_PIXELS
-from kontext.session import Sessions
-from kontext.startup import Startup
+from kontext.core import MAX_PIXELS
+from kontext.hosting import Settings, Startup, browser_secret
+from kontext.sessions import Sessions
+from kontext.showcase import Catalog, load_catalog
 
 from . import mcp
 from .api import Api
@@ -143,7 +142,7 @@ def theme(accent: str) -> gr.themes.Base:
 LAUNCH_KWARGS = dict(
     ssr_mode=False,
     run_history=False,
-    max_file_size="1gb",  # exported ZIPs of long sessions; images are capped in kontext.images
+    max_file_size="1gb",  # exported ZIPs of long sessions; images are capped in kontext.core.images
     footer_links=["api"],
     # Errors gradio raises before our handlers (too few arguments, a file path outside its upload
     # folder) reach the client with their words; our handlers raise only gr.Error (ui/events.py).

@@ -21,13 +21,12 @@ from typing import Any
 
 import gradio as gr
 
-from kontext import params as P
-from kontext.engine import Cancelled
-from kontext.errors import UserError
-from kontext.masks import coverage
-from kontext.session import EditOptions, Sessions
-from kontext.store import check_key
-from kontext.turns import Done, stream
+from kontext.core import coverage
+from kontext.core import params as P
+from kontext.errors import Cancelled, UserError
+from kontext.files import check_key
+from kontext.model import Done, stream
+from kontext.sessions import EditOptions, Sessions
 
 from . import share, view
 from .access import check_signed_in, uploaded_name, uploaded_path
@@ -436,7 +435,7 @@ class Wiring:
         x["watch"].tick(f(self.watch), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, x["note"], x["watch"]],
                         api_name="ui_watch", show_progress="hidden", **nav)
         # Uploads decode and re-encode up to 40 MP: queued, two at a time, never blocking undo/redo.
-        # preprocess=False: the raw upload reaches kontext.images, which answers every bad file itself
+        # preprocess=False: the raw upload reaches kontext.core.images, which answers every bad file itself
         # (gradio's own decoding would fail first, with no message on the page).
         up = p.canvas.upload(f(self.upload), [p.key, p.shown, p.canvas],
                              [*views, x["mask_name"], x["mask_status"], x["mask_editor"]], api_name="ui_upload",

@@ -7,15 +7,13 @@ from typing import Any
 
 import gradio as gr
 
-from kontext import params as P
-from kontext.branding import Branding
-from kontext.compose import ROLES
-from kontext.config import Settings, storage_note
-from kontext.doctor import HARDWARE_HINT
-from kontext.engine import Engine
-from kontext.examples import Catalog
-from kontext.session import DRIFT_TURNS
-from kontext.speed import memory_hint
+from kontext.core import ROLES
+from kontext.core import params as P
+from kontext.hosting import Settings, storage_note
+from kontext.model import Engine, memory_hint
+from kontext.sessions import DRIFT_TURNS
+from kontext.showcase import Branding, Catalog
+from kontext.tools import HARDWARE_HINT
 
 
 @dataclass
@@ -75,8 +73,8 @@ def render_header(engine: Engine, settings: Settings | None = None) -> None:
 def zerogpu_note() -> str:
     from PIL import Image
 
-    from kontext.gpu import turn_seconds
-    from kontext.turns import TurnRequest
+    from kontext.hosting import turn_seconds
+    from kontext.model import TurnRequest
 
     typical = TurnRequest(context=Image.new("RGB", (1024, 1024)), prompt="x", seed=0, guidance=2.5, steps=28,
                           width=1024, height=1024)
@@ -120,7 +118,7 @@ def demo_banner(model_id: str, settings: Settings, device: str = "cpu") -> str |
 def engine_status_text(engine: Engine, startup: Any) -> str:
     speed = engine.speed.label
     where = engine.device
-    if getattr(engine, "replicas", None):  # kontext.pool.PoolEngine: the model runs in Ray Serve workers
+    if getattr(engine, "replicas", None):  # kontext.hosting.pool.PoolEngine: the model runs in Ray Serve workers
         where = f"{engine.replicas} Ray Serve worker{'s' if engine.replicas > 1 else ''} ({engine.device})"
     parts = [f"Model `{engine.model_id}` on {where} · speed mode `{speed}`"]
     if startup is not None and startup.reason and "chosen for this GPU" in startup.reason:
@@ -159,7 +157,7 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
     page.canvas = gr.Image(
         label="Current image", type="filepath", format="png",
         placeholder="Drop, paste or upload a picture to start (a new picture starts a new chain)",
-        image_mode=None,  # hand us the file as sent: kontext.images validates and converts it
+        image_mode=None,  # hand us the file as sent: kontext.core.images validates and converts it
         sources=["upload", "clipboard"], interactive=True, height=520, elem_id="canvas",
         buttons=["download", "fullscreen"],
     )
@@ -354,6 +352,6 @@ def render_present(page: Page) -> None:
 
 
 def render_drift(page: Page) -> None:
-    """Drift from the original over the turns of the current path (kontext/drift.py), as a small SVG
+    """Drift from the original over the turns of the current path (kontext/core/drift.py), as a small SVG
     chart drawn by ui/view.drift_svg (no plotting library, so it renders the same everywhere)."""
     page.extra["drift_plot"] = gr.HTML("", elem_id="drift-plot")

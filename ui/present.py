@@ -6,8 +6,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from kontext.history import History
-from kontext.session import Sessions
+from kontext.core import History
+from kontext.sessions import Sessions
 
 from .view import short
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from gradio.utils import get_upload_folder
 
+from kontext.core import History
 from kontext.errors import UserError
-from kontext.export import ANIMATION, CONTACT_SHEET, file_name, select
-from kontext.history import History
-from kontext.session import Sessions
+from kontext.files import ANIMATION, CONTACT_SHEET, file_name, select
+from kontext.sessions import Sessions
 
 KEEP_S = 600  # a download starts within seconds of the export; then the files go
 MAX_KEPT_BYTES = 2 * 2**30  # all exports waiting to be downloaded, together

@@ -10,9 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from kontext.examples import Catalog
-from kontext.session import EditOptions
-from kontext.turns import Done, stream
+from kontext.model import Done, stream
+from kontext.sessions import EditOptions
+from kontext.showcase import Catalog
 
 from . import present as P
 from .access import check_signed_in

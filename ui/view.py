@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kontext.history import History, Node
-from kontext.session import Sessions
+from kontext.core import History, Node
+from kontext.sessions import Sessions
 
 
 def short(text: str, n: int = 48) -> str:
@@ -173,7 +173,7 @@ def drift_series(curve: list) -> tuple[list[float], list[float]]:
 def drift_svg(curve: list, width: int = 360, height: int = 150) -> str:
     """The drift chart: two lines over the turns (ΔE in the accent colour, structure lost dashed),
     the threshold where the page suggests redoing the path, and the last values in words."""
-    from kontext.drift import DELTA_E_HIGH, SSIM_LOW
+    from kontext.core import DELTA_E_HIGH, SSIM_LOW
 
     if not curve:
         return ""

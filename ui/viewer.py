@@ -11,8 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from kontext.session import Sessions
-from kontext.sharing import UnknownShare
+from kontext.errors import UnknownShare
+from kontext.sessions import Sessions
 
 from . import present as P
 from . import share, view

@@ -1,0 +1,85 @@
+"""App settings: everything `app.py` reads from flags and the environment, in one value."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kontext.errors import UserError
+from kontext.files.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_IDLE_S
+from kontext.showcase.branding import Branding
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 7860
+    data_dir: Path = Path("sessions")
+    max_idle_s: float = DEFAULT_MAX_IDLE_S
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_steps: int = 200
+    mcp: bool = False
+    offload: str = "none"
+    device: str | None = None
+    secret: str | None = None  # gr.BrowserState's secret (sent to the page: it hides nothing from a visitor)
+    gpu_slots: int = 1  # edits that run at once
+    max_waiting: int = 16  # edits that may wait for a slot
+    zerogpu: bool = False  # on a ZeroGPU Space: the GPU is lent per edit
+    on_space: bool = False  # running on a Hugging Face Space
+    mirror: str | None = None  # a private dataset repo the sessions are mirrored to
+    mirror_every_s: float = 60.0
+    login: str = "none"  # "hf": editing needs a Hugging Face sign-in (the owner pays for the GPU)
+    auth: tuple[tuple[str, str], ...] = ()  # self-hosted: user/password pairs for the whole app
+    branding: Branding = field(default_factory=Branding)  # title, logo, accent, hidden controls, examples
+
+
+def storage_note(settings: Settings) -> str:
+    """How long sessions last here, in words for the page and the README's promise."""
+    days = settings.max_idle_s / 86400
+    idle = f"{days:g} days" if days >= 1 else f"{settings.max_idle_s / 3600:g} hours"
+    budget = f"{settings.max_bytes / 2**30:g} GB"
+    if settings.mirror:
+        return (f"Sessions are mirrored to a private dataset within {settings.mirror_every_s:g} s of each step "
+                f"and when the app stops, so a restart keeps them; unused for {idle}, they are deleted "
+                f"(the least recently used go first beyond {budget}).")
+    data = Path(settings.data_dir).resolve()
+    if settings.on_space and not str(data).startswith("/data"):
+        return ("Sessions live on this Space's disk until the Space restarts or sleeps (its disk is not "
+                "persistent): export a ZIP to keep your work.")
+    return (f"Sessions are kept on this server's disk and survive restarts; unused for {idle}, they are "
+            f"deleted (the least recently used go first beyond {budget}).")
+
+
+def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
+    """'user:password,other:secret' -> (("user", "password"), ("other", "secret"))."""
+    pairs = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise UserError(f"--auth wants user:password pairs separated by commas, got {item.split(':')[0]!r}:…")
+        pairs.append((user, password))
+    return tuple(pairs)
+
+
+def browser_secret(settings: Settings) -> str:
+    """A stable secret for gr.BrowserState, so keys in browsers survive a server restart.
+
+    Taken from settings/$KONTEXT_SECRET, else kept in a file beside the sessions (mode 0600).
+    """
+    if settings.secret:
+        return settings.secret
+    if os.environ.get("KONTEXT_SECRET"):
+        return os.environ["KONTEXT_SECRET"]
+    path = Path(settings.data_dir) / ".browser-secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()

@@ -1,0 +1,421 @@
+"""One edit through diffusers' FluxKontextPipeline. Knows nothing about sessions or the UI.
+
+`Engine.load(...)` loads a pipeline with `from_pretrained` (a hub id, a local folder, or the
+embedded tiny model, which is saved once and then read back the same way). `Engine.edit(...)` runs
+one call: context image (or none, for text-to-image) + prompt + parameters -> image, with a per-step
+callback and a cancel flag. The seed is decided before the call, so it is always known.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from kontext.core import params as P
+from kontext.core.images import to_rgb
+from kontext.core.masks import check_mask, coverage, paste
+from kontext.errors import Cancelled, ModelLoadError, UserError
+from kontext.model.gpumem import apply_cap, check_cap
+from kontext.model.hub import explain_load_error
+from kontext.model.loras import LoraSet
+from kontext.model.previews import PREVIEW_MODES, EstimateTap, LatentPreviewer
+from kontext.model.randomfull import RANDOM_FULL, RANDOM_MODELS, build_for
+from kontext.model.speed import (
+    OFFLOAD_MODES,
+    SpeedOptions,
+    apply_speed,
+    check_device,
+    draft_profile,
+    memory_hint,
+    speed_context,
+)
+from kontext.model.tiny import TINY_ID, TINY_REVISION, ensure_tiny_model
+
+REAL_MODEL_ID = "black-forest-labs/FLUX.1-Kontext-dev"
+
+
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """What the per-step callback sees: step `step` of `total` has just finished."""
+
+    step: int
+    total: int
+    latents: Any  # packed latents (torch.Tensor): the state after this step
+    width: int
+    height: int
+    estimate: Any = None  # packed latents of the predicted result (x0 estimate), when kept
+
+
+@dataclass(frozen=True)
+class EditResult:
+    image: Image.Image
+    seed: int
+    guidance: float
+    steps: int
+    width: int
+    height: int
+    seconds: float
+    model: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_model() -> str:
+    """The real model when CUDA is available, else the embedded tiny model."""
+    try:
+        import torch
+
+        return REAL_MODEL_ID if torch.cuda.is_available() else TINY_ID
+    except ImportError:
+        return TINY_ID
+
+
+class Engine:
+    """A loaded pipeline plus the rules for calling it. One pipeline call runs at a time."""
+
+    def __init__(self, pipe: Any, model_id: str, profile: P.Profile, device: str, revision: str = "",
+                 speed: SpeedOptions | None = None):
+        self.pipe = pipe
+        self.model_id = model_id
+        self.speed = speed or SpeedOptions()
+        self.profile = draft_profile(profile) if self.speed.draft else profile
+        self.device = device
+        self.revision = revision
+        # The pipeline keeps per-call state (e.g. _interrupt). Re-entrant: compiling ahead of time
+        # (kontext.model.aot) holds it across its own sample edit, so user edits wait for the compile.
+        self._lock = threading.RLock()
+        self.aot: Any = None  # kontext.model.aot.AotTransformer once prepared (speed mode "aot")
+        self._previewer: LatentPreviewer | None = None
+        self._tap = EstimateTap.attach(pipe)  # None: previews show the noisy state
+        self.preview_mode = "estimate"
+        self._inpaint: Any = None  # built on the first masked edit (inpaint_pipe)
+        self.lora = LoraSet(pipe)  # the host's LoRA presets (set_lora_presets), switched per turn
+        pipe.set_progress_bar_config(disable=True)
+
+    def masked_size(self, image: Image.Image) -> tuple[int, int]:
+        """The size a masked edit runs at before it is pasted back: the picture's aspect at the
+        model's area, or the nearest compiled bucket in aot mode (so it runs compiled)."""
+        if self.speed.aot:
+            from kontext.core.buckets import nearest
+
+            b = nearest(image.width, image.height, self.profile)
+            return b.width, b.height
+        return self.output_size(image)
+
+    @property
+    def inpaint_pipe(self) -> Any:
+        """diffusers' FluxKontextInpaintPipeline over the same components: no second copy of the weights."""
+        if self._inpaint is None:
+            from diffusers import FluxKontextInpaintPipeline
+
+            self._inpaint = FluxKontextInpaintPipeline(**self.pipe.components)
+            self._inpaint.set_progress_bar_config(disable=True)
+        return self._inpaint
+
+    def set_lora_presets(self, presets: Any) -> None:
+        """The LoRAs this engine offers (kontext.model.loras.Lora); they load on first use."""
+        if presets and self.speed.aot:
+            raise UserError("LoRAs are not part of the aot package: use --mode eager or compile with LoRAs")
+        self.lora = LoraSet(self.pipe, tuple(presets))
+
+    def set_preview_mode(self, mode: str) -> None:
+        """Previews show "estimate" (the predicted result, the default) or "noisy" (the state itself)."""
+        if mode not in PREVIEW_MODES:
+            raise UserError(f"preview must be one of {PREVIEW_MODES}, got {mode!r}")
+        self.preview_mode = mode
+
+    def preview(self, ev: StepEvent, max_side: int = 512) -> Image.Image:
+        """A cheap RGB preview of a running edit (a linear projection, no VAE decode): the predicted
+        result, or the noisy state in mode "noisy" (and for a scheduler the estimate cannot tap)."""
+        if self._previewer is None:
+            self._previewer = LatentPreviewer(self.pipe)
+        use_estimate = self.preview_mode == "estimate" and ev.estimate is not None
+        return self._previewer(ev.estimate if use_estimate else ev.latents, ev.width, ev.height, max_side=max_side)
+
+    # --- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        offload: str = "none",
+        cache_dir: str | Path | None = None,
+        speed: SpeedOptions | None = None,
+        gpu_memory_gb: float | None = None,
+    ) -> Engine:
+        """Load `model`: "tiny", "random-full" or "random-small" (built in memory, kontext.model.randomfull), a
+        hub id such as black-forest-labs/FLUX.1-Kontext-dev, or a local folder.
+
+        `speed` (kontext.model.speed.SpeedOptions) compiles, quantizes, caches or offloads; `offload` is kept
+        for callers that set only that. `gpu_memory_gb` caps this process's GPU memory (kontext/model/gpumem.py).
+        Never falls back to another model: if loading fails, ModelLoadError says why and what to do.
+        What the speed mode needs (torchao, a GPU for fp8, ...) is checked before anything is downloaded.
+        """
+        import torch
+        from diffusers import FluxKontextPipeline
+
+        model = (model or default_model()).strip()
+        if offload not in OFFLOAD_MODES:
+            raise UserError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
+        speed = _merge_offload(speed, offload)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
+        cap = check_cap(gpu_memory_gb)
+        if cap is not None and not device.startswith("cuda"):
+            raise UserError("gpu_memory_gb caps a CUDA GPU's memory; this device is " + device)
+        check_device(speed, device)  # RuntimeError before from_pretrained: a mode that cannot run stops before 33 GB
+        if dtype is None:
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        if dtype not in ("bfloat16", "float16", "float32"):
+            raise UserError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}")
+        torch_dtype = getattr(torch, dtype)
+
+        if model in RANDOM_MODELS:
+            return cls._build_random(model, device, torch_dtype, speed, cap)
+        is_tiny = model == TINY_ID
+        source = str(ensure_tiny_model(cache_dir)) if is_tiny else model
+        try:
+            pipe = FluxKontextPipeline.from_pretrained(source, dtype=torch_dtype)
+        except Exception as e:  # noqa: BLE001 - turned into one plain message below
+            raise ModelLoadError(explain_load_error(model, e)) from e
+        revision = TINY_REVISION if is_tiny else _loaded_revision(source)
+        profile = P.TINY_PROFILE if is_tiny else P.REAL_PROFILE
+        apply_cap(device, cap)
+        return cls.from_pipeline(pipe, model, profile, device, revision=revision, speed=speed)
+
+    @classmethod
+    def _build_random(cls, model: str, device: str, dtype: Any, speed: SpeedOptions,
+                      cap: float | None = None) -> Engine:
+        """random-full / random-small (kontext.model.randomfull): built in memory, with the real model's profile."""
+        import torch
+
+        from kontext.env import on_zerogpu
+
+        if model == RANDOM_FULL and not (device.startswith("cuda") or on_zerogpu()):
+            raise ModelLoadError(f"{RANDOM_FULL} is FLUX.1 Kontext's full-size architecture (17 B parameters) "
+                                 "and needs a CUDA GPU with about 40 GB; on a CPU use random-small or tiny")
+        try:
+            pipe, revision = build_for(model, device, dtype, capped=cap is not None)
+        except torch.OutOfMemoryError as e:
+            raise ModelLoadError(f"not enough GPU memory to build {model} on {device}: start with --mode auto, "
+                                 f"which fits the GPU's memory ({memory_hint()})") from e
+        apply_cap(device, cap)  # after the build: its parts were drawn where the card had room
+        return cls.from_pipeline(pipe, model, P.REAL_PROFILE, device, revision=revision, speed=speed)
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any, model: str, profile: P.Profile, device: str, *, revision: str = "",
+                      speed: SpeedOptions | None = None) -> Engine:
+        """Wrap a pipeline built in memory (not yet placed): apply `speed` and place it on `device`."""
+        import torch
+
+        speed = speed or SpeedOptions()
+        try:
+            apply_speed(pipe, speed, device)
+        except torch.OutOfMemoryError:
+            oom = True
+        else:
+            oom = False
+        if oom:
+            del pipe
+            gc.collect()
+            torch.cuda.empty_cache()
+            raise ModelLoadError(
+                f"not enough GPU memory to hold {model} on {device}: "
+                f"start with --mode auto, which fits the GPU's memory ({memory_hint()})"
+            )
+        return cls(pipe, model, profile, device, revision, speed=speed)
+
+    # --- one edit ------------------------------------------------------------------------------
+    def output_size(self, image: Image.Image | None, area: int | None = None) -> tuple[int, int]:
+        """The output size for `image`: its aspect ratio at `area` pixels (default: the model's)."""
+        area = area or self.profile.default_area
+        if image is None:
+            return P.fit_area(1.0, area, self.profile)
+        w, h = image.size
+        return P.fit_area(w / h, area, self.profile)
+
+    def validate(
+        self,
+        image: Image.Image | None,
+        prompt: str,
+        seed: int | None,
+        guidance: float | None,
+        steps: int | None,
+        width: int | None,
+        height: int | None,
+    ) -> dict[str, Any]:
+        """Check every argument; return the call's resolved parameters (the seed drawn if None)."""
+        if image is not None and not isinstance(image, Image.Image):
+            raise UserError(f"image must be a PIL image or None, got {type(image).__name__}")
+        prompt = P.check_prompt(prompt)
+        seed = P.new_seed() if seed is None else P.check_seed(seed)
+        guidance = self.profile.default_guidance if guidance is None else P.check_guidance(guidance)
+        steps = self.profile.default_steps if steps is None else P.check_steps(steps)
+        if (width is None) != (height is None):
+            raise UserError("width and height must be given together (or neither, to match the input)")
+        if width is None:
+            width, height = self.output_size(image)
+        width, height = P.check_size(width, height, self.profile)
+        return dict(prompt=prompt, seed=seed, guidance=guidance, steps=steps, width=width, height=height)
+
+    def edit(
+        self,
+        image: Image.Image | None,
+        prompt: str,
+        *,
+        seed: int | None = None,
+        guidance: float | None = None,
+        steps: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        on_step: Callable[[StepEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+        fit_context: bool = False,
+        mask: Image.Image | None = None,
+        loras: Any = (),
+        lora_sources: bool = False,
+    ) -> EditResult:
+        """Edit `image` (or generate from text when it is None). Raises Cancelled if `cancel` is set.
+
+        `fit_context` scales the context image to the output's area instead of Kontext's trained
+        ~1 MP resolutions: fewer tokens, so a small draft is really fast (at some cost in fidelity).
+        `mask` (kontext.core.masks.check_mask, the image's size): only that part may change; the result
+        keeps the image's size and every pixel outside the mask (kontext.core.masks.paste).
+        `loras`: (name, strength) pairs of the presets; with `lora_sources` (a replay) a recorded
+        (name, strength, source, weight_name) loads a LoRA that is not a preset.
+        """
+        import torch
+
+        lora_items = self.lora.resolve(loras, allow_sources=lora_sources)
+
+        if mask is not None:
+            if image is None:
+                raise UserError("a masked edit needs a picture to edit: upload one first")
+            if width is not None:
+                raise UserError("a masked edit keeps the picture's size: leave width and height empty")
+            mask = check_mask(mask, image.size)
+            width, height = self.masked_size(image)
+        args = self.validate(image, prompt, seed, guidance, steps, width, height)
+        w, h = args["width"], args["height"]
+        auto_resize = self.profile.auto_resize and not fit_context
+        context = None
+        if image is not None:
+            context = to_rgb(image)
+            if mask is not None:
+                context = context.resize((w, h), Image.LANCZOS)  # the inpaint pipeline keeps this size
+            elif not auto_resize:
+                # Without auto-resize the pipeline keeps the context at full size: bound its cost by
+                # the output's area, keeping the context's own aspect (a side-by-side pair is wider).
+                cw, ch = context.size
+                target = (w, h) if abs(cw / ch - w / h) < 0.02 else P.fit_area(cw / ch, w * h, self.profile)
+                if context.size != target:
+                    context = context.resize(target, Image.LANCZOS)
+
+        def callback(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()  # before the VAE decode: a half-denoised image never leaves
+            if on_step is not None:
+                estimate = self._tap.take() if self._tap is not None else None
+                on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h, estimate))
+            return {}
+
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        # speed_context: the cache hooks' per-call state (a no-op without a step cache).
+        with self._lock, speed_context(self.pipe):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()  # stopped while waiting for another edit to finish
+            used_loras = self.lora.apply(lora_items)
+            start = time.perf_counter()
+            aot_before = (self.aot.calls, self.aot.fallbacks) if self.aot is not None else (0, 0)
+            if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
+                self._tap.keep = on_step is not None and self.preview_mode == "estimate"
+            try:
+                masked = {} if mask is None else dict(mask_image=mask.resize((w, h), Image.NEAREST), strength=1.0)
+                out = (self.pipe if mask is None else self.inpaint_pipe)(
+                    image=context,
+                    prompt=args["prompt"],
+                    height=h,
+                    width=w,
+                    max_area=w * h,  # with height/width this keeps exactly (w, h)
+                    _auto_resize=auto_resize and mask is None,
+                    **masked,
+                    num_inference_steps=args["steps"],
+                    guidance_scale=args["guidance"],
+                    max_sequence_length=self.profile.max_sequence_length,
+                    # Noise drawn on the CPU: the same seed gives the same start on any device.
+                    generator=torch.Generator("cpu").manual_seed(args["seed"]),
+                    callback_on_step_end=callback,
+                ).images[0]
+                oom = False
+            except torch.OutOfMemoryError:
+                oom = True
+            finally:
+                if self._tap is not None:
+                    self._tap.keep = False
+                    self._tap.take()  # drop the last estimate's memory
+            seconds = time.perf_counter() - start
+            compiled_calls = self.aot.calls - aot_before[0] if self.aot is not None else None
+            eager_calls = self.aot.fallbacks - aot_before[1] if self.aot is not None else 0
+        if oom:
+            # Recover outside the except block: the exception holds references to big tensors.
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise UserError(
+                f"out of GPU memory at {w}x{h}: choose a smaller output size or start the app with --offload model"
+            )
+        extra: dict[str, Any] = {"speed": self.speed.label}
+        if compiled_calls is not None:  # transformer calls that ran the compiled package (kontext/model/aot.py)
+            extra["compiled_calls"] = compiled_calls
+        if eager_calls:  # said on the step, also when it ran in another process (ZeroGPU, a pool worker)
+            extra["eager_calls"], extra["eager_cause"] = eager_calls, self.aot.cause
+        if used_loras:
+            extra["loras"] = used_loras
+        if mask is not None:
+            out = paste(to_rgb(image), out, mask)  # outside the mask: the parent's pixels, exactly
+            w, h = out.size
+            extra["masked"] = round(coverage(mask), 4)
+        return EditResult(
+            image=out, seed=args["seed"], guidance=args["guidance"], steps=args["steps"],
+            width=w, height=h, seconds=seconds, model=self.model_id, extra=extra,
+        )
+
+
+def _merge_offload(speed: SpeedOptions | None, offload: str) -> SpeedOptions:
+    """The one SpeedOptions to apply, given the older `offload` argument as well."""
+    import dataclasses
+
+    if speed is None:
+        return SpeedOptions(offload=offload)
+    if offload == "none" or speed.offload == offload:
+        return speed
+    if speed.offload != "none":
+        raise UserError(f"offload={offload!r} and speed.offload={speed.offload!r} disagree; give one of them")
+    return dataclasses.replace(speed, offload=offload)
+
+
+def _loaded_revision(source: str) -> str:
+    """The hub commit of the snapshot `from_pretrained` just read: the one the cache's ref points to
+    now (a local folder has none, so '')."""
+    if os.path.isdir(source):
+        return ""
+    try:
+        from huggingface_hub import snapshot_download
+
+        # Resolves the same ref from_pretrained used, from the cache only: the folder is named by the commit.
+        return Path(snapshot_download(source, local_files_only=True, allow_patterns=["model_index.json"])).name
+    except Exception:  # noqa: BLE001 - a revision is nice to have, never required
+        return ""

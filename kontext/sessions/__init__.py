@@ -1,0 +1,17 @@
+"""A session's history and its turns: loading and caching histories, planning a turn with every
+rule, running it through the queue and committing it, session files, sharing, export and import, and
+the admission queue (one record of the turns that run or wait).
+May import: kontext.showcase, kontext.model, kontext.files, kontext.core.
+"""
+
+from kontext.lazy import lazy_exports
+
+_EXPORTS = {
+    "Sessions": "session",
+    "EditOptions": "session",
+    "SEED_MODES": "session",
+    "DRIFT_TURNS": "session",
+    "TurnQueue": "admission",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,91 @@
+"""Admission to the GPU: a fair queue with one running-or-waiting turn per session.
+
+Gradio's own queue would line a second edit of the same session up behind the first, and says
+only "Queue is full" when it overflows. Here a turn takes a ticket before anything else: a second
+ticket for the same session is refused at once, a full queue is refused with a plain "busy"
+message, and a waiting turn can report how many are ahead of it (and be stopped while it waits).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from kontext.errors import Busy, UserError
+
+
+class TurnQueue:
+    def __init__(self, slots: int = 1, max_waiting: int = 16):
+        if slots < 1:
+            raise UserError(f"slots must be at least 1, got {slots}")
+        if max_waiting < 0:
+            raise UserError(f"max_waiting must be 0 or more, got {max_waiting}")
+        self.slots = slots
+        self.max_waiting = max_waiting
+        self._cond = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._running = 0
+        self._sessions: set[str] = set()
+
+    def has_turn(self, session: str) -> bool:
+        """Whether `session` has a turn running or waiting now."""
+        with self._cond:
+            return session in self._sessions
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiting)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no turn runs or waits (True), or `timeout` seconds pass (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._running and not self._waiting, timeout)
+
+    @contextmanager
+    def turn(self, session: str, cancelled: Callable[[], bool] = lambda: False,
+             on_wait: Callable[[int], None] | None = None, poll_s: float = 0.25) -> Iterator[None]:
+        """Hold a GPU slot for `session` for the body of the `with`.
+
+        Raises Busy when the session already has a turn running or waiting, or when the queue is
+        full; raises the engine's Cancelled when `cancelled()` turns true while waiting.
+        """
+        from kontext.errors import Cancelled
+
+        me = object()
+        with self._cond:
+            if session in self._sessions:
+                raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
+                           "or press Stop")
+            if self._running >= self.slots and len(self._waiting) >= self.max_waiting:
+                raise Busy(f"the server is busy ({self._running} running, {len(self._waiting)} waiting): "
+                           "try again in a minute")
+            self._sessions.add(session)
+            self._waiting.append(me)
+        running = False
+        try:
+            with self._cond:
+                while True:
+                    ahead = self._waiting.index(me)
+                    if ahead == 0 and self._running < self.slots:
+                        self._waiting.popleft()
+                        self._running += 1
+                        running = True
+                        self._cond.notify_all()
+                        break
+                    if cancelled():
+                        raise Cancelled()
+                    if on_wait is not None:
+                        on_wait(ahead + max(0, self._running - self.slots + 1))
+                    self._cond.wait(poll_s)
+            yield
+        finally:
+            with self._cond:
+                if running:
+                    self._running -= 1
+                elif me in self._waiting:
+                    self._waiting.remove(me)
+                self._sessions.discard(session)
+                self._cond.notify_all()

@@ -1,0 +1,12 @@
+"""The command-line programs (`python -m kontext ...`): edit, replay, bench, loadtest, trial, doctor,
+and starting app.py in a process of its own to measure it. May import every other part.
+"""
+
+from kontext.lazy import lazy_exports
+
+_EXPORTS = {
+    "HARDWARE_HINT": "doctor",
+    "main": "cli",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
