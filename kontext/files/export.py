@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
-import uuid
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from kontext import __version__
+from kontext.core.atomic import write_atomic
 from kontext.core.history import History, Node, attached_images
 from kontext.core.metadata import APP_NAME
 from kontext.errors import UserError
@@ -157,15 +156,8 @@ def write_export(
     """
     nodes = select(history, scope)
     if isinstance(dest, (str, Path)):
-        dest = Path(dest)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                manifest = write_export(history, read_image, f, scope=scope, engine=engine, extras=extras)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return manifest
+        return write_atomic(dest, lambda f: write_export(history, read_image, f, scope=scope, engine=engine,
+                                                         extras=extras))
 
     path_ids = {n.id for n in history.path()}
     frames: dict[int, Image.Image] = {}

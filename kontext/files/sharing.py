@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kontext.core.atomic import write_atomic
 from kontext.errors import UnknownShare, UserError
 
 # "v_" + 48 random bytes (384 bits) in url-safe base64: 66 characters, longer than any session key
@@ -66,13 +66,7 @@ class Shares:
 
     def _write(self, data: dict[str, dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(data).encode("utf-8"), durable=True, mode=0o600)
         self._memo = None
 
     def share(self, key: str, root: int, image: str, alive: Callable[[str], bool] = lambda key: True) -> Share:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kontext.core.atomic import write_atomic
 from kontext.core.history import History, attached_images
 from kontext.errors import UserError
 
@@ -55,25 +56,6 @@ def referenced_images(history: History) -> list[str]:
     return [name for n in history.nodes.values() for name in attached_images(n.extra)]
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _size(n: int) -> str:
@@ -150,7 +132,7 @@ class Store:
         name = f"{uuid.uuid4().hex}.png"
         path = self.image_path(key, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _fsync_write(path, png)
+        write_atomic(path, png, durable=True)
         self._count(len(png))
         return name
 
@@ -168,7 +150,7 @@ class Store:
                 buf = io.BytesIO()
                 img.save(buf, format="JPEG", quality=85)
             thumb.parent.mkdir(parents=True, exist_ok=True)
-            _fsync_write(thumb, buf.getvalue())
+            write_atomic(thumb, buf.getvalue(), durable=True)
             self._count(buf.tell())
         return thumb
 
@@ -193,9 +175,8 @@ class Store:
             except FileExistsError:
                 pass
             except OSError:  # a file system without hard links
-                tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, dst)
+                with open(src, "rb") as f:
+                    write_atomic(dst, lambda out: shutil.copyfileobj(f, out))
         return dst
 
     def _unpublish(self, folder: Path) -> None:
@@ -235,7 +216,7 @@ class Store:
         data = json.dumps(history.to_dict()).encode("utf-8")
         path = folder / HISTORY_FILE
         old = path.stat().st_size if path.is_file() else 0
-        _fsync_write(path, data)  # never refused: a commit's images were already admitted
+        write_atomic(path, data, durable=True)  # never refused: a commit's images were already admitted
         self._count(len(data) - old)
 
     def touch(self, key: str) -> None:

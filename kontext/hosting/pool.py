@@ -243,15 +243,3 @@ def _deploy_failure(serve: Any, name: str) -> str:
     errors = [line for line in lines if "Error:" in line or "Exception:" in line]
     last = errors[-1] if errors else lines[-1] if lines else message
     return re.sub(r"^[\w.]*(Error|Exception): ", "", last)[:1000]  # the words, not the class path
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count()

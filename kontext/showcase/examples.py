@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image
 
 from kontext.core import params as P
+from kontext.core.atomic import write_atomic
 from kontext.core.tomlfile import read_toml
 from kontext.errors import UserError
 
@@ -197,9 +198,7 @@ class ResultCache:
             for name, data in ((f"{key}.png", buf.getvalue()),
                                (f"{key}.json", json.dumps({"seconds": seconds, "extra": extra,
                                                             "created": time.time()}).encode())):
-                tmp = self.folder / f".{name}.tmp"
-                tmp.write_bytes(data)
-                os.replace(tmp, self.folder / name)  # the JSON last: a PNG without it is a miss
+                write_atomic(self.folder / name, data)  # the JSON last: a PNG without it is a miss
             self._trim()
 
     def _trim(self) -> None:

@@ -1,0 +1,137 @@
+"""Running a planned turn and committing it.
+
+- The turn waits for its place in the admission queue (one running or waiting turn per session),
+  then runs where `self.gpu` says (this process, ZeroGPU's worker, the Ray pool).
+- An edit remembers its parent when it starts and, when done, is added to the *latest* history
+  under the lock: steps added meanwhile (another edit, an upload, an import) are kept, and two edits
+  of one session both land. The finished edit becomes the current step, as the user asked for it.
+- A turn is committed only after its PNG is durably stored; a cancelled or failed edit commits
+  nothing."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from PIL import Image
+
+from kontext.core import metadata
+from kontext.core.history import History, Node
+from kontext.errors import Busy, Cancelled, UserError
+from kontext.model.engine import EditResult
+from kontext.model.safety import enforce
+from kontext.model.turns import Progress
+from kontext.sessions.keeper import step_dict
+from kontext.sessions.planning import EditOptions, Planning, Turn
+from kontext.showcase.examples import ResultCache
+
+log = logging.getLogger("kontext.sessions.session")
+
+
+class Running(Planning):
+    def edit(
+        self,
+        key: str,
+        prompt: str,
+        opts: EditOptions = EditOptions(),
+        *,
+        parent: int | None | type[...] = ...,
+        on_step: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        preview_every: int = 0,
+    ) -> tuple[History, Node]:
+        """Run one turn from `parent` (default: the current step; None: text-to-image, a new tree).
+
+        The turn first takes its place in the GPU queue (one running or waiting turn per session;
+        `on_step` hears Progress(step=0, waiting=n) meanwhile), then runs where `self.gpu` says
+        (this process, or ZeroGPU's worker) and is committed here. Returns the committed history
+        and the new step. On any error or cancel nothing changes.
+        """
+        def waiting(ahead: int) -> None:
+            if on_step is not None:
+                on_step(Progress(0, 0, None, ahead))
+
+        is_cancelled = (lambda: cancel.is_set()) if cancel is not None else (lambda: False)
+        if self.results is not None and opts.seed_mode == "fixed" and self.results.covers(str(prompt).strip()):
+            # A cached example result needs no GPU: it never waits in the queue. (Only catalog
+            # instructions can be cached, so other turns are not planned twice.)
+            turn = self.plan(key, prompt, opts, parent=parent)
+            result = self._cached(turn)
+            if result is not None:
+                if self.queue.has_turn(key):
+                    raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
+                               "or press Stop")
+                enforce(self.safety, turn.request.prompt, turn.request.context)
+                enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
+                return self.commit(key, turn, result, cancel)
+        with self.queue.turn(key, is_cancelled, waiting):
+            turn = self.plan(key, prompt, opts, parent=parent, preview_every=preview_every)
+            enforce(self.safety, turn.request.prompt, turn.request.context)  # before any GPU time
+            result = self._cached(turn)
+            if result is None:
+                result = self.gpu.run(turn.request, on_step, cancel)
+            # The result, before it is kept (or cached): a refusal leaves the history as it was.
+            enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
+            if not result.extra.get("cached"):
+                if turn.cacheable and not (cancel is not None and cancel.is_set()):
+                    try:
+                        self.results.put(ResultCache.key(self.engine, turn.request), result.image,
+                                         result.seconds, result.extra)
+                    except OSError:  # a cache is a shortcut: never lose a finished turn over it
+                        log.exception("could not keep an example result in the cache")
+            return self.commit(key, turn, result, cancel)
+
+    def _cached(self, turn: Turn) -> EditResult | None:
+        """The stored result of this very call, for an example tree's fixed-seed turn (else None)."""
+        if not turn.cacheable:
+            return None
+        hit = self.results.get(ResultCache.key(self.engine, turn.request))
+        if hit is None:
+            return None
+        r = turn.request
+        return EditResult(image=Image.open(io.BytesIO(hit.png)).convert("RGB"), seed=r.seed, guidance=r.guidance,
+                          steps=r.steps, width=r.width, height=r.height, seconds=hit.seconds,
+                          model=self.engine.model_id, extra={**hit.extra, "cached": True})
+
+    def commit(self, key: str, turn: Turn, result: EditResult,
+               cancel: threading.Event | None = None) -> tuple[History, Node]:
+        """Store the finished turn's PNG and add its step to the latest history, under the lock."""
+        parent_id = turn.parent
+        node = Node(
+            id=0, parent=parent_id, kind="edit" if turn.request.context is not None else "text", image="",
+            prompt=turn.request.prompt, seed=result.seed, guidance=result.guidance,
+            steps=result.steps, width=result.width, height=result.height, model=result.model,
+            seconds=round(result.seconds, 3), created=time.time(), extra={**result.extra, **turn.extra},
+        )
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()  # stopped after the last step: still never committed
+        # Encode the PNG outside the lock (it can take a while at 1 MP) with the id the step will
+        # most likely get; re-encode under the lock only if another turn landed meanwhile.
+        node = replace(node, id=self.history(key).next_id())
+        png = metadata.png_bytes(result.image, step_dict(node, self.engine))
+        self.make_room(key, len(png))
+        with self._lock(key):
+            latest = self._load(key)
+            # The parent must still be the picture this edit started from: after "start over" or
+            # an import, ids restart and the same number can name another image.
+            if parent_id is not None and (parent_id not in latest.nodes
+                                          or latest.nodes[parent_id].image != turn.parent_image):
+                raise UserError("the step this edit started from is gone (the session was cleared "
+                                 "meanwhile); nothing was added")
+            latest.check_room()
+            if latest.next_id() != node.id:
+                node = replace(node, id=latest.next_id())
+                png = metadata.png_bytes(result.image, step_dict(node, self.engine))
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()  # Stop pressed while the PNG was encoded: still nothing committed
+            name = self.store.save_image(key, png)
+            try:
+                committed = self._commit(key, latest.add(replace(node, image=name), parent=parent_id))
+            except BaseException:
+                self.store.discard_images(key, [name])
+                raise
+        return committed, committed.current_node

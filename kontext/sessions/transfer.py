@@ -1,0 +1,117 @@
+"""Sharing and moving a session's steps: read-only share links, export to a ZIP, import of one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from kontext.core import metadata
+from kontext.core.history import History
+from kontext.core.masks import check_mask
+from kontext.errors import UnknownShare, UserError
+from kontext.files.export import write_export
+from kontext.files.importer import (
+    ExportReader,
+    ImportResult,
+    Limits,
+    check_room,
+    merge,
+    open_export,
+    plan_ids,
+    renumbered_png,
+)
+from kontext.files.sharing import Share
+from kontext.files.store import check_key
+from kontext.model.safety import enforce
+from kontext.sessions.keeper import Keeper
+
+
+class Transfer(Keeper):
+    def share(self, key: str) -> Share:
+        """A read-only link to the tree of the current step (the same link if it is shared already)."""
+        h = self.history(key)
+        if h.current is None:
+            raise UserError("nothing to share yet: upload or make a picture first")
+        root = h.path()[0]
+        return self.shares.share(key, root.id, root.image, alive=self.store.exists)
+
+    def unshare(self, key: str) -> int:
+        """Revoke every share link of this session; return how many there were."""
+        check_key(key)
+        return self.shares.revoke(key)
+
+    def shared(self, token: object, current: int | None = None) -> tuple[Share, History]:
+        """What a share link shows: its tree as a read-only History, at `current` (a step the viewer
+        chose, if it is in the tree) or else at the owner's step in it or the tree's latest tip."""
+        share = self.shares.resolve(token)
+        h = self.history(share.key)
+        root = h.nodes.get(share.root)
+        if root is None or root.parent is not None or root.image != share.image:
+            raise UnknownShare("this share link shows nothing any more: its owner deleted that picture's "
+                               "steps (or the session expired)")
+        view = h.subtree(share.root, h.current)
+        return share, (view if current is None else h.subtree(share.root, current))
+
+    def export(self, key: str, dest: str | Path | BinaryIO, *, scope: str = "path",
+               extras: bool = True, history: History | None = None) -> dict[str, Any]:
+        """Write a ZIP of the path ("path"), the current tree ("tree") or every tree ("all") to
+        `dest`; return its manifest. `extras` adds an animated GIF, a contact sheet and a README.
+        `history`: export this view of the session (a shared tree, as checked) instead of reading it."""
+        h = self.history(key) if history is None else history
+        return write_export(h, lambda name: self.store.read_image_bytes(key, name), dest, scope=scope,
+                            engine=self.engine, extras=extras)
+
+    def import_zip(self, key: str, source: str | Path | bytes | BinaryIO,
+                   limits: Limits | None = None) -> ImportResult:
+        """Add an exported ZIP's steps to the session as new trees; into an empty session the
+        original step ids are kept, otherwise they are renumbered (the result says how).
+
+        Everything is checked; a bad export raises ValueError and changes nothing. Images are
+        written outside the lock (like an edit's), then the history is committed once.
+        """
+        snapshot = self.history(key)
+        limits = limits or Limits(max_steps=snapshot.max_nodes)
+        names: dict[int, str] = {}  # original id -> stored image, to remove if anything fails
+        refs: dict[str, str] = {}  # the export's reference image name -> stored name
+        try:
+            with open_export(source, limits) as reader:
+                check_room(snapshot, reader.export)
+                self.make_room(key, reader.unpacked_bytes)
+                ids = plan_ids(reader.export, snapshot)
+                masks = {n.extra["mask"] for n in reader.export.nodes if isinstance(n.extra.get("mask"), str)}
+                for name in reader.export.references:
+                    data, img = reader.reference(name)
+                    if name in masks:  # stored as the app stores its own: checked, 0/255, no alpha games
+                        m = check_mask(img, img.size)
+                        data = metadata.png_bytes(m.convert("RGB"), {"kind": "upload", "prompt": "mask"})
+                    refs[name] = self.store.save_image(key, data)
+                self._store_import(key, reader, ids, names)
+                with self._lock(key):
+                    latest = self._load(key)
+                    if plan_ids(reader.export, latest) != ids:
+                        # A turn landed meanwhile: renumber after it (rare, so done under the lock).
+                        self.store.discard_images(key, names.values())
+                        names.clear()
+                        ids = plan_ids(reader.export, latest)
+                        self._store_import(key, reader, ids, names)
+                    committed = self._commit(key, merge(latest, reader.export, ids, names, refs))
+                    names.clear()  # committed: from here on these images belong to the history
+                    refs.clear()
+        except BaseException:
+            # Under the lock: edits save their images under it, so removing the (then empty)
+            # session folder cannot race with one.
+            with self._lock(key):
+                self.store.discard_images(key, [*names.values(), *refs.values()])
+            raise
+        return ImportResult(committed, ids)
+
+    def _store_import(self, key: str, reader: ExportReader, ids: dict[int, int], names: dict[int, str]) -> None:
+        """Check and store every image of the export, recording each stored name in `names`."""
+        for node in reader.export.nodes:
+            data, image = reader.png(node)
+            if node.kind != "upload":  # a host's content check sees imported steps too: words, then picture
+                enforce(self.safety, node.prompt, None)
+                enforce(self.safety, node.prompt, None, image)
+            if ids[node.id] != node.id:
+                data = renumbered_png(data, node, ids)
+            names[node.id] = self.store.save_image(key, data)
