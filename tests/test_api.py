@@ -281,3 +281,20 @@ def test_malformed_payloads_get_a_message(app):
         event = json.loads(urllib.request.urlopen(req, timeout=10).read())["event_id"]
         body = urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=30).read().decode()
         assert "event: error" in body and words in body, body[:300]
+
+
+def test_stop_from_another_client_ends_an_edit_started_through_the_api(client, source, app):
+    """/stop reaches the session's running turn wherever it was started: here another client stops an
+    edit the first one started; nothing is added, and a second /stop finds nothing to stop."""
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    before = client.predict(key, api_name="/history")
+    with hold_edits(app[1].engine) as gate:
+        job = client.submit(key, "held", "random", 0, 0, 4, 0, 0, api_name="/edit")
+        gate.wait_reached()
+        other = Client(app[0], verbose=False)
+        assert other.predict(key, api_name="/stop") == {"stopped": True}
+        with pytest.raises(Exception, match="[Ss]topped"):
+            job.result(timeout=120)
+    assert client.predict(key, api_name="/history") == before
+    assert other.predict(key, api_name="/stop") == {"stopped": False}

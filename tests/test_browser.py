@@ -9,12 +9,13 @@ import pytest
 from PIL import Image
 
 from apphelpers import running_app
-from gates import hold_edits
+from gates import WAIT_S, hold_edits
 from kontext.files.store import Store
 from kontext.sessions.session import Sessions
 
 CHROMIUM = os.environ.get("KONTEXT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+WAIT_MS = int(WAIT_S * 1000)  # generous, for every wait on the page: a busy 2-core machine is slow
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
@@ -62,7 +63,7 @@ def status(page):
     return page.locator("#status").inner_text()
 
 
-def wait_status(page, text, timeout=30_000):
+def wait_status(page, text, timeout=WAIT_MS):
     try:
         page.wait_for_function("t => document.querySelector('#status')?.innerText.includes(t)", arg=text,
                                timeout=timeout)
@@ -87,6 +88,7 @@ def test_upload_edit_undo_timeline_compare(app, browser, tmp_path, viewport):
     src = tmp_path / "photo.png"
     Image.effect_noise((120, 80), 50).convert("RGB").save(src)
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    ctx.set_default_timeout(WAIT_MS)
     page = ctx.new_page()
     page.goto(app)
     page.wait_for_selector("#canvas")
@@ -142,6 +144,7 @@ def started_page(app, browser, tmp_path):
     src = tmp_path / "photo.png"
     Image.effect_noise((96, 96), 50).convert("RGB").save(src)
     page = browser.new_page(**({} if hasattr(browser, "pages") else {"viewport": {"width": 1280, "height": 900}}))
+    page.set_default_timeout(WAIT_MS)
     page.goto(app)
     page.wait_for_selector("#canvas")
     wait_status(page, "Upload an image")
@@ -200,6 +203,7 @@ def test_a_second_tab_follows_the_edit_its_session_runs(served, browser, tmp_pat
 
     app, sessions = served
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(WAIT_MS)
     first = started_page(app, ctx, tmp_path)
     second = ctx.new_page()
     second.goto(app)
@@ -319,7 +323,7 @@ def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path, monkeypatc
         page.evaluate("document.querySelectorAll('.toast-wrap .toast-close, .toast-close').forEach(b => b.click())")
         decoded.clear()
         page.locator("#canvas input[type=file]").set_input_files(str(path))
-        page.wait_for_selector(".toast-body:has-text('image: ')", timeout=30_000)
+        page.wait_for_selector(".toast-body:has-text('image: ')", timeout=WAIT_MS)
         if name.startswith(("bomb", "tiny-")):
             assert decoded == [], f"{name}: pixels decoded before the size was refused"
         page.wait_for_function("document.querySelector('#timeline').querySelectorAll('.thumbnail-item').length == 1")
@@ -327,6 +331,6 @@ def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path, monkeypatc
     page.get_by_text("Reference images: a style").click()
     bomb = tmp_path / "bomb-12000.png"
     page.locator("#ref-image input[type=file]").set_input_files(str(bomb))
-    page.wait_for_selector(".toast-body:has-text('reference: ')", timeout=30_000)
+    page.wait_for_selector(".toast-body:has-text('reference: ')", timeout=WAIT_MS)
     page.screenshot(path=str(ARTIFACTS / "browser-desktop-bad-upload.png"), full_page=True)
     page.close()

@@ -297,3 +297,49 @@ def test_draft_then_refine(sessions, monkeypatch):
     assert (refined.width, refined.height) == (full.width, full.height) and not refined.extra.get("draft")
     with pytest.raises(ValueError, match="not a draft"):
         sessions.refine(key)
+
+
+def test_stop_ends_the_sessions_turn_however_it_was_started(sessions, photo):
+    """One record of running turns: a turn started without a cancel flag of its own (as the CLI, the
+    API or MCP start it) is stopped by `stop(key)` from anywhere, and commits nothing."""
+    from gates import hold_edits
+
+    key = started(sessions, photo)
+    assert sessions.stop(key) is False  # nothing runs
+    out = {}
+
+    def run():
+        try:
+            sessions.edit(key, "held", FAST)
+        except Exception as e:  # noqa: BLE001 - checked below
+            out["error"] = e
+
+    with hold_edits(sessions.engine) as gate:
+        t = threading.Thread(target=run)
+        t.start()
+        gate.wait_reached()
+        assert sessions.queue.has_turn(key)
+        assert sessions.stop(key) is True
+        t.join(120)
+    assert isinstance(out["error"], Cancelled)
+    assert len(sessions.history(key)) == 1 and not sessions.queue.has_turn(key)
+    assert sessions.stop(key) is False
+
+
+def test_a_bad_request_is_refused_before_it_waits_for_the_gpu(sessions, photo):
+    """Planned once, before the queue: while another session holds the only GPU slot, a turn with an
+    unknown LoRA is refused at once instead of waiting for its turn."""
+    from gates import hold_edits
+    from kontext.errors import UserError
+
+    busy, key = started(sessions, photo), started(sessions, photo)
+    with hold_edits(sessions.engine) as gate:
+        t = threading.Thread(target=lambda: sessions.edit(busy, "holds the slot", FAST))
+        t.start()
+        gate.wait_reached()
+        with pytest.raises(UserError, match="LoRA 'nope' is not offered here"):
+            sessions.edit(key, "x", EditOptions(steps=2, loras=(("nope", 1.0),)))
+        assert sessions.queue.waiting == 0  # it never took a place in the queue
+        gate.release()
+        t.join(120)
+    assert len(sessions.history(key)) == 1

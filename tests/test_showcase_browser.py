@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from gradio_client import Client
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, status, thumbs, wait_status
+from test_browser import ARGS, ARTIFACTS, CHROMIUM, WAIT_MS, status, thumbs, wait_status
 
 from apphelpers import running_app
 from gates import hold_edits
@@ -60,6 +60,7 @@ def browser():
 
 def open_page(browser, url, viewport=(1400, 1000)):
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    ctx.set_default_timeout(WAIT_MS)
     page = ctx.new_page()
     page.goto(url)
     page.wait_for_selector("#canvas")
@@ -119,9 +120,9 @@ def test_an_example_chain_runs_turn_by_turn_and_stops(app, browser):
             gate.wait_reached(turn)
             if turn > 1:  # the previous turn is on screen while this one runs
                 page.wait_for_function(f"() => document.querySelectorAll('#timeline .thumbnail-item').length "
-                                       f"=== {turn}", timeout=60_000)
+                                       f"=== {turn}", timeout=WAIT_MS)
             gate.let_one()
-        wait_status(page, "Step #4 · seed", timeout=60_000)
+        wait_status(page, "Step #4 · seed", timeout=WAIT_MS)
     page.wait_for_selector("#edit-btn", state="visible")
     seen = set(page.evaluate("() => [...window.seen]"))
     assert {2, 3, 4} <= seen, seen  # 2 and 3 were on screen before the chain ended
@@ -131,12 +132,12 @@ def test_an_example_chain_runs_turn_by_turn_and_stops(app, browser):
     with hold_edits(sessions.engine) as gate:
         page.locator("#chains tbody tr").nth(1).click()  # a chain of 4, stopped during its second turn
         page.wait_for_function("() => document.querySelector('#status')?.innerText.includes('instruction 1 of 4')",
-                               timeout=60_000)
+                               timeout=WAIT_MS)
         gate.wait_reached(1)
         gate.let_one()
         gate.wait_reached(2)  # the first turn landed; the second is running
         page.wait_for_function("() => document.querySelectorAll('#timeline .thumbnail-item').length === 2",
-                               timeout=60_000)
+                               timeout=WAIT_MS)
         page.click("#stop-btn")
         page.wait_for_selector("#edit-btn", state="visible")
         stopped_at = thumbs(page).count()
@@ -195,6 +196,8 @@ def test_a_share_link_is_read_only_and_can_be_revoked(app, browser):
     token = link.split("share=", 1)[1]
 
     viewer = browser.new_context(viewport={"width": 390, "height": 844}).new_page()  # another browser
+
+    viewer.set_default_timeout(WAIT_MS)
     viewer.goto(link)
     viewer.wait_for_selector("#view-canvas img")
     viewer.wait_for_function("() => document.querySelectorAll('#timeline .thumbnail-item').length === 2")
@@ -306,6 +309,7 @@ def test_painting_a_mask_limits_the_edit_to_it(app, browser, tmp_path):
     page.locator("#canvas input[type=file]").set_input_files(str(src))
     wait_status(page, "Step #1")
     page.get_by_text("Masked edit: paint").click()
+    page.wait_for_selector("#mask-editor [data-testid=status-tracker]", state="attached")  # the opened panel drew it
     # The editor's status tracker shows while the picture is on its way and hides once it is there.
     page.evaluate("""() => { const t = document.querySelector('#mask-editor [data-testid=status-tracker]');
         window.maskLoaded = new Promise(done => { let shown = false; new MutationObserver(() => {

@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from kontext.errors import UserError
+from kontext.files import check_key
 from kontext.model import Done, parse_active, stream
 from kontext.sessions import EditOptions, Sessions
 
@@ -152,6 +153,11 @@ class Api:
         link, h = self.s.shared(token)
         return view.history_json(self.s, link.key, h)
 
+    def stop(self, session: str) -> dict[str, Any]:
+        """Stop the session's running or waiting edit, wherever it was started (a tab, the API, MCP):
+        it ends at its next step and adds nothing. {"stopped": false} when none runs."""
+        return {"stopped": self.s.stop(check_key(session))}
+
     def clear(self, session: str) -> dict[str, Any]:
         self.s.clear(session)
         return view.history_json(self.s, session)
@@ -207,6 +213,7 @@ class Api:
         trigger.click(f(self.import_zip), [key, zip_in], pair, api_name="import_zip", concurrency_id="files",
                       api_visibility="public")
         trigger.click(f(self.clear), [key], info, api_name="clear", **common)
+        trigger.click(f(self.stop), [key], info, api_name="stop", **common)
         trigger.click(f(self.share), [key], info, api_name="share", **common)
         trigger.click(f(self.unshare), [key], info, api_name="unshare", **common)
         token = gr.Textbox(label="token", visible=False)

@@ -142,6 +142,9 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
                               "the tree's history as JSON (as history, only that tree's steps)"),
         "clear": Doc("Delete every step of the session. This cannot be undone.", {"session": SESSION},
                      "the (empty) history as JSON"),
+        "stop": Doc("Stop the session's running or waiting edit, wherever it was started (a tab, this API, "
+                    "MCP): it ends at its next step and adds nothing.", {"session": SESSION},
+                    '{"stopped": true}, or false when no edit of the session runs'),
     }
 
 

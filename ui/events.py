@@ -8,13 +8,11 @@ through `Sessions`, which commits only complete turns.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import html
 import inspect
 import logging
 import secrets
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,8 +106,6 @@ class Wiring:
         self.login = login
         # Sessions with a turn or an example chain (ui/showcase.py) in flight from this page.
         self.active: set[str] = set()
-        # The running turn's cancel flag per session: Stop in any tab of the session stops it.
-        self.cancels: dict[str, threading.Event] = {}
         p = page
         # Everything a redraw touches (`redraw` returns a dict keyed by these components).
         self.view_outputs = [p.canvas, p.gallery, p.status, p.branch, p.prev_branch, p.next_branch,
@@ -233,8 +229,7 @@ class Wiring:
         yield {p.status: "Starting…", p.extra["note"]: "", **busy}
 
         def turn(report: Any, cancel: Any) -> Any:
-            with self.stoppable(key, cancel):
-                return run(on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
+            return run(on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
 
         # The box is emptied only if it still holds what ran (see wire): what the user typed while
         # the edit ran stays.
@@ -250,16 +245,6 @@ class Wiring:
             else:
                 status = f"Step {item.step} of {item.total}…"
             yield {p.status: status, **busy, **({p.canvas: item.preview} if item.preview is not None else {})}
-
-    @contextlib.contextmanager
-    def stoppable(self, key: str, cancel: threading.Event) -> Any:
-        """While a turn runs: its cancel flag, for Stop pressed in another tab of the session."""
-        self.cancels[key] = cancel
-        try:
-            yield
-        finally:
-            if self.cancels.get(key) is cancel:
-                del self.cancels[key]
 
     def watch(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """A tick of the tab's timer while a turn of its session runs elsewhere: nothing while it runs;
@@ -280,9 +265,7 @@ class Wiring:
     def stopped(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """After Stop: show the committed state again (a preview never stays on screen). Gradio has
         cancelled this tab's own turn; a turn of the session started in another tab stops here."""
-        running = self.cancels.get(key)
-        if running is not None:
-            running.set()
+        self.s.stop(key)  # the session's record of its turn: started here, in another tab, the API or MCP
         gr.Info("Stopped: nothing was changed.")  # a queued event, so the toast reaches the page
         return {**self.redraw(key), **self.idle()}
 

@@ -67,9 +67,7 @@ class Showcase:
             head = f"Chain **{chain.title}**, instruction {i} of {n} (“{prompt}”)"
 
             def turn(report: Any, cancel: Any, prompt: str = prompt) -> Any:
-                with self.w.stoppable(key, cancel):
-                    return self.s.edit(key, prompt, opts, on_step=report, cancel=cancel,
-                                       preview_every=PREVIEW_EVERY)
+                return self.s.edit(key, prompt, opts, on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
 
             for item in stream(turn):
                 if isinstance(item, Done):

@@ -86,6 +86,8 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
 
     if more_references and reference is None:
         raise UserError("more references need a first one")
+    if getattr(engine, "lora", None) is not None:  # LoRA names and strengths, before the turn queues
+        engine.lora.resolve(loras, allow_sources=lora_sources)  # (a pool's workers check theirs again)
     if mask is not None:
         if reference is not None or draft:
             raise UserError("a masked edit works on the current picture alone: no reference and no draft")

@@ -4,6 +4,9 @@ Gradio's own queue would line a second edit of the same session up behind the fi
 only "Queue is full" when it overflows. Here a turn takes a ticket before anything else: a second
 ticket for the same session is refused at once, a full queue is refused with a plain "busy"
 message, and a waiting turn can report how many are ahead of it (and be stopped while it waits).
+
+It is also the one record of the turns in flight: each session's running or waiting turn is kept
+with its cancel flag, so Stop from any tab, the API or MCP (`stop`) ends it, however it was started.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from kontext.errors import Busy, UserError
+from kontext.errors import Busy, Cancelled, UserError
 
 
 class TurnQueue:
@@ -27,12 +30,12 @@ class TurnQueue:
         self._cond = threading.Condition()
         self._waiting: deque[object] = deque()
         self._running = 0
-        self._sessions: set[str] = set()
+        self._cancels: dict[str, threading.Event | None] = {}  # session -> its turn's cancel flag
 
     def has_turn(self, session: str) -> bool:
         """Whether `session` has a turn running or waiting now."""
         with self._cond:
-            return session in self._sessions
+            return session in self._cancels
 
     @property
     def waiting(self) -> int:
@@ -44,25 +47,36 @@ class TurnQueue:
         with self._cond:
             return self._cond.wait_for(lambda: not self._running and not self._waiting, timeout)
 
+    def stop(self, session: str) -> bool:
+        """Set the cancel flag of `session`'s running or waiting turn; False if it has none (or the
+        turn was started without a flag)."""
+        with self._cond:
+            cancel = self._cancels.get(session)
+            if cancel is None:
+                return False
+            cancel.set()
+            self._cond.notify_all()  # a waiting turn leaves the queue now
+            return True
+
     @contextmanager
     def turn(self, session: str, cancelled: Callable[[], bool] = lambda: False,
-             on_wait: Callable[[int], None] | None = None, poll_s: float = 0.25) -> Iterator[None]:
-        """Hold a GPU slot for `session` for the body of the `with`.
+             on_wait: Callable[[int], None] | None = None, poll_s: float = 0.25, *,
+             cancel: threading.Event | None = None) -> Iterator[None]:
+        """Hold a GPU slot for `session` for the body of the `with`; `cancel` is the turn's flag,
+        which `stop(session)` sets.
 
         Raises Busy when the session already has a turn running or waiting, or when the queue is
-        full; raises the engine's Cancelled when `cancelled()` turns true while waiting.
+        full; raises Cancelled when `cancelled()` turns true or `cancel` is set while waiting.
         """
-        from kontext.errors import Cancelled
-
         me = object()
         with self._cond:
-            if session in self._sessions:
+            if session in self._cancels:
                 raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
                            "or press Stop")
             if self._running >= self.slots and len(self._waiting) >= self.max_waiting:
                 raise Busy(f"the server is busy ({self._running} running, {len(self._waiting)} waiting): "
                            "try again in a minute")
-            self._sessions.add(session)
+            self._cancels[session] = cancel
             self._waiting.append(me)
         running = False
         try:
@@ -75,7 +89,7 @@ class TurnQueue:
                         running = True
                         self._cond.notify_all()
                         break
-                    if cancelled():
+                    if cancelled() or (cancel is not None and cancel.is_set()):
                         raise Cancelled()
                     if on_wait is not None:
                         on_wait(ahead + max(0, self._running - self.slots + 1))
@@ -87,5 +101,5 @@ class TurnQueue:
                     self._running -= 1
                 elif me in self._waiting:
                     self._waiting.remove(me)
-                self._sessions.discard(session)
+                self._cancels.pop(session, None)
                 self._cond.notify_all()

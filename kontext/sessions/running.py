@@ -46,44 +46,43 @@ class Running(Planning):
     ) -> tuple[History, Node]:
         """Run one turn from `parent` (default: the current step; None: text-to-image, a new tree).
 
-        The turn first takes its place in the GPU queue (one running or waiting turn per session;
-        `on_step` hears Progress(step=0, waiting=n) meanwhile), then runs where `self.gpu` says
-        (this process, or ZeroGPU's worker) and is committed here. Returns the committed history
-        and the new step. On any error or cancel nothing changes.
+        The turn is planned (every rule checked), then takes its place in the GPU queue (one running or
+        waiting turn per session; `on_step` hears Progress(step=0, waiting=n) meanwhile), then runs
+        where `self.gpu` says (this process, ZeroGPU's worker, the pool) and is committed here.
+        Returns the committed history and the new step. On any error or cancel nothing changes;
+        `stop(key)` sets `cancel` from anywhere.
         """
         def waiting(ahead: int) -> None:
             if on_step is not None:
                 on_step(Progress(0, 0, None, ahead))
 
-        is_cancelled = (lambda: cancel.is_set()) if cancel is not None else (lambda: False)
-        if self.results is not None and opts.seed_mode == "fixed" and self.results.covers(str(prompt).strip()):
-            # A cached example result needs no GPU: it never waits in the queue. (Only catalog
-            # instructions can be cached, so other turns are not planned twice.)
-            turn = self.plan(key, prompt, opts, parent=parent)
-            result = self._cached(turn)
-            if result is not None:
-                if self.queue.has_turn(key):
-                    raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
-                               "or press Stop")
-                enforce(self.safety, turn.request.prompt, turn.request.context)
-                enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
-                return self.commit(key, turn, result, cancel)
-        with self.queue.turn(key, is_cancelled, waiting):
-            turn = self.plan(key, prompt, opts, parent=parent, preview_every=preview_every)
-            enforce(self.safety, turn.request.prompt, turn.request.context)  # before any GPU time
-            result = self._cached(turn)
-            if result is None:
-                result = self.gpu.run(turn.request, on_step, cancel)
+        # Planned once, with every rule, before it queues: a bad request is refused at once.
+        turn = self.plan(key, prompt, opts, parent=parent, preview_every=preview_every)
+        enforce(self.safety, turn.request.prompt, turn.request.context)  # before any GPU time
+        result = self._cached(turn)
+        if result is not None:  # an example's stored result needs no GPU: it never waits in the queue
+            if self.queue.has_turn(key):
+                raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
+                           "or press Stop")
+            enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
+            return self.commit(key, turn, result, cancel)
+        cancel = cancel if cancel is not None else threading.Event()  # so that stop(key) can end it
+        with self.queue.turn(key, on_wait=waiting, cancel=cancel):
+            result = self.gpu.run(turn.request, on_step, cancel)
             # The result, before it is kept (or cached): a refusal leaves the history as it was.
             enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
-            if not result.extra.get("cached"):
-                if turn.cacheable and not (cancel is not None and cancel.is_set()):
-                    try:
-                        self.results.put(ResultCache.key(self.engine, turn.request), result.image,
-                                         result.seconds, result.extra)
-                    except OSError:  # a cache is a shortcut: never lose a finished turn over it
-                        log.exception("could not keep an example result in the cache")
+            if turn.cacheable and not cancel.is_set():
+                try:
+                    self.results.put(ResultCache.key(self.engine, turn.request), result.image,
+                                     result.seconds, result.extra)
+                except OSError:  # a cache is a shortcut: never lose a finished turn over it
+                    log.exception("could not keep an example result in the cache")
             return self.commit(key, turn, result, cancel)
+
+    def stop(self, key: str) -> bool:
+        """Stop the session's running or waiting turn, however it was started (any tab, the API, MCP);
+        False if none runs. The turn ends at its next step and commits nothing."""
+        return self.queue.stop(key)
 
     def _cached(self, turn: Turn) -> EditResult | None:
         """The stored result of this very call, for an example tree's fixed-seed turn (else None)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kontext.model.randomfull import RANDOM_MODELS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # kontext/tools/appproc.py -> the checkout
 
 
 @dataclass
