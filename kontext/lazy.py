@@ -9,14 +9,15 @@ from importlib import import_module
 from typing import Any
 
 
-def lazy_exports(package: str, names: dict[str, str]) -> Callable[[str], Any]:
-    """A module `__getattr__` for `package`: names[name] is the module (inside the package) that
-    defines it; a name equal to its module's name exports the module itself."""
+def lazy_exports(package: str, modules: dict[str, str]) -> tuple[list[str], Callable[[str], Any]]:
+    """`__all__` and a module `__getattr__` for `package`. `modules` maps each module (inside the
+    package) to the names it exports, space-separated; a module's own name exports the module."""
+    where = {name: module for module, names in modules.items() for name in names.split()}
 
     def __getattr__(name: str) -> Any:
-        if name not in names:
+        if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        module = import_module(f"{package}.{names[name]}")
-        return module if name == names[name] else getattr(module, name)
+        module = import_module(f"{package}.{where[name]}")
+        return module if name == where[name] else getattr(module, name)
 
-    return __getattr__
+    return list(where), __getattr__

@@ -87,25 +87,18 @@ class Api:
                            draft=bool(draft), loras=parse_active(loras))
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw), progress)
 
-    def reroll(self, session: str, profile: gr.OAuthProfile | None = None,
-               progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
-        check_signed_in(self.login, profile)
-        yield from self._stream(session, lambda **kw: self.s.reroll(session, **kw), progress)
+    def _again(name: str) -> Any:  # noqa: N805 - builds the four methods below, at class creation
+        """An endpoint that makes a new step from the current one (Sessions.<name>): same arguments."""
 
-    def refine(self, session: str, profile: gr.OAuthProfile | None = None,
-               progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
-        check_signed_in(self.login, profile)
-        yield from self._stream(session, lambda **kw: self.s.refine(session, **kw), progress)
-
-    def combine(self, session: str, profile: gr.OAuthProfile | None = None,
+        def run(self: Api, session: str, profile: gr.OAuthProfile | None = None,
                 progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
-        check_signed_in(self.login, profile)
-        yield from self._stream(session, lambda **kw: self.s.combine(session, **kw), progress)
+            check_signed_in(self.login, profile)
+            yield from self._stream(session, lambda **kw: getattr(self.s, name)(session, **kw), progress)
 
-    def reanchor(self, session: str, profile: gr.OAuthProfile | None = None,
-                 progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
-        check_signed_in(self.login, profile)
-        yield from self._stream(session, lambda **kw: self.s.reanchor(session, **kw), progress)
+        run.__name__ = run.__qualname__ = name
+        return run
+
+    reroll, refine, combine, reanchor = _again("reroll"), _again("refine"), _again("combine"), _again("reanchor")
 
     def undo(self, session: str) -> tuple[str | None, dict[str, Any]]:
         self.s.undo(session)

@@ -5,16 +5,7 @@ May import: kontext.errors (nothing else of kontext).
 
 from kontext.lazy import lazy_exports
 
-_EXPORTS = {
-    "History": "history",
-    "Node": "history",
-    "params": "params",
-    "images": "images",
-    "MAX_PIXELS": "images",
-    "ROLES": "compose",
-    "DELTA_E_HIGH": "drift",
-    "SSIM_LOW": "drift",
-    "coverage": "masks",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "history": "History Node", "params": "params", "images": "images MAX_PIXELS", "compose": "ROLES",
+    "drift": "DELTA_E_HIGH SSIM_LOW", "masks": "coverage",
+})

@@ -5,13 +5,6 @@ May import: kontext.core, kontext.errors.
 
 from kontext.lazy import lazy_exports
 
-_EXPORTS = {
-    "Store": "store",
-    "check_key": "store",
-    "ANIMATION": "export",
-    "CONTACT_SHEET": "export",
-    "file_name": "export",
-    "select": "export",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "store": "Store check_key", "export": "ANIMATION CONTACT_SHEET file_name select",
+})

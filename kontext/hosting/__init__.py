@@ -5,13 +5,6 @@ May import: kontext.sessions and everything below it.
 
 from kontext.lazy import lazy_exports
 
-_EXPORTS = {
-    "Settings": "config",
-    "browser_secret": "config",
-    "storage_note": "config",
-    "parse_auth": "config",
-    "Startup": "startup",
-    "turn_seconds": "zerogpu",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "config": "Settings browser_secret storage_note parse_auth", "startup": "Startup", "zerogpu": "turn_seconds",
+})

@@ -6,16 +6,7 @@ It knows nothing of sessions or the UI. May import: kontext.core, kontext.errors
 
 from kontext.lazy import lazy_exports
 
-_EXPORTS = {
-    "Engine": "engine",
-    "EditResult": "engine",
-    "parse_active": "loras",
-    "memory_hint": "speed",
-    "Done": "turns",
-    "Progress": "turns",
-    "TurnRequest": "turns",
-    "stream": "turns",
-    "LocalGpu": "turns",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "engine": "Engine EditResult", "loras": "parse_active", "speed": "memory_hint",
+    "turns": "Done Progress TurnRequest stream LocalGpu",
+})

@@ -6,12 +6,6 @@ May import: kontext.showcase, kontext.model, kontext.files, kontext.core.
 
 from kontext.lazy import lazy_exports
 
-_EXPORTS = {
-    "Sessions": "session",
-    "EditOptions": "session",
-    "SEED_MODES": "session",
-    "DRIFT_TURNS": "session",
-    "TurnQueue": "admission",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "session": "Sessions EditOptions SEED_MODES DRIFT_TURNS", "admission": "TurnQueue",
+})

@@ -4,11 +4,6 @@ result cache, and the host's branding. May import: kontext.model, kontext.files,
 
 from kontext.lazy import lazy_exports
 
-_EXPORTS = {
-    "Catalog": "examples",
-    "load_catalog": "examples",
-    "ResultCache": "examples",
-    "Branding": "branding",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "examples": "Catalog load_catalog ResultCache", "branding": "Branding",
+})

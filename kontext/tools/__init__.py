@@ -4,9 +4,6 @@ and starting app.py in a process of its own to measure it. May import every othe
 
 from kontext.lazy import lazy_exports
 
-_EXPORTS = {
-    "HARDWARE_HINT": "doctor",
-    "main": "cli",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "doctor": "HARDWARE_HINT", "cli": "main",
+})
