@@ -30,7 +30,7 @@ from typing import Any
 
 from kontext.errors import Cancelled, UserError, WorkerLost
 from kontext.model.engine import Engine
-from kontext.model.turns import Done, Failed, Progress, TurnRequest
+from kontext.model.turns import Done, Failed, Progress, TurnRequest, take
 
 log = logging.getLogger("kontext.hosting.pool")
 APP_NAME = "kontext"
@@ -114,17 +114,11 @@ class RayPool:
                 pid, item = data
                 got_any = True
                 self._local.pid = pid
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled()
-                if isinstance(item, Done):
-                    finished = True
-                    item.value.extra["worker"] = pid
-                    return item.value
-                if isinstance(item, Failed):
-                    finished = True
-                    raise item.error
-                if report is not None:
-                    report(item)
+                finished = isinstance(item, (Done, Failed))
+                done = take(item, report, cancel)
+                if done is not None:
+                    done.value.extra["worker"] = pid
+                    return done.value
         finally:
             if not finished:
                 gen.cancel()  # Stop or a lost stream: the worker stops at its next step

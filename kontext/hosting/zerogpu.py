@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from kontext.errors import UserError
-from kontext.model.turns import Done, Failed, Progress, TurnRequest, run_turn, stream
+from kontext.model.turns import Done, Failed, Progress, TurnRequest, run_turn, stream, take
 
 # Measured on a full H200 (BENCHMARKS.md, "Earlier probe measurements"): one eager bf16 step costs
 # about A*T + B*T^2 seconds for T transformer tokens (image tokens + 512 text tokens); this fits
@@ -135,20 +135,13 @@ class RemoteGpu:
 
     def run(self, req: TurnRequest, report: Callable[[Progress], None] | None = None,
             cancel: threading.Event | None = None) -> Any:
-        from kontext.errors import Cancelled
-
         check_fits(req)
         gen = self.fn(req)
         try:
             for item in gen:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled()
-                if isinstance(item, Done):
-                    return item.value
-                if isinstance(item, Failed):
-                    raise item.error
-                if report is not None:
-                    report(item)
+                done = take(item, report, cancel)
+                if done is not None:
+                    return done.value
             raise RuntimeError("the GPU worker ended without a result")
         finally:
             gen.close()  # on ZeroGPU this tells the worker to stop at its next yield

@@ -201,6 +201,24 @@ def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],
             thread.join(timeout=join_s)
 
 
+def take(item: Progress | Done | Failed, report: Callable[[Progress], None] | None,
+         cancel: threading.Event | None) -> Done | None:
+    """One item of a turn that runs elsewhere (ZeroGPU's worker, a pool worker), in the runner's
+    terms: Cancelled once Stop is set, the worker's error for Failed, progress reported; the Done
+    when it has come (else None)."""
+    from kontext.errors import Cancelled
+
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+    if isinstance(item, Failed):
+        raise item.error
+    if isinstance(item, Done):
+        return item
+    if report is not None:
+        report(item)
+    return None
+
+
 class LocalGpu:
     """Run turns in this process (a dedicated GPU, or the CPU)."""
 
