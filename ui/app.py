@@ -70,7 +70,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
         page.shown = gr.State(None)
         render_header(sessions.engine, settings)
         status = render_engine_status(sessions.engine, startup)
-        page.extra["ref_name"] = gr.State(None)  # the stored reference image this tab edits with
+        page.ref_name = gr.State(None)  # the stored reference image this tab edits with
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 render_editor(page, brand)

@@ -42,6 +42,14 @@ NOTE_IF_BUSY = """() => {
 }""".replace("NOTE", NOTE_BUSY)
 
 
+def inputs_by_name(handler: Callable, page: Page, besides: tuple[str, ...] = ("mode", "profile")) -> list[Any]:
+    """The components a handler reads, in its parameters' order, found on the page by each
+    parameter's name (an unknown name raises): the wiring cannot fall out of step with the handler.
+    `besides`: parameters that are not page inputs (bound with functools.partial, or gradio's own)."""
+    names = [n for n in inspect.signature(handler).parameters if n not in besides]
+    return [getattr(page, n) for n in names]
+
+
 def friendly(fn: Callable) -> Callable:
     """Turn kontext's errors into gr.Error; never let an exception reach the user as a traceback."""
 
@@ -110,8 +118,8 @@ class Wiring:
         # Everything a redraw touches (`redraw` returns a dict keyed by these components).
         self.view_outputs = [p.canvas, p.gallery, p.status, p.branch, p.prev_branch, p.next_branch,
                              p.undo_btn, p.redo_btn, p.goto, p.tree, p.slider, p.cmp_a, p.cmp_b, p.drift, p.shown]
-        if "drift_plot" in p.extra:
-            self.view_outputs.append(p.extra["drift_plot"])
+        if p.drift_plot is not None:
+            self.view_outputs.append(p.drift_plot)
 
     # --- drawing -------------------------------------------------------------------------------
     def redraw(self, key: str, shown: dict | None = None) -> dict[Any, Any]:
@@ -147,7 +155,7 @@ class Wiring:
             p.cmp_b: menu(snap.compare_ids[1]),
             p.drift: f"⚠️ {snap.drift}" if snap.drift else "",
             p.shown: {"timeline": line, "choices": choices},
-            **({p.extra["drift_plot"]: view.drift_svg(self.s.drift_curve(key))} if "drift_plot" in p.extra else {}),
+            **({p.drift_plot: view.drift_svg(self.s.drift_curve(key))} if p.drift_plot is not None else {}),
         }
 
     # --- handlers ------------------------------------------------------------------------------
@@ -180,12 +188,12 @@ class Wiring:
         if not path or Path(path).resolve().parent == self.s.store.public_dir.resolve():
             return self.redraw(key)
         self.s.upload(key, path, name=uploaded_name(value))
-        x = self.p.extra  # a new picture: a mask painted on another one no longer applies
-        return {**self.redraw(key), x["mask_name"]: None, x["mask_status"]: "", x["mask_editor"]: None}
+        p = self.p
+        return {**self.redraw(key), p.mask_name: None, p.mask_status: "", p.mask_editor: None}
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
-             size: str, reference: str | None = None, draft: bool = False, mask: str | None = None,
-             loras: Any = (), ref2: str | None = None, ref3: str | None = None, role1: str | None = None,
+             size: str, ref_name: str | None = None, draft: bool = False, mask_name: str | None = None,
+             loras: Any = (), ref2_name: str | None = None, ref3_name: str | None = None, role1: str | None = None,
              role2: str | None = None, role3: str | None = None, mode: str = "edit",
              profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
@@ -196,14 +204,15 @@ class Wiring:
         if self.s.queue.has_turn(key) or key in self.active:
             # This session's turn (or chain) runs, started by this tab or another: keep the words, and
             # let this tab's timer watch for the end, to show the result and the Edit button here too.
-            yield {p.extra["note"]: NOTE_BUSY, p.extra["watch"]: gr.Timer(active=True)}
+            yield {p.note: NOTE_BUSY, p.watch: gr.Timer(active=True)}
             return
         self.active.add(key)
         try:
-            refs = [r for r in (reference, ref2, ref3) if r]  # the filled slots, in order
-            used_roles = [role for r, role in zip((reference, ref2, ref3), (role1, role2, role3), strict=True) if r]
+            slots = (ref_name, ref2_name, ref3_name)
+            refs = [r for r in slots if r]  # the filled slots, in order
+            used_roles = [role for r, role in zip(slots, (role1, role2, role3), strict=True) if r]
             yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, refs[0] if refs else None,
-                                  draft, mask, loras, mode, tuple(refs[1:]), tuple(used_roles))
+                                  draft, mask_name, loras, mode, tuple(refs[1:]), tuple(used_roles))
         finally:
             self.active.discard(key)
 
@@ -226,7 +235,7 @@ class Wiring:
         else:
             run = functools.partial(self.s.edit, key, prompt, opts, **({"parent": None} if mode == "text" else {}))
         busy = {p.edit_btn: gr.Button(visible=False), p.stop_btn: gr.Button(visible=True)}
-        yield {p.status: "Starting…", p.extra["note"]: "", **busy}
+        yield {p.status: "Starting…", p.note: "", **busy}
 
         def turn(report: Any, cancel: Any) -> Any:
             return run(on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
@@ -237,7 +246,7 @@ class Wiring:
         for item in stream(turn):
             if isinstance(item, Done):
                 _, node = item.value
-                yield {**self.redraw(key), p.seed: node.seed, p.extra["ran"]: ran, **self.idle()}
+                yield {**self.redraw(key), p.seed: node.seed, p.ran: ran, **self.idle()}
                 return
             if item.total == 0:
                 ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
@@ -251,7 +260,7 @@ class Wiring:
         once it has ended (and been committed), its result, the Edit button, and the timer off."""
         if self.s.queue.has_turn(key) or key in self.active:
             return {}
-        return {**self.redraw(key), **self.idle(), self.p.extra["watch"]: gr.Timer(active=False)}
+        return {**self.redraw(key), **self.idle(), self.p.watch: gr.Timer(active=False)}
 
     def busy(self) -> dict[Any, Any]:
         """Stop shown, Edit hidden: the moment a turn is asked for."""
@@ -260,7 +269,7 @@ class Wiring:
     def idle(self) -> dict[Any, Any]:
         """The Edit button back, Stop hidden, no "an edit is running" note."""
         return {self.p.edit_btn: gr.Button(visible=True), self.p.stop_btn: gr.Button(visible=False),
-                self.p.extra["note"]: ""}
+                self.p.note: ""}
 
     def stopped(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """After Stop: show the committed state again (a preview never stays on screen). Gradio has
@@ -369,11 +378,8 @@ class Wiring:
         example chains), which Stop must cancel too."""
         p, f = self.p, friendly
         views = self.view_outputs
-        edit_outputs = [*views, p.seed, p.extra["ran"], p.extra["note"], p.edit_btn, p.stop_btn, p.extra["watch"]]
-        x = p.extra
-        controls = [p.key, p.shown, p.prompt, p.seed_mode, p.seed, p.guidance, p.steps, p.size, x["ref_name"],
-                    x["draft"], x["mask_name"], x["loras"], x["ref2_name"], x["ref3_name"], x["role1"], x["role2"],
-                    x["role3"]]
+        edit_outputs = [*views, p.seed, p.ran, p.note, p.edit_btn, p.stop_btn, p.watch]
+        controls = inputs_by_name(self.edit, p)
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
         # Turns wait in kontext's TurnQueue, not gradio's: start each handler at once (up to what the
         # TurnQueue can admit, plus one to say "busy"), so waiting and refusals are ours to report.
@@ -393,35 +399,35 @@ class Wiring:
             after_busy(p.edit_btn.click, f(self.edit), "ui_edit"),
             after_busy(p.reroll_btn.click, f(functools.partial(self.edit, mode="reroll")), "ui_reroll"),
             after_busy(p.t2i_btn.click, f(functools.partial(self.edit, mode="text")), "ui_text"),
-            after_busy(x["combine_btn"].click, f(functools.partial(self.edit, mode="combine")), "ui_combine"),
-            after_busy(x["refine_btn"].click, f(functools.partial(self.edit, mode="refine")), "ui_refine"),
-            after_busy(x["reanchor_btn"].click, f(functools.partial(self.edit, mode="reanchor")), "ui_reanchor"),
+            after_busy(p.combine_btn.click, f(functools.partial(self.edit, mode="combine")), "ui_combine"),
+            after_busy(p.refine_btn.click, f(functools.partial(self.edit, mode="refine")), "ui_refine"),
+            after_busy(p.reanchor_btn.click, f(functools.partial(self.edit, mode="reanchor")), "ui_reanchor"),
             # Enter: straight to the turn. Gradio runs one submit at a time, so Enter during a turn is
             # dropped rather than refused (the words stay in the box, NOTE_IF_BUSY says so).
             p.prompt.submit(f(self.edit), controls, edit_outputs, api_name="ui_edit_submit", **gpu),
         ]
         for run in (runs[0], runs[2], runs[-1]):  # edit, text-to-image, Enter: their instruction is the box's
-            run.success(None, [p.prompt, x["ran"]], [p.prompt], js=CLEAR_IF_UNCHANGED, api_visibility="private")
+            run.success(None, [p.prompt, p.ran], [p.prompt], js=CLEAR_IF_UNCHANGED, api_visibility="private")
         # Typed and submitted while an edit runs: gradio runs one submit at a time and drops this one,
         # so say that the words are kept, and keep them (CLEAR_IF_UNCHANGED).
-        p.prompt.submit(None, None, [x["note"]], js=NOTE_IF_BUSY, api_visibility="private")
+        p.prompt.submit(None, None, [p.note], js=NOTE_IF_BUSY, api_visibility="private")
         if more_runs is not None:
             runs += more_runs(gpu)
         for run in runs:  # after an error, put the buttons and the committed image back
-            run.failure(f(self.failed), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, x["note"]], queue=False,
+            run.failure(f(self.failed), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, p.note], queue=False,
                         api_visibility="private")
-        p.stop_btn.click(f(self.stopped), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, x["note"]], cancels=runs,
+        p.stop_btn.click(f(self.stopped), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, p.note], cancels=runs,
                          concurrency_id="stop", concurrency_limit=None, api_name="ui_stop",
                          api_visibility="undocumented")
 
         nav = dict(queue=False, api_visibility="undocumented")
-        x["watch"].tick(f(self.watch), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, x["note"], x["watch"]],
+        p.watch.tick(f(self.watch), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, p.note, p.watch],
                         api_name="ui_watch", show_progress="hidden", **nav)
         # Uploads decode and re-encode up to 40 MP: queued, two at a time, never blocking undo/redo.
         # preprocess=False: the raw upload reaches kontext.core.images, which answers every bad file itself
         # (gradio's own decoding would fail first, with no message on the page).
         up = p.canvas.upload(f(self.upload), [p.key, p.shown, p.canvas],
-                             [*views, x["mask_name"], x["mask_status"], x["mask_editor"]], api_name="ui_upload",
+                             [*views, p.mask_name, p.mask_status, p.mask_editor], api_name="ui_upload",
                              preprocess=False,
                              concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
         # After a refusal, draw the committed state again (drops the rejected picture from the canvas).
@@ -437,37 +443,37 @@ class Wiring:
         trio = [p.slider, p.cmp_a, p.cmp_b]
         p.cmp_prev.click(f(self.compare_preset("previous")), [p.key], trio, api_name="ui_cmp_prev", **nav)
         p.cmp_orig.click(f(self.compare_preset("original")), [p.key], trio, api_name="ui_cmp_orig", **nav)
-        for n, slot, state in ((2, "ref_image2", "ref2_name"), (3, "ref_image3", "ref3_name")):
-            more_ref = x[slot].upload(f(functools.partial(self.set_reference, slot=n)), [p.key, x[slot]],
-                                      [x[state], x["ref_status"]],
-                                      concurrency_id="upload", concurrency_limit=2, preprocess=False,
-                                      api_visibility="private")
-            more_ref.failure(lambda: (None, None, ""), None, [x[slot], x[state], x["ref_status"]], queue=False,
+        for n, image, name in ((2, p.ref_image2, p.ref2_name), (3, p.ref_image3, p.ref3_name)):
+            more_ref = image.upload(f(functools.partial(self.set_reference, slot=n)), [p.key, image],
+                                    [name, p.ref_status],
+                                    concurrency_id="upload", concurrency_limit=2, preprocess=False,
+                                    api_visibility="private")
+            more_ref.failure(lambda: (None, None, ""), None, [image, name, p.ref_status], queue=False,
                              api_visibility="private")
-            x[slot].clear(lambda: (None, ""), None, [x[state], x["ref_status"]], queue=False,
-                          api_visibility="private")
-        ref = x["ref_image"].upload(f(self.set_reference), [p.key, x["ref_image"]], [x["ref_name"], x["ref_status"]],
+            image.clear(lambda: (None, ""), None, [name, p.ref_status], queue=False,
+                        api_visibility="private")
+        ref = p.ref_image.upload(f(self.set_reference), [p.key, p.ref_image], [p.ref_name, p.ref_status],
                                     api_name="ui_reference", concurrency_id="upload", concurrency_limit=2,
                                     preprocess=False, api_visibility="undocumented")
-        ref.failure(lambda: (None, None, ""), None, [x["ref_image"], x["ref_name"], x["ref_status"]], queue=False,
+        ref.failure(lambda: (None, None, ""), None, [p.ref_image, p.ref_name, p.ref_status], queue=False,
                     api_visibility="private")  # drop the rejected picture
-        sliders = x["lora_sliders"]
+        sliders = p.lora_sliders
         for slider in sliders:  # the strengths above 0, as one value the turns read
-            slider.change(lambda *vs: [(n, v) for n, v in zip(x["lora_names"], vs, strict=True) if v > 0], sliders,
-                          [x["loras"]], queue=False, api_visibility="private")
-        x["mask_load"].click(f(self.load_mask_canvas), [p.key], [x["mask_editor"]], api_name="ui_mask_load", **nav)
-        x["mask_use"].click(f(self.set_mask), [p.key, x["mask_editor"]], [x["mask_name"], x["mask_status"]],
+            slider.change(lambda *vs: [(n, v) for n, v in zip(p.lora_names, vs, strict=True) if v > 0], sliders,
+                          [p.loras], queue=False, api_visibility="private")
+        p.mask_load.click(f(self.load_mask_canvas), [p.key], [p.mask_editor], api_name="ui_mask_load", **nav)
+        p.mask_use.click(f(self.set_mask), [p.key, p.mask_editor], [p.mask_name, p.mask_status],
                             api_name="ui_mask_use", concurrency_id="upload", concurrency_limit=2,
                             api_visibility="undocumented")
-        x["mask_clear"].click(lambda: (None, "", None), None, [x["mask_name"], x["mask_status"], x["mask_editor"]],
+        p.mask_clear.click(lambda: (None, "", None), None, [p.mask_name, p.mask_status, p.mask_editor],
                               queue=False, api_visibility="private")
-        x["ref_image"].clear(lambda: (None, ""), None, [x["ref_name"], x["ref_status"]], queue=False,
+        p.ref_image.clear(lambda: (None, ""), None, [p.ref_name, p.ref_status], queue=False,
                              api_visibility="private")
-        x["text_btn"].click(f(self.text_prompt), [x["old_text"], x["new_text"]], [p.prompt], api_name="ui_text_prompt",
+        p.text_btn.click(f(self.text_prompt), [p.old_text, p.new_text], [p.prompt], api_name="ui_text_prompt",
                             **nav)
-        x["export_btn"].click(f(self.export), [p.key, x["scope"]], [x["files"]], api_name="ui_export",
+        p.export_btn.click(f(self.export), [p.key, p.scope], [p.files], api_name="ui_export",
                               concurrency_id="files", api_visibility="undocumented")
-        x["import_btn"].upload(f(self.import_zip), [p.key, p.shown, x["import_btn"]], views, api_name="ui_import",
+        p.import_btn.upload(f(self.import_zip), [p.key, p.shown, p.import_btn], views, api_name="ui_import",
                                concurrency_id="files", api_visibility="undocumented")
         p.new_btn.click(
             f(self.start_over), [p.key, p.shown, p.confirm], views,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -18,39 +18,85 @@ from kontext.tools import HARDWARE_HINT
 
 @dataclass
 class Page:
-    """Handles to every component the events need."""
+    """Every component the events need, by name (filled in by the render_* functions)."""
 
-    key: Any = None
-    shown: Any = None  # per tab: the timeline and step menus it already shows (see Wiring.redraw)
-    canvas: Any = None
-    prompt: Any = None
-    edit_btn: Any = None
-    stop_btn: Any = None
-    t2i_btn: Any = None
-    undo_btn: Any = None
-    redo_btn: Any = None
-    reroll_btn: Any = None
-    prev_branch: Any = None
-    next_branch: Any = None
-    branch: Any = None
-    status: Any = None
-    drift: Any = None
-    gallery: Any = None
-    goto: Any = None
-    tree: Any = None
-    slider: Any = None
-    cmp_a: Any = None
-    cmp_b: Any = None
-    cmp_prev: Any = None
-    cmp_orig: Any = None
-    seed_mode: Any = None
-    seed: Any = None
-    guidance: Any = None
-    steps: Any = None
-    size: Any = None
-    new_btn: Any = None
-    confirm: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    key: gr.BrowserState | None = None
+    shown: gr.State | None = None  # per tab: the timeline and step menus it already shows (see Wiring.redraw)
+    canvas: gr.Image | None = None
+    prompt: gr.Textbox | None = None
+    edit_btn: gr.Button | None = None
+    stop_btn: gr.Button | None = None
+    t2i_btn: gr.Button | None = None
+    undo_btn: gr.Button | None = None
+    redo_btn: gr.Button | None = None
+    reroll_btn: gr.Button | None = None
+    prev_branch: gr.Button | None = None
+    next_branch: gr.Button | None = None
+    branch: gr.Markdown | None = None
+    status: gr.Markdown | None = None
+    drift: gr.Markdown | None = None
+    gallery: gr.Gallery | None = None
+    goto: gr.Dropdown | None = None
+    tree: gr.Markdown | None = None
+    slider: gr.ImageSlider | None = None
+    cmp_a: gr.Dropdown | None = None
+    cmp_b: gr.Dropdown | None = None
+    cmp_prev: gr.Button | None = None
+    cmp_orig: gr.Button | None = None
+    seed_mode: gr.Radio | None = None
+    seed: gr.Number | None = None
+    guidance: gr.Slider | None = None
+    steps: gr.Slider | None = None
+    size: gr.Dropdown | None = None
+    new_btn: gr.Button | None = None
+    confirm: gr.Checkbox | None = None
+    combine_btn: gr.Button | None = None
+    reanchor_btn: gr.Button | None = None
+    present_btn: gr.Button | None = None
+    draft: gr.Checkbox | None = None
+    refine_btn: gr.Button | None = None
+    ref_status: gr.Markdown | None = None
+    ref3_name: gr.State | None = None
+    mask_editor: gr.ImageEditor | None = None
+    mask_load: gr.Button | None = None
+    mask_use: gr.Button | None = None
+    mask_clear: gr.Button | None = None
+    mask_status: gr.Markdown | None = None
+    mask_name: gr.State | None = None
+    loras: gr.State | None = None
+    old_text: gr.Textbox | None = None
+    new_text: gr.Textbox | None = None
+    text_btn: gr.Button | None = None
+    note: gr.Markdown | None = None
+    ran: gr.Textbox | None = None
+    watch: gr.Timer | None = None
+    share_btn: gr.Button | None = None
+    unshare_btn: gr.Button | None = None
+    share_token: gr.Textbox | None = None
+    share_link: gr.Textbox | None = None
+    scope: gr.Radio | None = None
+    export_btn: gr.Button | None = None
+    files: gr.File | None = None
+    import_btn: gr.UploadButton | None = None
+    examples: gr.Dataset | None = None
+    chains: gr.Dataset | None = None
+    present_count: gr.Markdown | None = None
+    present_close: gr.Button | None = None
+    present_caption: gr.Markdown | None = None
+    present_slider: gr.ImageSlider | None = None
+    present_prev: gr.Button | None = None
+    present_next: gr.Button | None = None
+    present_at: gr.State | None = None
+    drift_plot: gr.HTML | None = None
+    ref_name: gr.State | None = None
+    ref_image: gr.Image | None = None
+    ref_image2: gr.Image | None = None
+    ref_image3: gr.Image | None = None
+    ref2_name: gr.State | None = None
+    role1: gr.Dropdown | None = None
+    role2: gr.Dropdown | None = None
+    role3: gr.Dropdown | None = None
+    present: gr.Column | None = None
 
 
 def render_header(engine: Engine, settings: Settings | None = None) -> None:
@@ -172,21 +218,21 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
         page.undo_btn = gr.Button("↶ Undo", size="sm", interactive=False, elem_id="undo-btn", min_width=70)
         page.redo_btn = gr.Button("↷ Redo", size="sm", interactive=False, elem_id="redo-btn", min_width=70)
         page.reroll_btn = gr.Button("Re-roll", size="sm", elem_id="reroll-btn", min_width=80)
-        page.extra["combine_btn"] = gr.Button("Redo path as one edit", size="sm", elem_id="combine-btn",
+        page.combine_btn = gr.Button("Redo path as one edit", size="sm", elem_id="combine-btn",
                                               min_width=120)
-        page.extra["reanchor_btn"] = gr.Button("Apply this instruction to the original", size="sm",
+        page.reanchor_btn = gr.Button("Apply this instruction to the original", size="sm",
                                                elem_id="reanchor-btn", min_width=120)
         with gr.Row(elem_id="branch-switch"):  # one unit: never wraps between its arrows
             page.prev_branch = gr.Button("◀", size="sm", elem_id="prev-branch", min_width=36, visible=False)
             page.branch = gr.Markdown("", elem_id="branch")
             page.next_branch = gr.Button("▶", size="sm", elem_id="next-branch", min_width=36, visible=False)
         page.t2i_btn = gr.Button("New picture from text", size="sm", elem_id="t2i-btn", min_width=120)
-        page.extra["present_btn"] = gr.Button("Present", size="sm", elem_id="present-btn", min_width=90,
+        page.present_btn = gr.Button("Present", size="sm", elem_id="present-btn", min_width=90,
                                               visible=brand.shows("present"))
     with gr.Row(elem_id="draft-row", visible=brand.shows("draft")):
-        page.extra["draft"] = gr.Checkbox(False, label="Draft: ¼ of the size, several times faster",
+        page.draft = gr.Checkbox(False, label="Draft: ¼ of the size, several times faster",
                                           elem_id="draft", container=False, scale=3)
-        page.extra["refine_btn"] = gr.Button("Refine draft at full size", size="sm", elem_id="refine-btn",
+        page.refine_btn = gr.Button("Refine draft at full size", size="sm", elem_id="refine-btn",
                                              scale=1, min_width=150)
     with gr.Accordion("Reference images: a style, character or object to use (up to three)", open=False,
                       elem_id="reference", visible=brand.shows("reference")):
@@ -199,48 +245,48 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
             for i, (slot, role) in enumerate((("ref_image", "style"), ("ref_image2", "character"),
                                               ("ref_image3", "object")), 1):
                 with gr.Column(min_width=140):
-                    page.extra[slot] = gr.Image(
+                    setattr(page, slot, gr.Image(
                         label=f"Reference {i}", type="filepath", format="png", image_mode=None,
-                        sources=["upload", "clipboard"], height=140, elem_id=slot.replace("_", "-"))
-                    page.extra[f"role{i}"] = gr.Dropdown(list(ROLES), value=role, label=f"Reference {i} is a",
-                                                         elem_id=f"role{i}")
-        page.extra["ref_status"] = gr.Markdown("", elem_id="ref-status")
-        page.extra["ref2_name"], page.extra["ref3_name"] = gr.State(None), gr.State(None)
+                        sources=["upload", "clipboard"], height=140, elem_id=slot.replace("_", "-")))
+                    setattr(page, f"role{i}", gr.Dropdown(list(ROLES), value=role, label=f"Reference {i} is a",
+                                                          elem_id=f"role{i}"))
+        page.ref_status = gr.Markdown("", elem_id="ref-status")
+        page.ref2_name, page.ref3_name = gr.State(None), gr.State(None)
     with gr.Accordion("Masked edit: paint where the instruction may change", open=False, elem_id="mask-box",
                       visible=brand.shows("mask")):
         gr.Markdown("Paint over the part the next instructions may change and press *Use this mask*: every "
                     "pixel outside it stays exactly as it is, turn after turn.", elem_classes=["hint"])
-        page.extra["mask_editor"] = gr.ImageEditor(
+        page.mask_editor = gr.ImageEditor(
             type="pil", image_mode="RGBA", sources=(), transforms=(), layers=False, height=360,
             brush=gr.Brush(colors=["#ff3b30"], default_size=28, color_mode="fixed"), eraser=gr.Eraser(),
             label="Paint over the part to change", elem_id="mask-editor")
         with gr.Row():
-            page.extra["mask_load"] = gr.Button("Paint on the current picture", size="sm", elem_id="mask-load")
-            page.extra["mask_use"] = gr.Button("Use this mask", size="sm", variant="primary", elem_id="mask-use")
-            page.extra["mask_clear"] = gr.Button("Clear mask", size="sm", elem_id="mask-clear")
-        page.extra["mask_status"] = gr.Markdown("", elem_id="mask-status")
-        page.extra["mask_name"] = gr.State(None)  # the stored mask this tab edits with
+            page.mask_load = gr.Button("Paint on the current picture", size="sm", elem_id="mask-load")
+            page.mask_use = gr.Button("Use this mask", size="sm", variant="primary", elem_id="mask-use")
+            page.mask_clear = gr.Button("Clear mask", size="sm", elem_id="mask-clear")
+        page.mask_status = gr.Markdown("", elem_id="mask-status")
+        page.mask_name = gr.State(None)  # the stored mask this tab edits with
     loras = brand.loras
     with gr.Accordion("LoRAs: styles and effects this server offers", open=False, elem_id="lora-box",
                       visible=bool(loras) and brand.shows("lora")):
         gr.Markdown("Set a strength above 0 to use a LoRA in the next edits (several at once; 0 = off). "
                     "Each step records the LoRAs it used.", elem_classes=["hint"])
-        page.extra["lora_sliders"] = [
+        page.lora_sliders = [
             gr.Slider(0.0, 2.0, value=0.0, step=0.05, label=f"{lo.name} (suggested {lo.scale:g})",
                       elem_id=f"lora-{lo.name}") for lo in loras]
-        page.extra["lora_names"] = [lo.name for lo in loras]
-        page.extra["loras"] = gr.State([])  # [(name, strength)] with strength > 0, from the sliders
+        page.lora_names = [lo.name for lo in loras]
+        page.loras = gr.State([])  # [(name, strength)] with strength > 0, from the sliders
     with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper", visible=brand.shows("text")):
         with gr.Row(equal_height=True):
-            page.extra["old_text"] = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)
-            page.extra["new_text"] = gr.Textbox(label="Replace with", placeholder="CLOSED", max_length=200, scale=2)
-            page.extra["text_btn"] = gr.Button("Write the instruction", size="sm", scale=1, elem_id="text-btn")
+            page.old_text = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)
+            page.new_text = gr.Textbox(label="Replace with", placeholder="CLOSED", max_length=200, scale=2)
+            page.text_btn = gr.Button("Write the instruction", size="sm", scale=1, elem_id="text-btn")
     page.status = gr.Markdown("", elem_id="status")
     page.drift = gr.Markdown("", elem_id="drift", elem_classes=["hint"])
-    page.extra["note"] = gr.Markdown("", elem_id="type-ahead-note", elem_classes=["hint"])
-    page.extra["ran"] = gr.Textbox(visible=False, elem_id="ran-prompt")  # the instruction a finished turn ran
+    page.note = gr.Markdown("", elem_id="type-ahead-note", elem_classes=["hint"])
+    page.ran = gr.Textbox(visible=False, elem_id="ran-prompt")  # the instruction a finished turn ran
     # Ticks only while this tab waits for a turn of its session that runs elsewhere (ui/events.py watch).
-    page.extra["watch"] = gr.Timer(1.0, active=False)
+    page.watch = gr.Timer(1.0, active=False)
 
 
 def render_timeline(page: Page, label: str = "Timeline: click a step to go back to it (the next edit starts a new "
@@ -291,19 +337,19 @@ def render_settings(page: Page, engine: Engine, brand: Branding | None = None) -
                     "can look, compare, present and download, never edit. *Stop sharing* turns every link of "
                     "this session off.", elem_classes=["hint"])
         with gr.Row(equal_height=True):
-            page.extra["share_btn"] = gr.Button("Make a read-only link", size="sm", elem_id="share-btn")
-            page.extra["unshare_btn"] = gr.Button("Stop sharing", size="sm", variant="stop", elem_id="unshare-btn")
-        page.extra["share_token"] = gr.Textbox(visible=False, elem_id="share-token")
-        page.extra["share_link"] = gr.Textbox(label="Link", interactive=False, buttons=["copy"], elem_id="share-link",
+            page.share_btn = gr.Button("Make a read-only link", size="sm", elem_id="share-btn")
+            page.unshare_btn = gr.Button("Stop sharing", size="sm", variant="stop", elem_id="unshare-btn")
+        page.share_token = gr.Textbox(visible=False, elem_id="share-token")
+        page.share_link = gr.Textbox(label="Link", interactive=False, buttons=["copy"], elem_id="share-link",
                                               placeholder="press Make a read-only link")
     with gr.Accordion("Export / import", open=False, elem_id="share", visible=brand.shows("export")):
-        page.extra["scope"] = gr.Radio([("Current path", "path"), ("This tree (all its branches)", "tree"),
+        page.scope = gr.Radio([("Current path", "path"), ("This tree (all its branches)", "tree"),
                                         ("Every tree", "all")], value="path", label="What to export",
                                        elem_id="export-scope")
-        page.extra["export_btn"] = gr.Button("Export ZIP + GIF + contact sheet", size="sm", elem_id="export-btn")
-        page.extra["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False,
+        page.export_btn = gr.Button("Export ZIP + GIF + contact sheet", size="sm", elem_id="export-btn")
+        page.files = gr.File(label="Downloads", file_count="multiple", interactive=False,
                                       elem_id="export-files")
-        page.extra["import_btn"] = gr.UploadButton("Import an exported ZIP", file_types=[".zip"], size="sm",
+        page.import_btn = gr.UploadButton("Import an exported ZIP", file_types=[".zip"], size="sm",
                                                    elem_id="import-btn")
     page.new_btn = gr.Button("Start over (clears this session)", size="sm", variant="secondary", elem_id="new-btn",
                              visible=brand.shows("start-over"))
@@ -320,13 +366,13 @@ def render_examples(page: Page, catalog: Catalog, brand: Branding) -> None:
     """Example pictures (click: a new chain with its instruction filled in) and example chains
     (click: every instruction runs in turn)."""
     if catalog.examples and brand.shows("examples"):
-        page.extra["examples"] = gr.Dataset(
+        page.examples = gr.Dataset(
             components=["image", "textbox", "textbox"], headers=["", "Shows", "Instruction"], type="index",
             samples=[[str(e.image), e.title, e.prompt] for e in catalog.examples], samples_per_page=10,
             label="Try an example: click one to start from its picture, with its instruction filled in",
             elem_id="examples", layout="table")
     if catalog.chains and brand.shows("chains"):
-        page.extra["chains"] = gr.Dataset(
+        page.chains = gr.Dataset(
             components=["image", "textbox", "textbox"], headers=["", "Chain", "Instructions, in turn"], type="index",
             samples=[[str(c.image), c.title, " → ".join(c.prompts)] for c in catalog.chains], samples_per_page=10,
             label="Example chains: click one to run all its instructions, turn by turn (Stop ends it)",
@@ -337,21 +383,21 @@ def render_present(page: Page) -> None:
     """A full-window presentation of the current path: before/after per step, its instruction as a
     caption, ← → (and buttons) to move, Esc or the button to go back. Hidden until opened."""
     with gr.Column(visible=False, elem_id="present") as col:
-        page.extra["present"] = col
+        page.present = col
         with gr.Row(elem_id="present-bar", equal_height=True):
-            page.extra["present_count"] = gr.Markdown("", elem_id="present-count")
-            page.extra["present_close"] = gr.Button("✕ Back to editing", size="sm", scale=0, min_width=150,
+            page.present_count = gr.Markdown("", elem_id="present-count")
+            page.present_close = gr.Button("✕ Back to editing", size="sm", scale=0, min_width=150,
                                                     elem_id="present-close")
-        page.extra["present_caption"] = gr.Markdown("", elem_id="present-caption")
-        page.extra["present_slider"] = gr.ImageSlider(show_label=False, type="filepath", format="png",
+        page.present_caption = gr.Markdown("", elem_id="present-caption")
+        page.present_slider = gr.ImageSlider(show_label=False, type="filepath", format="png",
                                                       max_height=720, elem_id="present-slider", buttons=[])
         with gr.Row(elem_id="present-nav"):
-            page.extra["present_prev"] = gr.Button("◀ Previous", elem_id="present-prev")
-            page.extra["present_next"] = gr.Button("Next ▶", variant="primary", elem_id="present-next")
-        page.extra["present_at"] = gr.State(0)
+            page.present_prev = gr.Button("◀ Previous", elem_id="present-prev")
+            page.present_next = gr.Button("Next ▶", variant="primary", elem_id="present-next")
+        page.present_at = gr.State(0)
 
 
 def render_drift(page: Page) -> None:
     """Drift from the original over the turns of the current path (kontext/core/drift.py), as a small SVG
     chart drawn by ui/view.drift_svg (no plotting library, so it renders the same everywhere)."""
-    page.extra["drift_plot"] = gr.HTML("", elem_id="drift-plot")
+    page.drift_plot = gr.HTML("", elem_id="drift-plot")

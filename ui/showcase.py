@@ -49,7 +49,7 @@ class Showcase:
         if self.s.queue.has_turn(key) or key in self.w.active:
             # Not an error: this tab keeps (or gets) Stop and watches for the running turn's end (ui/events.py).
             gr.Warning("An edit of this session is already running: start the example when it ends.")
-            yield {self.p.extra["note"]: "", self.p.extra["watch"]: gr.Timer(active=True)}
+            yield {self.p.note: "", self.p.watch: gr.Timer(active=True)}
             return
         self.w.active.add(key)  # an Enter between two turns must not slip its own edit in
         try:
@@ -83,10 +83,10 @@ class Showcase:
 
     # --- presentation --------------------------------------------------------------------------------
     def show(self, key: str, h: Any, index: int, visible: bool = True) -> dict[Any, Any]:
-        x = self.p.extra
+        p = self.p
         sl = P.slide(self.s, key, h, index)
-        return {x["present"]: gr.Column(visible=visible), x["present_slider"]: sl.pair,
-                x["present_caption"]: sl.caption, x["present_count"]: sl.count, x["present_at"]: sl.index}
+        return {p.present: gr.Column(visible=visible), p.present_slider: sl.pair,
+                p.present_caption: sl.caption, p.present_count: sl.count, p.present_at: sl.index}
 
     def present(self, key: str) -> dict[Any, Any]:
         return self.show(key, self.s.history(key), 0)
@@ -108,28 +108,28 @@ class Showcase:
     # --- wiring ------------------------------------------------------------------------------------
     def wire_runs(self, gpu: dict) -> list:
         """The turn-running events (Stop cancels them with the others)."""
-        x, p = self.p.extra, self.p
-        if "chains" not in x:
+        p = self.p
+        if p.chains is None:
             return []
-        outs = [*self.w.view_outputs, p.seed, p.edit_btn, p.stop_btn, x["note"], x["watch"]]
-        return [self.w.after_busy(x["chains"].click, friendly(self.chain), "ui_chain", [p.key, p.shown, x["chains"]],
+        outs = [*self.w.view_outputs, p.seed, p.edit_btn, p.stop_btn, p.note, p.watch]
+        return [self.w.after_busy(p.chains.click, friendly(self.chain), "ui_chain", [p.key, p.shown, p.chains],
                                   outs)]
 
     def wire(self) -> None:
-        x, p, f = self.p.extra, self.p, friendly
+        p, f = self.p, friendly
         nav = dict(queue=False, api_visibility="undocumented")
-        if "examples" in x:
-            x["examples"].click(f(self.example), [p.key, p.shown, x["examples"]],
+        if p.examples is not None:
+            p.examples.click(f(self.example), [p.key, p.shown, p.examples],
                                 [*self.w.view_outputs, p.prompt, p.seed_mode, p.seed], api_name="ui_example",
                                 concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
-        slides = [x["present"], x["present_slider"], x["present_caption"], x["present_count"], x["present_at"]]
-        x["present_btn"].click(f(self.present), [p.key], slides, api_name="ui_present", **nav)
-        x["present_prev"].click(f(self.move(-1)), [p.key, x["present_at"]], slides, api_name="ui_present_prev", **nav)
-        x["present_next"].click(f(self.move(+1)), [p.key, x["present_at"]], slides, api_name="ui_present_next", **nav)
-        x["present_close"].click(lambda: gr.Column(visible=False), None, [x["present"]], queue=False,
+        slides = [p.present, p.present_slider, p.present_caption, p.present_count, p.present_at]
+        p.present_btn.click(f(self.present), [p.key], slides, api_name="ui_present", **nav)
+        p.present_prev.click(f(self.move(-1)), [p.key, p.present_at], slides, api_name="ui_present_prev", **nav)
+        p.present_next.click(f(self.move(+1)), [p.key, p.present_at], slides, api_name="ui_present_next", **nav)
+        p.present_close.click(lambda: gr.Column(visible=False), None, [p.present], queue=False,
                                  api_visibility="private")
-        x["share_btn"].click(f(self.share), [p.key], [x["share_token"]], api_name="ui_share", **nav).success(
-            None, [x["share_token"]], [x["share_link"]], js=SHARE_LINK, api_visibility="private")
+        p.share_btn.click(f(self.share), [p.key], [p.share_token], api_name="ui_share", **nav).success(
+            None, [p.share_token], [p.share_link], js=SHARE_LINK, api_visibility="private")
         # Queued (not `nav`): its toast needs the queue's channel to reach the page.
-        x["unshare_btn"].click(f(self.unshare), [p.key], [x["share_token"], x["share_link"]], api_name="ui_unshare",
+        p.unshare_btn.click(f(self.unshare), [p.key], [p.share_token, p.share_link], api_name="ui_unshare",
                                concurrency_id="share", concurrency_limit=None, api_visibility="undocumented")

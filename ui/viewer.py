@@ -7,6 +7,7 @@ visitor's position (which step they look at) is their own: it lives in the page,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -20,27 +21,38 @@ from .events import friendly
 from .layout import Page, render_compare, render_present, render_timeline
 
 
+@dataclass(eq=False)
+class SharePage(Page):
+    """The share view's page: the main page's shared parts, and its own."""
+
+    message: gr.Markdown | None = None  # why a link does not work
+    token: gr.State | None = None  # the share token from the address
+    at: gr.State | None = None  # the step the viewer shows
+    body: gr.Column | None = None
+    download_btn: gr.Button | None = None
+
+
 class Viewer:
     def __init__(self, sessions: Sessions):
         self.s = sessions
-        self.p = Page()
+        self.p = SharePage()
 
     def _view(self, token: Any, at: Any = None) -> tuple[str, Any]:
         share_, h = self.s.shared(token, int(at) if at is not None else None)
         return share_.key, h
 
     def draw(self, token: Any, at: Any = None) -> dict[Any, Any]:
-        p, x = self.p, self.p.extra
+        p = self.p
         try:
             key, h = self._view(token, at)
         except UnknownShare as e:
             why = str(e).split(": ", 1)[-1]  # the reason, without "this share link does not work"
-            return {x["message"]: f"### This link does not work\n{why[:1].upper()}{why[1:]}. Ask whoever sent it "
+            return {p.message: f"### This link does not work\n{why[:1].upper()}{why[1:]}. Ask whoever sent it "
                                   "for a new one.",
-                    x["body"]: gr.Column(visible=False), x["token"]: None}
+                    p.body: gr.Column(visible=False), p.token: None}
         snap = view.snapshot(self.s, key, h)
         return {
-            x["message"]: "", x["body"]: gr.Column(visible=True), x["token"]: token, x["at"]: h.current,
+            p.message: "", p.body: gr.Column(visible=True), p.token: token, p.at: h.current,
             p.canvas: snap.image, p.status: snap.status.replace("Type an instruction to edit it.", ""),
             p.gallery: gr.Gallery(value=snap.gallery, selected_index=snap.selected),
             p.goto: gr.Dropdown(choices=snap.choices, value=snap.current), p.tree: snap.tree,
@@ -76,10 +88,10 @@ class Viewer:
     def slide(self, delta: int | None) -> Any:
         def go(token: Any, at: Any, index: Any) -> dict[Any, Any]:
             key, h = self._view(token, at)
-            x = self.p.extra
+            p = self.p
             sl = P.slide(self.s, key, h, 0 if delta is None else int(index or 0) + delta)
-            return {x["present"]: gr.Column(visible=True), x["present_slider"]: sl.pair,
-                    x["present_caption"]: sl.caption, x["present_count"]: sl.count, x["present_at"]: sl.index}
+            return {p.present: gr.Column(visible=True), p.present_slider: sl.pair,
+                    p.present_caption: sl.caption, p.present_count: sl.count, p.present_at: sl.index}
         return go
 
     def download(self, token: Any, at: Any) -> list[str]:
@@ -87,22 +99,22 @@ class Viewer:
         return share.export_files(self.s, key, "tree", history=h)  # exactly the tree the token was checked for
 
     def render(self, title: str) -> None:
-        p, x = self.p, self.p.extra
+        p = self.p
         gr.Markdown(f"# {title}\nA shared, read-only view of one picture's steps.", elem_id="view-title")
-        x["message"] = gr.Markdown("", elem_id="view-message")
-        x["token"], x["at"] = gr.State(None), gr.State(None)
+        p.message = gr.Markdown("", elem_id="view-message")
+        p.token, p.at = gr.State(None), gr.State(None)
         with gr.Column(visible=False, elem_id="view-body") as body:
-            x["body"] = body
+            p.body = body
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3, min_width=320):
                     p.canvas = gr.Image(label="Step", type="filepath", interactive=False, height=520,
                                         elem_id="view-canvas", buttons=["download", "fullscreen"])
                     p.status = gr.Markdown("", elem_id="view-status")
                     with gr.Row():
-                        x["present_btn"] = gr.Button("Present", size="sm", elem_id="present-btn")
-                        x["download_btn"] = gr.Button("Download ZIP + GIF + contact sheet", size="sm",
+                        p.present_btn = gr.Button("Present", size="sm", elem_id="present-btn")
+                        p.download_btn = gr.Button("Download ZIP + GIF + contact sheet", size="sm",
                                                       elem_id="view-download")
-                    x["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False, height=110,
+                    p.files = gr.File(label="Downloads", file_count="multiple", interactive=False, height=110,
                                          elem_id="view-files")
                 with gr.Column(scale=2, min_width=300):
                     with gr.Tabs():
@@ -113,23 +125,23 @@ class Viewer:
             render_present(p)
 
     def wire(self, demo: gr.Blocks) -> None:
-        p, x, f = self.p, self.p.extra, friendly
-        outs = [x["message"], x["body"], x["token"], x["at"], p.canvas, p.status, p.gallery, p.goto, p.tree,
+        p, f = self.p, friendly
+        outs = [p.message, p.body, p.token, p.at, p.canvas, p.status, p.gallery, p.goto, p.tree,
                 p.slider, p.cmp_a, p.cmp_b]
         nav = dict(queue=False, api_visibility="private")
         demo.load(f(self.load), None, outs, **nav)
-        p.gallery.select(f(self.select), [x["token"], x["at"]], outs, **nav)
-        p.goto.input(f(self.draw), [x["token"], p.goto], outs, **nav)
+        p.gallery.select(f(self.select), [p.token, p.at], outs, **nav)
+        p.goto.input(f(self.draw), [p.token, p.goto], outs, **nav)
         for dd in (p.cmp_a, p.cmp_b):
-            dd.input(f(self.compare), [x["token"], p.cmp_a, p.cmp_b], [p.slider], **nav)
-        p.cmp_prev.click(f(self.preset("previous")), [x["token"], x["at"]], [p.slider, p.cmp_a, p.cmp_b], **nav)
-        p.cmp_orig.click(f(self.preset("original")), [x["token"], x["at"]], [p.slider, p.cmp_a, p.cmp_b], **nav)
-        slides = [x["present"], x["present_slider"], x["present_caption"], x["present_count"], x["present_at"]]
-        inputs = [x["token"], x["at"], x["present_at"]]
-        x["present_btn"].click(f(self.slide(None)), inputs, slides, **nav)
-        x["present_prev"].click(f(self.slide(-1)), inputs, slides, **nav)
-        x["present_next"].click(f(self.slide(+1)), inputs, slides, **nav)
-        x["present_close"].click(lambda: gr.Column(visible=False), None, [x["present"]], **nav)
+            dd.input(f(self.compare), [p.token, p.cmp_a, p.cmp_b], [p.slider], **nav)
+        p.cmp_prev.click(f(self.preset("previous")), [p.token, p.at], [p.slider, p.cmp_a, p.cmp_b], **nav)
+        p.cmp_orig.click(f(self.preset("original")), [p.token, p.at], [p.slider, p.cmp_a, p.cmp_b], **nav)
+        slides = [p.present, p.present_slider, p.present_caption, p.present_count, p.present_at]
+        inputs = [p.token, p.at, p.present_at]
+        p.present_btn.click(f(self.slide(None)), inputs, slides, **nav)
+        p.present_prev.click(f(self.slide(-1)), inputs, slides, **nav)
+        p.present_next.click(f(self.slide(+1)), inputs, slides, **nav)
+        p.present_close.click(lambda: gr.Column(visible=False), None, [p.present], **nav)
         # Visitors' downloads queue among themselves, never in front of owners' exports and imports.
-        x["download_btn"].click(f(self.download), [x["token"], x["at"]], [x["files"]], concurrency_id="view-files",
+        p.download_btn.click(f(self.download), [p.token, p.at], [p.files], concurrency_id="view-files",
                                 concurrency_limit=1, api_visibility="private")
