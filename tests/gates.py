@@ -84,3 +84,14 @@ def hold_edits(engine: Any, step: int = 1) -> Iterator[Gate]:
     finally:
         gate.release()
         del engine.edit
+
+
+def wait_until(condition: Any, timeout: float = WAIT_S, what: str = "the condition") -> None:
+    """Wait until `condition()` holds (checked every 10 ms), for state that has no event to wait on,
+    such as a gradio_client job learning its event id from the server."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not come within {timeout:.0f} s"
+        time.sleep(0.01)

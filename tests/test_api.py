@@ -9,7 +9,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from apphelpers import running_app
-from gates import hold_edits
+from gates import hold_edits, wait_until
 from kontext.core.metadata import read_metadata
 from kontext.files.store import Store
 from kontext.sessions.session import Sessions
@@ -108,6 +108,9 @@ def test_cancel_mid_edit_leaves_history_unchanged(client, source, app):
     with hold_edits(engine) as gate:  # the edit stays at its first step until it is stopped
         job = client.submit(key, "slow", "random", 0, 0, 4, 0, 0, api_name="/edit")
         gate.wait_reached()
+        # The server may run the edit before the client has stored its event id, and a cancel sent
+        # without one reaches nothing: cancel once the client knows which event to cancel.
+        wait_until(lambda: job.communicator.event_id is not None, what="the job's event id")
         job.cancel()
         # The pipeline is free again while the gate is still closed: the edit ended at its Stop, so
         # no result exists that could land later.
