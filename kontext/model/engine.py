@@ -296,10 +296,8 @@ class Engine:
         `loras`: (name, strength) pairs of the presets; with `lora_sources` (a replay) a recorded
         (name, strength, source, weight_name) loads a LoRA that is not a preset.
         """
-        import torch
-
+        # 1. every value checked (LoRAs, mask, sizes, seed, guidance, steps), before the lock
         lora_items = self.lora.resolve(loras, allow_sources=lora_sources)
-
         if mask is not None:
             if image is None:
                 raise UserError("a masked edit needs a picture to edit: upload one first")
@@ -310,18 +308,49 @@ class Engine:
         args = self.validate(image, prompt, seed, guidance, steps, width, height)
         w, h = args["width"], args["height"]
         auto_resize = self.profile.auto_resize and not fit_context
-        context = None
-        if image is not None:
-            context = to_rgb(image)
-            if mask is not None:
-                context = context.resize((w, h), Image.LANCZOS)  # the inpaint pipeline keeps this size
-            elif not auto_resize:
-                # Without auto-resize the pipeline keeps the context at full size: bound its cost by
-                # the output's area, keeping the context's own aspect (a side-by-side pair is wider).
-                cw, ch = context.size
-                target = (w, h) if abs(cw / ch - w / h) < 0.02 else P.fit_area(cw / ch, w * h, self.profile)
-                if context.size != target:
-                    context = context.resize(target, Image.LANCZOS)
+        # 2. the context at the size the pipeline will keep
+        context = None if image is None else self._context(image, w, h, mask is not None, auto_resize)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        # 3. one pipeline call at a time (the interrupt flag and the LoRAs live on the shared pipeline)
+        with self._lock, speed_context(self.pipe):  # speed_context: a step cache's per-call state
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()  # stopped while waiting for another edit to finish
+            used_loras = self.lora.apply(lora_items)
+            run = self._run(context, args, auto_resize, mask, on_step, cancel)
+        # 4. the result, with what the page and the PNG record about how it was made
+        out, extra = run["image"], {"speed": self.speed.label, **run["extra"]}
+        if used_loras:
+            extra["loras"] = used_loras
+        if mask is not None:
+            out = paste(to_rgb(image), out, mask)  # outside the mask: the parent's pixels, exactly
+            w, h = out.size
+            extra["masked"] = round(coverage(mask), 4)
+        return EditResult(
+            image=out, seed=args["seed"], guidance=args["guidance"], steps=args["steps"],
+            width=w, height=h, seconds=run["seconds"], model=self.model_id, extra=extra,
+        )
+
+    def _context(self, image: Image.Image, w: int, h: int, masked: bool, auto_resize: bool) -> Image.Image:
+        """The context image as the pipeline should get it for a (w, h) output."""
+        context = to_rgb(image)
+        if masked:
+            return context.resize((w, h), Image.LANCZOS)  # the inpaint pipeline keeps this size
+        if auto_resize:
+            return context
+        # Without auto-resize the pipeline keeps the context at full size: bound its cost by the
+        # output's area, keeping the context's own aspect (a side-by-side pair is wider).
+        cw, ch = context.size
+        target = (w, h) if abs(cw / ch - w / h) < 0.02 else P.fit_area(cw / ch, w * h, self.profile)
+        return context if context.size == target else context.resize(target, Image.LANCZOS)
+
+    def _run(self, context: Image.Image | None, args: dict[str, Any], auto_resize: bool, mask: Image.Image | None,
+             on_step: Callable[[StepEvent], None] | None, cancel: threading.Event | None) -> dict[str, Any]:
+        """The pipeline call itself (under the engine's lock): the image, its seconds, and how the
+        transformer ran (compiled calls, eager fallbacks). Out of memory becomes a UserError."""
+        import torch
+
+        w, h = args["width"], args["height"]
 
         def callback(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
             if cancel is not None and cancel.is_set():
@@ -331,44 +360,34 @@ class Engine:
                 on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h, estimate))
             return {}
 
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        # speed_context: the cache hooks' per-call state (a no-op without a step cache).
-        with self._lock, speed_context(self.pipe):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()  # stopped while waiting for another edit to finish
-            used_loras = self.lora.apply(lora_items)
-            start = time.perf_counter()
-            aot_before = (self.aot.calls, self.aot.fallbacks) if self.aot is not None else (0, 0)
-            if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
-                self._tap.keep = on_step is not None and self.preview_mode == "estimate"
-            try:
-                masked = {} if mask is None else dict(mask_image=mask.resize((w, h), Image.NEAREST), strength=1.0)
-                out = (self.pipe if mask is None else self.inpaint_pipe)(
-                    image=context,
-                    prompt=args["prompt"],
-                    height=h,
-                    width=w,
-                    max_area=w * h,  # with height/width this keeps exactly (w, h)
-                    _auto_resize=auto_resize and mask is None,
-                    **masked,
-                    num_inference_steps=args["steps"],
-                    guidance_scale=args["guidance"],
-                    max_sequence_length=self.profile.max_sequence_length,
-                    # Noise drawn on the CPU: the same seed gives the same start on any device.
-                    generator=torch.Generator("cpu").manual_seed(args["seed"]),
-                    callback_on_step_end=callback,
-                ).images[0]
-                oom = False
-            except torch.OutOfMemoryError:
-                oom = True
-            finally:
-                if self._tap is not None:
-                    self._tap.keep = False
-                    self._tap.take()  # drop the last estimate's memory
-            seconds = time.perf_counter() - start
-            compiled_calls = self.aot.calls - aot_before[0] if self.aot is not None else None
-            eager_calls = self.aot.fallbacks - aot_before[1] if self.aot is not None else 0
+        start = time.perf_counter()
+        aot_before = (self.aot.calls, self.aot.fallbacks) if self.aot is not None else (0, 0)
+        if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
+            self._tap.keep = on_step is not None and self.preview_mode == "estimate"
+        try:
+            masked = {} if mask is None else dict(mask_image=mask.resize((w, h), Image.NEAREST), strength=1.0)
+            out = (self.pipe if mask is None else self.inpaint_pipe)(
+                image=context,
+                prompt=args["prompt"],
+                height=h,
+                width=w,
+                max_area=w * h,  # with height/width this keeps exactly (w, h)
+                _auto_resize=auto_resize and mask is None,
+                **masked,
+                num_inference_steps=args["steps"],
+                guidance_scale=args["guidance"],
+                max_sequence_length=self.profile.max_sequence_length,
+                # Noise drawn on the CPU: the same seed gives the same start on any device.
+                generator=torch.Generator("cpu").manual_seed(args["seed"]),
+                callback_on_step_end=callback,
+            ).images[0]
+            oom = False
+        except torch.OutOfMemoryError:
+            oom = True
+        finally:
+            if self._tap is not None:
+                self._tap.keep = False
+                self._tap.take()  # drop the last estimate's memory
         if oom:
             # Recover outside the except block: the exception holds references to big tensors.
             gc.collect()
@@ -377,21 +396,13 @@ class Engine:
             raise UserError(
                 f"out of GPU memory at {w}x{h}: choose a smaller output size or start the app with --offload model"
             )
-        extra: dict[str, Any] = {"speed": self.speed.label}
-        if compiled_calls is not None:  # transformer calls that ran the compiled package (kontext/model/aot.py)
-            extra["compiled_calls"] = compiled_calls
-        if eager_calls:  # said on the step, also when it ran in another process (ZeroGPU, a pool worker)
-            extra["eager_calls"], extra["eager_cause"] = eager_calls, self.aot.cause
-        if used_loras:
-            extra["loras"] = used_loras
-        if mask is not None:
-            out = paste(to_rgb(image), out, mask)  # outside the mask: the parent's pixels, exactly
-            w, h = out.size
-            extra["masked"] = round(coverage(mask), 4)
-        return EditResult(
-            image=out, seed=args["seed"], guidance=args["guidance"], steps=args["steps"],
-            width=w, height=h, seconds=seconds, model=self.model_id, extra=extra,
-        )
+        extra: dict[str, Any] = {}
+        if self.aot is not None:  # transformer calls that ran the compiled package (kontext/model/aot.py)
+            extra["compiled_calls"] = self.aot.calls - aot_before[0]
+            eager_calls = self.aot.fallbacks - aot_before[1]
+            if eager_calls:  # said on the step, also when it ran in another process (ZeroGPU, a pool worker)
+                extra["eager_calls"], extra["eager_cause"] = eager_calls, self.aot.cause
+        return {"image": out, "seconds": time.perf_counter() - start, "extra": extra}
 
 
 def _merge_offload(speed: SpeedOptions | None, offload: str) -> SpeedOptions:
