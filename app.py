@@ -133,14 +133,38 @@ def main(argv: list[str] | None = None) -> None:
     if zerogpu:
         # Before torch: ZeroGPU patches torch's CUDA calls on import, and refuses if CUDA is set up already.
         import spaces  # noqa: F401
-    from kontext.errors import ModelLoadError
     from kontext.files.store import Store
-    from kontext.hosting.config import Settings, parse_auth
-    from kontext.hosting.startup import Startup, resolve_speed
-    from kontext.model.engine import Engine
-    from kontext.model.safety import load_check
-    from kontext.sessions.admission import TurnQueue
     from kontext.sessions.session import Sessions
+    from kontext.showcase.examples import ResultCache
+
+    settings, safety = read_settings(args, zerogpu)
+    mirror = start_mirror(settings)
+    engine, gpu, queue, startup, settings = start_model(args, settings, zerogpu)
+    store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes)
+    store.sweep()
+    if mirror is not None:
+        mirror.start()
+        stop_mirror_on_exit(mirror)
+    from ui import build_ui, launch_kwargs, queue_kwargs
+
+    # Example results are kept after their first run (kontext.showcase.examples), beside the sessions.
+    results = ResultCache(Path(settings.data_dir) / "example-results")
+    sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue, results=results,
+                        safety=safety)
+    if safety is not None:
+        print(f"Content check on every turn: {args.safety}")
+    demo = build_ui(sessions, settings, startup)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")
+    demo.queue(**queue_kwargs(settings)).launch(
+        server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **launch_kwargs(settings),
+    )
+
+
+def read_settings(args, zerogpu: bool):
+    """The flags as one Settings value and the content check; a bad value stops here, in one line."""
+    from kontext.hosting.config import Settings, parse_auth
+    from kontext.model.safety import load_check
     from kontext.showcase.branding import load_branding
     from kontext.showcase.examples import load_catalog
 
@@ -167,11 +191,21 @@ def main(argv: list[str] | None = None) -> None:
         if not token():
             sys.exit("error: --login hf needs a Space with hf_oauth: true in its front matter; locally, gradio "
                      "signs you in as the account of `hf auth login`, so log in first")
-    mirror = start_mirror(settings)
+    return settings, safety
+
+
+def start_model(args, settings, zerogpu: bool):
+    """Load the model (here, or in a Ray pool), its GPU queue, and where turns run; start the warm-up.
+    Returns (engine, gpu runner or None for this process, queue, startup, settings)."""
+    from kontext.errors import ModelLoadError
+    from kontext.hosting.startup import Startup, resolve_speed
+    from kontext.model.engine import Engine
+    from kontext.sessions.admission import TurnQueue
+
     pool = None
     try:
         if args.workers == "ray":
-            pool, engine = start_ray_pool(args, settings, branding, zerogpu)
+            pool, engine = start_ray_pool(args, settings, settings.branding, zerogpu)
             settings = dataclasses.replace(settings, gpu_slots=pool.replicas)  # one running turn per worker
             speed, reason = engine.speed, f"{pool.replicas} Ray Serve worker(s), speed mode {engine.speed.label}"
         else:
@@ -182,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
             engine = Engine.load(settings.model, device=settings.device, speed=speed,
                                  gpu_memory_gb=args.gpu_memory_gb)
             engine.set_preview_mode(args.preview)
-            engine.set_lora_presets(branding.loras)
+            engine.set_lora_presets(settings.branding.loras)
         queue = TurnQueue(slots=settings.gpu_slots, max_waiting=settings.max_waiting)
     except (ModelLoadError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
@@ -206,26 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         startup.done.set()
     else:
         startup.start(engine)
-    store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes)
-    store.sweep()
-    if mirror is not None:
-        mirror.start()
-        stop_mirror_on_exit(mirror)
-    from kontext.showcase.examples import ResultCache
-    from ui import build_ui, launch_kwargs, queue_kwargs
-
-    # Example results are kept after their first run (kontext.showcase.examples), beside the sessions.
-    results = ResultCache(Path(settings.data_dir) / "example-results")
-    sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue, results=results,
-                        safety=safety)
-    if safety is not None:
-        print(f"Content check on every turn: {args.safety}")
-    demo = build_ui(sessions, settings, startup)
-    url = f"http://{settings.host}:{settings.port}"
-    print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")
-    demo.queue(**queue_kwargs(settings)).launch(
-        server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **launch_kwargs(settings),
-    )
+    return engine, gpu, queue, startup, settings
 
 
 def refuse_unusable_gpu(args, zerogpu: bool) -> None:

@@ -419,7 +419,13 @@ class Wiring:
         p.stop_btn.click(f(self.stopped), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, p.note], cancels=runs,
                          concurrency_id="stop", concurrency_limit=None, api_name="ui_stop",
                          api_visibility="undocumented")
+        self._wire_steps()
+        self._wire_inputs()
 
+    def _wire_steps(self) -> None:
+        """Events that show or move between steps without the model: the watch timer, uploads,
+        undo/redo, branches, the timeline, the compare slider."""
+        p, f, views = self.p, friendly, self.view_outputs
         nav = dict(queue=False, api_visibility="undocumented")
         p.watch.tick(f(self.watch), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, p.note, p.watch],
                         api_name="ui_watch", show_progress="hidden", **nav)
@@ -443,6 +449,12 @@ class Wiring:
         trio = [p.slider, p.cmp_a, p.cmp_b]
         p.cmp_prev.click(f(self.compare_preset("previous")), [p.key], trio, api_name="ui_cmp_prev", **nav)
         p.cmp_orig.click(f(self.compare_preset("original")), [p.key], trio, api_name="ui_cmp_orig", **nav)
+
+    def _wire_inputs(self) -> None:
+        """Events that prepare a turn or move files: references, LoRA sliders, the mask painter, the
+        text helper, export, import, start over."""
+        p, f, views = self.p, friendly, self.view_outputs
+        nav = dict(queue=False, api_visibility="undocumented")
         for n, image, name in ((2, p.ref_image2, p.ref2_name), (3, p.ref_image3, p.ref3_name)):
             more_ref = image.upload(f(functools.partial(self.set_reference, slot=n)), [p.key, image],
                                     [name, p.ref_status],
