@@ -8,82 +8,84 @@ import os
 import sys
 from pathlib import Path
 
+from kontext.env import on_space, setting  # imports nothing heavy (no torch)
+
 
 def default_data_dir() -> str:
     """sessions/ here, or on a Space with a persistent disk attached /data/sessions, which survives restarts."""
-    if os.environ.get("SPACE_ID") and os.path.isdir("/data") and os.access("/data", os.W_OK):
+    if on_space() and os.path.isdir("/data") and os.access("/data", os.W_OK):
         return "/data/sessions"
     return "sessions"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    env = os.environ.get
+    env = os.environ.get  # gradio's own variables; ours come from kontext.env.setting
     p = argparse.ArgumentParser(description="Kontext Playground: multi-turn image editing with FLUX.1 Kontext [dev]")
-    p.add_argument("--model", default=env("KONTEXT_MODEL"),
+    p.add_argument("--model", default=setting("MODEL"),
                    help="'tiny' (embedded demo model), black-forest-labs/FLUX.1-Kontext-dev, a local folder, or "
                         "random-full / random-small (the real architecture with random weights, full-size or "
                         "narrowed for a CPU) "
                         "(default: the real model when CUDA is available, else tiny)")
     # On Hugging Face Spaces gradio's own variables say where to listen (0.0.0.0:7860).
-    p.add_argument("--host", default=env("KONTEXT_HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1")
-    p.add_argument("--port", type=int, default=int(env("KONTEXT_PORT") or env("GRADIO_SERVER_PORT") or "7860"))
-    p.add_argument("--device", default=env("KONTEXT_DEVICE"))
-    p.add_argument("--offload", default=env("KONTEXT_OFFLOAD", "none"),
+    p.add_argument("--host", default=setting("HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1")
+    p.add_argument("--port", type=int, default=int(setting("PORT") or env("GRADIO_SERVER_PORT") or "7860"))
+    p.add_argument("--device", default=setting("DEVICE"))
+    p.add_argument("--offload", default=setting("OFFLOAD"),
                    choices=["none", "model", "group", "sequential"], help="keep idle parts in CPU memory")
-    p.add_argument("--data-dir", default=env("KONTEXT_DATA") or default_data_dir(), help="where sessions are kept")
-    p.add_argument("--max-idle-hours", type=float, default=float(env("KONTEXT_MAX_IDLE_HOURS", "168")),
+    p.add_argument("--data-dir", default=setting("DATA") or default_data_dir(), help="where sessions are kept")
+    p.add_argument("--max-idle-hours", type=float, default=float(setting("MAX_IDLE_HOURS")),
                    help="delete sessions unused this long")
-    p.add_argument("--max-disk-gb", type=float, default=float(env("KONTEXT_MAX_DISK_GB", "20")),
+    p.add_argument("--max-disk-gb", type=float, default=float(setting("MAX_DISK_GB")),
                    help="disk budget for all sessions; the least recently used go first")
-    p.add_argument("--mode", default=env("KONTEXT_MODE", "auto"),
+    p.add_argument("--mode", default=setting("MODE"),
                    help="speed mode: auto (pick from GPU memory), eager, compile, fp8+compile, fast, int8, "
                         "offload-model, offload-group, ... (see BENCHMARKS.md)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up edit at start-up")
-    gpu_gb = env("KONTEXT_GPU_MEMORY_GB")
+    gpu_gb = setting("GPU_MEMORY_GB")
     p.add_argument("--gpu-memory-gb", type=float, default=float(gpu_gb) if gpu_gb else None, metavar="N",
                    help="use at most N GiB of the GPU: --mode auto plans for N and allocations are capped "
                         "(a shared GPU, or trying a smaller card's plan on a larger one)")
-    p.add_argument("--preview", default=env("KONTEXT_PREVIEW", "estimate"), choices=["estimate", "noisy"],
+    p.add_argument("--preview", default=setting("PREVIEW"), choices=["estimate", "noisy"],
                    help="live previews show the predicted result (estimate) or the noisy state after each step")
-    p.add_argument("--mcp", action="store_true", default=env("KONTEXT_MCP") == "1", help="also serve MCP tools")
-    p.add_argument("--gpu-slots", type=int, default=int(env("KONTEXT_GPU_SLOTS", "1")),
+    p.add_argument("--mcp", action="store_true", default=setting("MCP") == "1", help="also serve MCP tools")
+    p.add_argument("--gpu-slots", type=int, default=int(setting("GPU_SLOTS")),
                    help="edits that run at once (ZeroGPU can lend more than one GPU; one elsewhere)")
-    p.add_argument("--max-waiting", type=int, default=int(env("KONTEXT_MAX_WAITING", "16")),
+    p.add_argument("--max-waiting", type=int, default=int(setting("MAX_WAITING")),
                    help="edits that may wait for the GPU; more are told the server is busy")
-    p.add_argument("--workers", default=env("KONTEXT_WORKERS") or ("ray" if env("KONTEXT_RAY_ADDRESS") else "local"),
+    p.add_argument("--workers", default=setting("WORKERS") or ("ray" if setting("RAY_ADDRESS") else "local"),
                    choices=["local", "ray"],
                    help="ray: run the model in a pool of Ray Serve workers, this process in front "
                         "(pip install -e '.[scale]'); local: in this process (default)")
-    p.add_argument("--replicas", type=int, default=int(env("KONTEXT_REPLICAS", "0")),
+    p.add_argument("--replicas", type=int, default=int(setting("REPLICAS")),
                    help="with --workers ray: model workers, one GPU each (default: one per GPU, 1 without)")
-    p.add_argument("--ray-address", default=env("KONTEXT_RAY_ADDRESS"),
+    p.add_argument("--ray-address", default=setting("RAY_ADDRESS"),
                    help="with --workers ray: join this Ray cluster (e.g. auto, or ray://head:10001); "
                         "default: start a local Ray instance")
-    p.add_argument("--pool-name", default=env("KONTEXT_POOL_NAME", "kontext"),
+    p.add_argument("--pool-name", default=setting("POOL_NAME"),
                    help="with --workers ray: the Ray Serve application's name (one front per pool; default kontext)")
-    p.add_argument("--mirror", default=env("KONTEXT_MIRROR"),
+    p.add_argument("--mirror", default=setting("MIRROR"),
                    help="a private Hugging Face dataset (owner/name) to mirror sessions to, so a restarted "
                         "Space keeps them; needs HF_TOKEN with write access (default: off)")
-    p.add_argument("--mirror-every", type=float, default=float(env("KONTEXT_MIRROR_EVERY", "60")),
+    p.add_argument("--mirror-every", type=float, default=float(setting("MIRROR_EVERY")),
                    help="seconds between mirror pushes")
-    p.add_argument("--login", default=env("KONTEXT_LOGIN", "none"), choices=["none", "hf"],
+    p.add_argument("--login", default=setting("LOGIN"), choices=["none", "hf"],
                    help="hf: editing needs a Hugging Face sign-in (a Space with hf_oauth: true)")
-    p.add_argument("--branding", default=env("KONTEXT_BRANDING"),
+    p.add_argument("--branding", default=setting("BRANDING"),
                    help="a TOML file: title, description, logo, accent, hide, examples "
                         "(see kontext/showcase/branding.py)")
-    p.add_argument("--title", default=env("KONTEXT_TITLE"), help="the page's title (wins over --branding)")
-    p.add_argument("--accent", default=env("KONTEXT_ACCENT"), help="accent colour: #rrggbb or a name like emerald")
-    p.add_argument("--hide", default=env("KONTEXT_HIDE"),
+    p.add_argument("--title", default=setting("TITLE"), help="the page's title (wins over --branding)")
+    p.add_argument("--accent", default=setting("ACCENT"), help="accent colour: #rrggbb or a name like emerald")
+    p.add_argument("--hide", default=setting("HIDE"),
                    help="controls to hide, comma-separated: examples, chains, reference, mask, text, draft, advanced, "
                         "seed, export, share, present, compare, start-over")
-    p.add_argument("--examples", default=env("KONTEXT_EXAMPLES"),
+    p.add_argument("--examples", default=setting("EXAMPLES"),
                    help="an examples TOML file (see assets/examples/examples.toml), or none")
-    p.add_argument("--safety", default=env("KONTEXT_SAFETY") or ("prompt" if env("SPACE_ID") else "off"),
+    p.add_argument("--safety", default=setting("SAFETY") or ("prompt" if on_space() else "off"),
                    help="content check on every turn: off, prompt (a word list), or module:function "
                         "(see kontext/model/safety.py); default off, prompt on a Hugging Face Space")
-    p.add_argument("--safety-words", default=env("KONTEXT_SAFETY_WORDS"),
+    p.add_argument("--safety-words", default=setting("SAFETY_WORDS"),
                    help="with --safety prompt: a file of words or phrases to refuse, one per line")
-    p.add_argument("--auth", default=env("KONTEXT_AUTH"),
+    p.add_argument("--auth", default=setting("AUTH"),
                    help="self-hosted: user:password[,user:password...] for the whole app and its API")
     return p.parse_args(argv)
 
@@ -182,7 +184,7 @@ def read_settings(args, zerogpu: bool):
         max_idle_s=args.max_idle_hours * 3600, max_bytes=int(args.max_disk_gb * 2**30),
         mcp=args.mcp, offload=args.offload, device=args.device or ("cuda" if zerogpu else None),
         gpu_slots=args.gpu_slots, max_waiting=args.max_waiting, zerogpu=zerogpu,
-        on_space=bool(os.environ.get("SPACE_ID")), mirror=args.mirror, mirror_every_s=args.mirror_every,
+        on_space=on_space(), mirror=args.mirror, mirror_every_s=args.mirror_every,
         login=args.login, auth=auth, branding=branding,
     )
     if settings.login == "hf" and os.environ.get("SYSTEM") != "spaces":

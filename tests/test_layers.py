@@ -113,3 +113,19 @@ def test_ui_uses_kontext_only_through_what_the_parts_export():
                 missing = [a.name for a in node.names if a.name not in exported]
                 assert not missing, f"ui/{path.name}: {node.module} does not export {missing}"
     assert deep == [], "ui/ reaching past a part's exports"
+
+
+def test_kontext_settings_are_read_only_in_kontext_env():
+    """Every KONTEXT_* variable is read through kontext.env.setting, where its default is written once."""
+    import re
+
+    reads = re.compile(r"""(environ\.get\(|environ\[|getenv\(|\benv\()\s*["']KONTEXT_""")
+    found = [f"{p.relative_to(ROOT)}:{i}" for p in [*sorted((ROOT / "kontext").rglob("*.py")), ROOT / "app.py",
+                                                     *sorted((ROOT / "ui").rglob("*.py"))]
+             if p.name != "env.py" for i, line in enumerate(p.read_text().splitlines(), 1) if reads.search(line)]
+    assert found == []
+    from kontext.env import DEFAULTS
+
+    used = set(re.findall(r"""setting\(["']([A-Z_]+)["']\)""", "".join(
+        p.read_text() for p in [*(ROOT / "kontext").rglob("*.py"), ROOT / "app.py"])))
+    assert used <= set(DEFAULTS), f"settings without a default entry: {sorted(used - set(DEFAULTS))}"

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kontext.env import setting
 from kontext.errors import UserError
 from kontext.files.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_IDLE_S
 from kontext.showcase.branding import Branding
@@ -74,8 +75,8 @@ def browser_secret(settings: Settings) -> str:
     """
     if settings.secret:
         return settings.secret
-    if os.environ.get("KONTEXT_SECRET"):
-        return os.environ["KONTEXT_SECRET"]
+    if setting("SECRET"):
+        return setting("SECRET")
     path = Path(settings.data_dir) / ".browser-secret"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file():

@@ -17,6 +17,7 @@ from typing import Any
 
 from ray import serve
 
+from kontext.env import setting
 from kontext.model.turns import Done, Failed, Progress, TurnRequest, run_turn
 
 
@@ -32,13 +33,13 @@ class KontextWorker:
         from kontext.model.speed import warm_up
 
         if device in (None, "cpu"):
-            torch.set_num_threads(max(1, int(os.environ.get("KONTEXT_WORKER_THREADS", "1"))))
+            torch.set_num_threads(max(1, int(setting("WORKER_THREADS"))))
         speed, reason = resolve_speed(mode, device, offload)  # "auto" reads this worker's own GPU
         print(f"worker {os.getpid()}: loading {model}: {reason}", flush=True)
         self.engine = Engine.load(model, device=device, speed=speed, cache_dir=cache_dir)
         self.engine.set_preview_mode(preview)
         self.engine.set_lora_presets(loras)
-        if os.environ.get("KONTEXT_WORKER_WARMUP", "1") != "0":
+        if setting("WORKER_WARMUP") != "0":
             warm_up(self.engine)  # before the replica reports healthy: no turn waits on a compile
         self.turns = 0
         self.last: dict[str, Any] = {}  # the last turn here: steps run and how it ended (describe)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kontext.core.buckets import token_range
+from kontext.env import setting
 
 log = logging.getLogger("kontext.model.aot")
 INPUTS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids",
@@ -58,8 +59,8 @@ def aot_dir() -> Path:
     beside the inductor cache."""
     from kontext.model.tiny import default_cache_dir
 
-    if os.environ.get("KONTEXT_AOT_DIR"):
-        return Path(os.environ["KONTEXT_AOT_DIR"])
+    if setting("AOT_DIR"):
+        return Path(setting("AOT_DIR"))
 
     return default_cache_dir().parent / "aot"
 

@@ -12,6 +12,8 @@ import os
 import string
 from pathlib import Path
 
+from kontext.env import setting
+
 TINY_ID = "tiny"
 # Bump when the configs below change, so an old cache folder is not reused.
 TINY_REVISION = "tiny-v1"
@@ -20,7 +22,7 @@ _WEIGHT_SEED = 0
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("KONTEXT_CACHE") or os.path.join(
+    base = setting("CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "kontext-playground"
     )
     return Path(base) / TINY_REVISION

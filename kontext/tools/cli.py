@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from kontext.env import setting
 from kontext.errors import UserError
 
 
@@ -61,7 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["doctor"]:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "model", None) is None:
-        args.model = os.environ.get("KONTEXT_MODEL") or None
+        args.model = setting("MODEL")
     try:
         if args.command == "edit":
             return _edit(args)

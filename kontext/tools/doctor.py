@@ -18,6 +18,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from kontext.env import on_space as env_on_space
+from kontext.env import setting
 from kontext.hosting.tiers import TIERS, Plan, importable, plan_for
 from kontext.model.randomfull import RANDOM_MODELS, RANDOM_SMALL
 
@@ -95,7 +97,7 @@ def check_front_matter(root: Path, model: str = MODEL) -> list[Finding]:
     if timeout is None or timeout < MIN_STARTUP_S:
         out.append(Finding(False, "front matter", "startup_duration_timeout must allow a 33 GB first download: "
                                                   "set it to 1h"))
-    if os.environ.get("KONTEXT_LOGIN") == "hf" and fm.get("hf_oauth") is not True:
+    if setting("LOGIN") == "hf" and fm.get("hf_oauth") is not True:
         out.append(Finding(False, "front matter", "KONTEXT_LOGIN=hf needs hf_oauth: true"))
     sdk = str(fm.get("sdk_version", ""))
     pins = requirement_pins(root / "requirements.txt")
@@ -226,7 +228,7 @@ def check_gpu(root: Path, model: str, mode: str) -> list[Finding]:
     from kontext.model.cudacheck import cuda_problem
     from kontext.model.speed import check_device
 
-    on_space = bool(os.environ.get("SPACE_ID"))
+    on_space = env_on_space()
     zerogpu = on_zerogpu()
     cpu_model = model in ("tiny", RANDOM_SMALL)
     if not zerogpu and not cpu_model:
@@ -254,8 +256,8 @@ def check_gpu(root: Path, model: str, mode: str) -> list[Finding]:
 def run(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kontext doctor", description=__doc__.split("\n\n")[0])
     p.add_argument("--path", default=".", help="the checkout to check (default: here)")
-    p.add_argument("--model", default=os.environ.get("KONTEXT_MODEL") or MODEL)
-    p.add_argument("--mode", default=os.environ.get("KONTEXT_MODE", "auto"))
+    p.add_argument("--model", default=setting("MODEL") or MODEL)
+    p.add_argument("--mode", default=setting("MODE"))
     p.add_argument("--offline", action="store_true", help="do not contact the hub")
     p.add_argument("--gpu-memory-gb", type=float, default=None, metavar="N",
                    help="only print the plan for a GPU of N GiB (no GPU needed): the mode --mode auto picks, "
