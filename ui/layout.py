@@ -234,6 +234,24 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
                                           elem_id="draft", container=False, scale=3)
         page.refine_btn = gr.Button("Refine draft at full size", size="sm", elem_id="refine-btn",
                                              scale=1, min_width=150)
+    render_references(page, brand)
+    render_mask_painter(page, brand)
+    render_loras(page, brand)
+    with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper", visible=brand.shows("text")):
+        with gr.Row(equal_height=True):
+            page.old_text = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)
+            page.new_text = gr.Textbox(label="Replace with", placeholder="CLOSED", max_length=200, scale=2)
+            page.text_btn = gr.Button("Write the instruction", size="sm", scale=1, elem_id="text-btn")
+    page.status = gr.Markdown("", elem_id="status")
+    page.drift = gr.Markdown("", elem_id="drift", elem_classes=["hint"])
+    page.note = gr.Markdown("", elem_id="type-ahead-note", elem_classes=["hint"])
+    page.ran = gr.Textbox(visible=False, elem_id="ran-prompt")  # the instruction a finished turn ran
+    # Ticks only while this tab waits for a turn of its session that runs elsewhere (ui/events.py watch).
+    page.watch = gr.Timer(1.0, active=False)
+
+
+def render_references(page: Page, brand: Branding) -> None:
+    """Up to three reference images beside the current one, each with its role."""
     with gr.Accordion("Reference images: a style, character or object to use (up to three)", open=False,
                       elem_id="reference", visible=brand.shows("reference")):
         gr.Markdown(
@@ -252,6 +270,10 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
                                                           elem_id=f"role{i}"))
         page.ref_status = gr.Markdown("", elem_id="ref-status")
         page.ref2_name, page.ref3_name = gr.State(None), gr.State(None)
+
+
+def render_mask_painter(page: Page, brand: Branding) -> None:
+    """Paint where the next instructions may change; everything else stays exactly as it is."""
     with gr.Accordion("Masked edit: paint where the instruction may change", open=False, elem_id="mask-box",
                       visible=brand.shows("mask")):
         gr.Markdown("Paint over the part the next instructions may change and press *Use this mask*: every "
@@ -266,6 +288,10 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
             page.mask_clear = gr.Button("Clear mask", size="sm", elem_id="mask-clear")
         page.mask_status = gr.Markdown("", elem_id="mask-status")
         page.mask_name = gr.State(None)  # the stored mask this tab edits with
+
+
+def render_loras(page: Page, brand: Branding) -> None:
+    """A strength slider per LoRA the host offers (hidden when there are none)."""
     loras = brand.loras
     with gr.Accordion("LoRAs: styles and effects this server offers", open=False, elem_id="lora-box",
                       visible=bool(loras) and brand.shows("lora")):
@@ -276,17 +302,6 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
                       elem_id=f"lora-{lo.name}") for lo in loras]
         page.lora_names = [lo.name for lo in loras]
         page.loras = gr.State([])  # [(name, strength)] with strength > 0, from the sliders
-    with gr.Accordion("Replace text in the image", open=False, elem_id="text-helper", visible=brand.shows("text")):
-        with gr.Row(equal_height=True):
-            page.old_text = gr.Textbox(label="Text now", placeholder="OPEN", max_length=200, scale=2)
-            page.new_text = gr.Textbox(label="Replace with", placeholder="CLOSED", max_length=200, scale=2)
-            page.text_btn = gr.Button("Write the instruction", size="sm", scale=1, elem_id="text-btn")
-    page.status = gr.Markdown("", elem_id="status")
-    page.drift = gr.Markdown("", elem_id="drift", elem_classes=["hint"])
-    page.note = gr.Markdown("", elem_id="type-ahead-note", elem_classes=["hint"])
-    page.ran = gr.Textbox(visible=False, elem_id="ran-prompt")  # the instruction a finished turn ran
-    # Ticks only while this tab waits for a turn of its session that runs elsewhere (ui/events.py watch).
-    page.watch = gr.Timer(1.0, active=False)
 
 
 def render_timeline(page: Page, label: str = "Timeline: click a step to go back to it (the next edit starts a new "
