@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 
@@ -74,8 +75,22 @@ def main() -> None:
             seen.clear()
             c.predict(key, handle_file(str(src)), api_name="/upload")  # the upload's own PNG is not the turn's
             seen.clear()
+            calls: dict[str, int] = {}
+            ours_dirs = (str(ROOT / "kontext"), str(ROOT / "ui"))
+
+            def count(frame, event, arg):
+                if event == "call" and frame.f_code.co_filename.startswith(ours_dirs):
+                    name = f"{Path(frame.f_code.co_filename).relative_to(ROOT)}:{frame.f_code.co_name}"
+                    calls[name] = calls.get(name, 0) + 1
+
+            threading.setprofile(count)
+            sys.setprofile(count)
             c.predict(key, "make it blue", "fixed", 1, 2.5, 2, "Match input", False, "style", "character",
                       "object", api_name="/ui_edit")
+            sys.setprofile(None)
+            threading.setprofile(None)
+    print(f"## calls of our functions during the turn (server side, every thread): {sum(calls.values())} "
+          f"calls of {len(calls)} functions")
     for what, frames in seen.items():
         print(f"## {what}: {len(frames)} frames of our code")
         for i, f in enumerate(frames, 1):
