@@ -45,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpu-memory-gb", type=float, default=float(gpu_gb) if gpu_gb else None, metavar="N",
                    help="use at most N GiB of the GPU: --mode auto plans for N and allocations are capped "
                         "(a shared GPU, or trying a smaller card's plan on a larger one)")
+    add_hosting_flags(p)
+    add_page_flags(p)
+    return p.parse_args(argv)
+
+
+def add_hosting_flags(p: argparse.ArgumentParser) -> None:
+    """How edits are served: previews, MCP, the GPU queue, a Ray pool, mirroring, sign-in."""
     p.add_argument("--preview", default=setting("PREVIEW"), choices=["estimate", "noisy"],
                    help="live previews show the predicted result (estimate) or the noisy state after each step")
     p.add_argument("--mcp", action="store_true", default=setting("MCP") == "1", help="also serve MCP tools")
@@ -70,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds between mirror pushes")
     p.add_argument("--login", default=setting("LOGIN"), choices=["none", "hf"],
                    help="hf: editing needs a Hugging Face sign-in (a Space with hf_oauth: true)")
+
+
+def add_page_flags(p: argparse.ArgumentParser) -> None:
+    """What the page shows and who may use it: branding, examples, the content check, passwords."""
     p.add_argument("--branding", default=setting("BRANDING"),
                    help="a TOML file: title, description, logo, accent, hide, examples "
                         "(see kontext/showcase/branding.py)")
@@ -87,7 +98,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --safety prompt: a file of words or phrases to refuse, one per line")
     p.add_argument("--auth", default=setting("AUTH"),
                    help="self-hosted: user:password[,user:password...] for the whole app and its API")
-    return p.parse_args(argv)
 
 
 def prepare_aot_on_zerogpu(engine, zero) -> tuple[str, str | None]:

@@ -326,22 +326,7 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
         raise UserError("manifest.json 'steps' must be a non-empty list")
     if len(raw_steps) > limits.max_steps:
         raise UserError(f"the export has {len(raw_steps)} steps; a session holds at most {limits.max_steps}")
-    nodes: dict[int, Node] = {}
-    shas: dict[int, str] = {}
-    files: set[str] = set()
-    for i, d in enumerate(raw_steps):
-        node, sha = _step(i, d)
-        if node.id in nodes:
-            raise UserError(f"manifest.json lists step {node.id} twice")
-        if node.image in files:
-            raise UserError(f"manifest.json names {node.image} for two steps")
-        nodes[node.id], shas[node.id] = node, sha
-        files.add(node.image)
-    for n in nodes.values():  # parents exist and come first: no cycles, so the steps form trees
-        if n.parent is not None and n.parent not in nodes:
-            raise UserError(f"manifest step {n.id}: its parent {n.parent} is not in the export")
-        if n.parent is not None and n.parent >= n.id:
-            raise UserError(f"manifest step {n.id}: its parent {n.parent} must be an earlier step")
+    nodes, shas = _steps(raw_steps)
     current = m.get("current")
     if not _int(current) or current not in nodes:
         raise UserError(f"manifest.json 'current' must name one of its steps, got {current!r:.40}")
@@ -360,27 +345,54 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
         if not (good_name and isinstance(sha, str) and SHA_RE.fullmatch(sha)):
             raise UserError(f"manifest.json 'references' has a bad entry {name!r:.60}")
     for n in nodes.values():
-        more = n.extra.get("more_references")
-        if more is not None and (not isinstance(more, list) or len(more) > MAX_MORE_REFERENCES
-                                 or "reference" not in n.extra):
-            raise UserError(f"manifest step {n.id}: 'more_references' must be a list of at most "
-                            f"{MAX_MORE_REFERENCES} images beside a first reference")
-        for what, word in (("reference", "reference image"), ("mask", "mask")):
-            if what in n.extra and not isinstance(n.extra[what], str):
-                raise UserError(f"manifest step {n.id}: its {word} must be an image name")
-        named = [("reference image", n.extra.get("reference")), *(("reference image", r) for r in more or ()),
-                 ("mask", n.extra.get("mask"))]
-        for word, ref in named:
-            if ref is None:
-                continue
-            if not isinstance(ref, str) or ref not in refs:
-                raise UserError(f"manifest step {n.id}: its {word} {ref!r:.60} is not in 'references'")
-            if n.kind != "edit":
-                raise UserError(f"manifest step {n.id}: only an edit can have a {word}")
+        _check_attached(n, refs)
     used = {name for n in nodes.values() for name in attached_images(n.extra)}
     refs = {name: sha for name, sha in refs.items() if name in used}  # store only what a step uses
     return Export(manifest=m, nodes=tuple(sorted(nodes.values(), key=lambda n: n.id)), sha256=shas,
                   current=current, last_child=last, references=dict(refs))
+
+
+def _steps(raw_steps: list) -> tuple[dict[int, Node], dict[int, str]]:
+    """Each listed step as a Node (with its PNG's sha256), checked to form trees: unique ids and
+    images, parents that exist and come first (so there are no cycles)."""
+    nodes: dict[int, Node] = {}
+    shas: dict[int, str] = {}
+    files: set[str] = set()
+    for i, d in enumerate(raw_steps):
+        node, sha = _step(i, d)
+        if node.id in nodes:
+            raise UserError(f"manifest.json lists step {node.id} twice")
+        if node.image in files:
+            raise UserError(f"manifest.json names {node.image} for two steps")
+        nodes[node.id], shas[node.id] = node, sha
+        files.add(node.image)
+    for n in nodes.values():  # parents exist and come first: no cycles, so the steps form trees
+        if n.parent is not None and n.parent not in nodes:
+            raise UserError(f"manifest step {n.id}: its parent {n.parent} is not in the export")
+        if n.parent is not None and n.parent >= n.id:
+            raise UserError(f"manifest step {n.id}: its parent {n.parent} must be an earlier step")
+    return nodes, shas
+
+
+def _check_attached(n: Node, refs: Mapping) -> None:
+    """A step's references and mask: names of images the export lists, on edits only."""
+    more = n.extra.get("more_references")
+    if more is not None and (not isinstance(more, list) or len(more) > MAX_MORE_REFERENCES
+                             or "reference" not in n.extra):
+        raise UserError(f"manifest step {n.id}: 'more_references' must be a list of at most "
+                        f"{MAX_MORE_REFERENCES} images beside a first reference")
+    for what, word in (("reference", "reference image"), ("mask", "mask")):
+        if what in n.extra and not isinstance(n.extra[what], str):
+            raise UserError(f"manifest step {n.id}: its {word} must be an image name")
+    named = [("reference image", n.extra.get("reference")), *(("reference image", r) for r in more or ()),
+             ("mask", n.extra.get("mask"))]
+    for word, ref in named:
+        if ref is None:
+            continue
+        if not isinstance(ref, str) or ref not in refs:
+            raise UserError(f"manifest step {n.id}: its {word} {ref!r:.60} is not in 'references'")
+        if n.kind != "edit":
+            raise UserError(f"manifest step {n.id}: only an edit can have a {word}")
 
 
 # --- merging into a session ---------------------------------------------------------------------
