@@ -22,7 +22,8 @@ from typing import Any
 from kontext.errors import UserError
 
 PROMPTS = ("make the sky stormy", "add a red kite in the sky", "turn the picture into a watercolour")
-READY = re.compile(r"kontext\.startup: (ready.*|warm-up failed.*)")
+# The start-up logger's line (kontext/hosting/startup.py): the name is part of what is matched.
+READY = re.compile(r"kontext\.hosting\.startup: (ready.*|warm-up failed.*)")
 
 
 def add_trial_args(p: argparse.ArgumentParser) -> None:
