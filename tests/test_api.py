@@ -301,3 +301,17 @@ def test_stop_from_another_client_ends_an_edit_started_through_the_api(client, s
             job.result(timeout=120)
     assert client.predict(key, api_name="/history") == before
     assert other.predict(key, api_name="/stop") == {"stopped": False}
+
+
+def test_share_through_gradio_client_gives_a_link_that_opens_the_view(client, source, app):
+    """The result is plain JSON for gradio_client (no "path" key it would take for a file to fetch),
+    and its link opens the read-only view of the tree."""
+    import urllib.request
+
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    shared = client.predict(key, api_name="/share")
+    assert set(shared) == {"token", "link", "root"} and shared["link"] == f"/view?share={shared['token']}"
+    with urllib.request.urlopen(app[0].rstrip("/") + shared["link"], timeout=60) as page:
+        assert page.status == 200
+    assert client.predict(shared["token"], api_name="/shared_history")["path"] == [1]

@@ -137,7 +137,8 @@ class Api:
 
     def share(self, session: str) -> dict[str, Any]:
         link = self.s.share(session)
-        return {"token": link.token, "path": f"/view?share={link.token}", "root": link.root}
+        # Not "path": gradio's clients take a dict with a "path" for a file and try to download it.
+        return {"token": link.token, "link": f"/view?share={link.token}", "root": link.root}
 
     def unshare(self, session: str) -> dict[str, Any]:
         return {"revoked": self.s.unshare(session)}

@@ -132,7 +132,7 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
                           {"session": SESSION, "file": "The ZIP file, uploaded."}, RESULT),
         "share": Doc("Make a read-only link to the tree of the current step (every branch of that picture, as it "
                      "grows); sharing the same tree again gives the same link.", {"session": SESSION},
-                     "JSON {token, path, root}: open the app's address + path (/view?share=TOKEN) in a browser, "
+                     "JSON {token, link, root}: open the app's address + link (/view?share=TOKEN) in a browser, "
                      "or read the tree with shared_history"),
         "unshare": Doc("Revoke every share link of the session: they stop working at once.", {"session": SESSION},
                        "JSON {revoked: how many links there were}"),
