@@ -243,17 +243,22 @@ class Wiring:
         # The box is emptied only if it still holds what ran (see wire): what the user typed while
         # the edit ran stays.
         ran = prompt if mode in ("edit", "text") else None
-        for item in stream(turn):
-            if isinstance(item, Done):
-                _, node = item.value
-                yield {**self.redraw(key), p.seed: node.seed, p.ran: ran, **self.idle()}
-                return
-            if item.total == 0:
-                ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
-                status = f"Waiting for the GPU: {ahead} ahead of this one…"
-            else:
-                status = f"Step {item.step} of {item.total}…"
-            yield {p.status: status, **busy, **({p.canvas: item.preview} if item.preview is not None else {})}
+        try:
+            for item in stream(turn):
+                if isinstance(item, Done):
+                    _, node = item.value
+                    yield {**self.redraw(key), p.seed: node.seed, p.ran: ran, **self.idle()}
+                    return
+                if item.total == 0:
+                    ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
+                    status = f"Waiting for the GPU: {ahead} ahead of this one…"
+                else:
+                    status = f"Step {item.step} of {item.total}…"
+                yield {p.status: status, **busy, **({p.canvas: item.preview} if item.preview is not None else {})}
+        except Cancelled:
+            # Stop is a normal end, not an error: the committed state and the Edit button come back, and
+            # the Stop handler (this tab's or another's) says "Stopped" once.
+            yield {**self.redraw(key), **self.idle()}
 
     def watch(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """A tick of the tab's timer while a turn of its session runs elsewhere: nothing while it runs;

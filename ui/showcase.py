@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from kontext.errors import Cancelled
 from kontext.model import Done, stream
 from kontext.sessions import EditOptions
 from kontext.showcase import Catalog
@@ -69,16 +70,19 @@ class Showcase:
             def turn(report: Any, cancel: Any, prompt: str = prompt) -> Any:
                 return self.s.edit(key, prompt, opts, on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
 
-            for item in stream(turn):
-                if isinstance(item, Done):
-                    landed = {**self.w.redraw(key), **busy}
-                    if i < n:
-                        landed[p.status] = f"{head}: done; next instruction…"
-                    yield landed
-                    break
-                status = (f"{head}: waiting for the GPU…" if item.total == 0
-                          else f"{head}: step {item.step} of {item.total}…")
-                yield {p.status: status, **({p.canvas: item.preview} if item.preview is not None else {})}
+            try:
+                for item in stream(turn):
+                    if isinstance(item, Done):
+                        landed = {**self.w.redraw(key), **busy}
+                        if i < n:
+                            landed[p.status] = f"{head}: done; next instruction…"
+                        yield landed
+                        break
+                    status = (f"{head}: waiting for the GPU…" if item.total == 0
+                              else f"{head}: step {item.step} of {item.total}…")
+                    yield {p.status: status, **({p.canvas: item.preview} if item.preview is not None else {})}
+            except Cancelled:  # Stop ends the chain after the turns so far: a normal end, not an error
+                break
         yield {**self.w.redraw(key), p.seed: chain.seed, **self.w.idle()}
 
     # --- presentation --------------------------------------------------------------------------------
