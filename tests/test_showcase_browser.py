@@ -93,8 +93,11 @@ def test_an_example_click_starts_a_chain_and_its_result_is_cached(app, browser, 
     assert page.locator("#prompt textarea").input_value().startswith("Change the coffee cup")
     assert page.locator("#seed input").input_value() == "42"
     assert thumbs(page).count() == 1
+    assert page.locator("#seed-mode input[value=fixed]").is_checked()  # the example's seed, for its turn
     page.click("#edit-btn")
     wait_status(page, "Step #2 · seed `42`".replace("`", ""))
+    # After the example's own turn the visitor's seed choice (random each turn) is back.
+    page.wait_for_function("() => document.querySelector('#seed-mode input[value=random]').checked")
     # The same example again, in a new chain: this time the result comes from the cache.
     page.locator("#examples tbody tr").first.click()
     wait_status(page, "ready: press")

@@ -71,6 +71,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
         render_header(sessions.engine, settings)
         status = render_engine_status(sessions.engine, startup)
         page.ref_name = gr.State(None)  # the stored reference image this tab edits with
+        page.seed_before = gr.State(None)  # the visitor's seed choice while an example's seed is set
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 render_editor(page, brand)

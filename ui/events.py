@@ -194,7 +194,7 @@ class Wiring:
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, ref_name: str | None = None, draft: bool = False, mask_name: str | None = None,
              loras: Any = (), ref2_name: str | None = None, ref3_name: str | None = None, role1: str | None = None,
-             role2: str | None = None, role3: str | None = None, mode: str = "edit",
+             role2: str | None = None, role3: str | None = None, seed_before: Any = None, mode: str = "edit",
              profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
 
@@ -211,8 +211,18 @@ class Wiring:
             slots = (ref_name, ref2_name, ref3_name)
             refs = [r for r in slots if r]  # the filled slots, in order
             used_roles = [role for r, role in zip(slots, (role1, role2, role3), strict=True) if r]
-            yield from self._turn(key, prompt, seed_mode, seed, guidance, steps, size, refs[0] if refs else None,
-                                  draft, mask_name, loras, mode, tuple(refs[1:]), tuple(used_roles))
+            updates = self._turn(key, prompt, seed_mode, seed, guidance, steps, size, refs[0] if refs else None,
+                                 draft, mask_name, loras, mode, tuple(refs[1:]), tuple(used_roles))
+            if not seed_before:
+                yield from updates
+                return
+            # An example's own turn: its last update (done or stopped) also brings the visitor's seed back.
+            last = next(updates, None)
+            for update in updates:
+                yield last
+                last = update
+            if last is not None:
+                yield {**last, **self.seed_restored(seed_before)}
         finally:
             self.active.discard(key)
 
@@ -260,6 +270,12 @@ class Wiring:
             # the Stop handler (this tab's or another's) says "Stopped" once.
             yield {**self.redraw(key), **self.idle()}
 
+    def seed_restored(self, before: Any) -> dict[Any, Any]:
+        """After an example's own turn: the seed mode (and a fixed seed) the visitor had before it."""
+        mode, seed = before
+        return {self.p.seed_mode: mode, self.p.seed_before: None,
+                **({self.p.seed: seed} if mode == "fixed" else {})}
+
     def watch(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """A tick of the tab's timer while a turn of its session runs elsewhere: nothing while it runs;
         once it has ended (and been committed), its result, the Edit button, and the timer off."""
@@ -276,12 +292,14 @@ class Wiring:
         return {self.p.edit_btn: gr.Button(visible=True), self.p.stop_btn: gr.Button(visible=False),
                 self.p.note: ""}
 
-    def stopped(self, key: str, shown: Any = None) -> dict[Any, Any]:
+    def stopped(self, key: str, shown: Any = None, seed: Any = None) -> dict[Any, Any]:
         """After Stop: show the committed state again (a preview never stays on screen). Gradio has
-        cancelled this tab's own turn; a turn of the session started in another tab stops here."""
+        cancelled this tab's own turn; a turn of the session started in another tab stops here. The
+        seed goes back out as it was: gradio marks the outputs of a cancelled event with an error
+        pill, and this update replaces it."""
         self.s.stop(key)  # the session's record of its turn: started here, in another tab, the API or MCP
         gr.Info("Stopped: nothing was changed.")  # a queued event, so the toast reaches the page
-        return {**self.redraw(key), **self.idle()}
+        return {**self.redraw(key), **self.idle(), self.p.seed: seed}
 
     def failed(self, key: str, shown: Any = None) -> dict[Any, Any]:
         return {**self.redraw(key), **self.idle()}
@@ -383,7 +401,7 @@ class Wiring:
         example chains), which Stop must cancel too."""
         p, f = self.p, friendly
         views = self.view_outputs
-        edit_outputs = [*views, p.seed, p.ran, p.note, p.edit_btn, p.stop_btn, p.watch]
+        edit_outputs = [*views, p.seed, p.seed_mode, p.seed_before, p.ran, p.note, p.edit_btn, p.stop_btn, p.watch]
         controls = inputs_by_name(self.edit, p)
         # Page events get "ui_" names so the public endpoints (ui/api.py) keep the plain ones.
         # Turns wait in kontext's TurnQueue, not gradio's: start each handler at once (up to what the
@@ -421,7 +439,8 @@ class Wiring:
         for run in runs:  # after an error, put the buttons and the committed image back
             run.failure(f(self.failed), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, p.note], queue=False,
                         api_visibility="private")
-        p.stop_btn.click(f(self.stopped), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, p.note], cancels=runs,
+        p.stop_btn.click(f(self.stopped), [p.key, p.shown, p.seed], [*views, p.edit_btn, p.stop_btn, p.note, p.seed],
+                         cancels=runs,
                          concurrency_id="stop", concurrency_limit=None, api_name="ui_stop",
                          api_visibility="undocumented")
         self._wire_steps()
@@ -460,6 +479,8 @@ class Wiring:
         text helper, export, import, start over."""
         p, f, views = self.p, friendly, self.view_outputs
         nav = dict(queue=False, api_visibility="undocumented")
+        # The visitor chose a seed mode after an example set its own: that choice stays.
+        p.seed_mode.input(lambda: None, None, [p.seed_before], queue=False, api_visibility="private")
         for n, image, name in ((2, p.ref_image2, p.ref2_name), (3, p.ref_image3, p.ref3_name)):
             more_ref = image.upload(f(functools.partial(self.set_reference, slot=n)), [p.key, image],
                                     [name, p.ref_status],

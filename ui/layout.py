@@ -89,6 +89,7 @@ class Page:
     present_at: gr.State | None = None
     drift_plot: gr.HTML | None = None
     ref_name: gr.State | None = None
+    seed_before: gr.State | None = None  # (mode, seed) to restore after an example's own turn
     ref_image: gr.Image | None = None
     ref_image2: gr.Image | None = None
     ref_image3: gr.Image | None = None

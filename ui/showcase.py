@@ -33,14 +33,19 @@ class Showcase:
         self.catalog = catalog
 
     # --- examples ---------------------------------------------------------------------------------
-    def example(self, key: str, shown: Any, index: Any) -> dict[Any, Any]:
-        """A new chain from the example's picture, its instruction and seed filled in (press Edit)."""
+    def example(self, key: str, shown: Any, index: Any, seed_mode: str = "random", seed: Any = 0,
+                seed_before: Any = None) -> dict[Any, Any]:
+        """A new chain from the example's picture, its instruction and seed filled in (press Edit).
+        The example's seed is for its own turn: the visitor's seed choice comes back after it."""
         ex = self.catalog.examples[int(index)]
         self.s.upload(key, ex.image, name=ex.image.name, example=ex.id)
         p = self.p
+        before = seed_before or [seed_mode, seed]  # a second example keeps the first one's remembered choice
         return {**self.w.redraw(key), p.prompt: ex.prompt, p.seed_mode: "fixed", p.seed: ex.seed,
+                p.seed_before: before,
                 p.status: f"**{ex.title}** ready: press *Edit* to run the instruction (seed {ex.seed}, the "
-                          "example's, so a result made before comes back at once)."}
+                          "example's, so a result made before comes back at once; your seed setting comes "
+                          "back after it)."}
 
     def chain(self, key: str, shown: Any, index: Any, profile: gr.OAuthProfile | None = None) -> Any:
         """Run an example chain: its picture as a new chain, then each instruction in turn; every
@@ -123,8 +128,9 @@ class Showcase:
         p, f = self.p, friendly
         nav = dict(queue=False, api_visibility="undocumented")
         if p.examples is not None:
-            p.examples.click(f(self.example), [p.key, p.shown, p.examples],
-                                [*self.w.view_outputs, p.prompt, p.seed_mode, p.seed], api_name="ui_example",
+            p.examples.click(f(self.example), [p.key, p.shown, p.examples, p.seed_mode, p.seed, p.seed_before],
+                             [*self.w.view_outputs, p.prompt, p.seed_mode, p.seed, p.seed_before],
+                             api_name="ui_example",
                                 concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
         slides = [p.present, p.present_slider, p.present_caption, p.present_count, p.present_at]
         p.present_btn.click(f(self.present), [p.key], slides, api_name="ui_present", **nav)
