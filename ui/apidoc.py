@@ -48,13 +48,55 @@ class Doc:
         return "\n".join(out)
 
 
+# The endpoints that move between steps, read them, or move files: their texts need no model limits.
+SESSION_DOCS: dict[str, Doc] = {
+    "undo": Doc("Go back one step, to the current step's parent. At the original image nothing changes.",
+                {"session": SESSION}, RESULT),
+    "redo": Doc("Go forward again along the branch undo came back from.", {"session": SESSION}, RESULT),
+    "jump": Doc("Make any step current. The next edit from there starts a new branch; nothing is lost.",
+                {"session": SESSION, "step": STEP}, RESULT),
+    "branch": Doc("Switch to a sibling branch of the current step (another edit of the same parent).",
+                  {"session": SESSION,
+                   "offset": ("-1 for the previous sibling, +1 for the next (wraps around); each at the step "
+                              "it was left at.")}, RESULT),
+    "history": Doc("Read the session's history without changing it.", {"session": SESSION},
+                   "the history as JSON (as in edit's result, without the image)"),
+    "drift": Doc("How far each step of the current path has moved from the original: mean colour difference "
+                 "(CIE76 ΔE of 128 px versions; about 2 is just visible, above 12 the page suggests redoing the "
+                 "path) and luminance structural similarity (1 = same structure).", {"session": SESSION},
+                 "JSON {path: [{id, prompt, delta_e, ssim}, ...]} (empty before the first edit)"),
+    "step_image": Doc("The picture of any step.", {"session": SESSION, "step": STEP},
+                      "the step's PNG, with its prompt, seed and settings in the PNG metadata"),
+    "export": Doc("Export the session as files: a ZIP (every step's PNG and manifest.json with prompts, "
+                  "seeds and versions, importable with import_zip), an animated GIF of the current path and "
+                  "a contact sheet (PNG).",
+                  {"session": SESSION,
+                   "scope": ('"path" (the original to the current step, the default), "tree" (every '
+                             'branch of the current picture) or "all" (every chain of the session).')},
+                  "the files (ZIP, GIF, PNG); their links stay valid for at least 10 minutes"),
+    "import_zip": Doc("Continue from a ZIP made by export: its steps and branches are added to the session "
+                      "as new chains (renumbered when the session has steps already).",
+                      {"session": SESSION, "file": "The ZIP file, uploaded."}, RESULT),
+    "share": Doc("Make a read-only link to the tree of the current step (every branch of that picture, as it "
+                 "grows); sharing the same tree again gives the same link.", {"session": SESSION},
+                 "JSON {token, link, root}: open the app's address + link (/view?share=TOKEN) in a browser, "
+                 "or read the tree with shared_history"),
+    "unshare": Doc("Revoke every share link of the session: they stop working at once.", {"session": SESSION},
+                   "JSON {revoked: how many links there were}"),
+    "shared_history": Doc("Read a shared tree by its token, without the session key. Nothing can be changed "
+                          "with a token.",
+                          {"token": "The token from share (starts with v_, 66 characters)."},
+                          "the tree's history as JSON (as history, only that tree's steps)"),
+    "clear": Doc("Delete every step of the session. This cannot be undone.", {"session": SESSION},
+                 "the (empty) history as JSON"),
+    "stop": Doc("Stop the session's running or waiting edit, wherever it was started (a tab, this API, "
+                "MCP): it ends at its next step and adds nothing.", {"session": SESSION},
+                '{"stopped": true}, or false when no edit of the session runs'),
+}
+
+
 def docs(profile: P.Profile) -> dict[str, Doc]:
     """Every public endpoint's text, with `profile`'s limits. Keys are the endpoints' api_names."""
-    pr = profile
-    size = (f"in pixels, a multiple of {P.SIZE_MULTIPLE} from {pr.min_side} to {pr.max_side}, with width x height "
-            f"at most {pr.max_area:,} pixels; 0 for both: the input's aspect ratio at about {pr.default_area:,} "
-            "pixels (a square without an input). Give both or neither.")
-    modes = ", ".join(f'"{m}"' for m in SEED_MODES)
     return {
         "new_session": Doc("Create a new, empty editing session.",
                            returns="the session key, to pass to every other endpoint"),
@@ -69,29 +111,7 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
                     "The new step becomes current; an edit from an earlier step starts a new branch. One turn "
                     "per session at a time: a second call while one runs or waits is refused. Cancelling the "
                     "call stops the edit at its next step and leaves the history unchanged.",
-                    {"session": SESSION,
-                     "prompt": (f"The instruction, 1 to {P.MAX_PROMPT_CHARS} characters, e.g. 'make the sky "
-                                "stormy, keep everything else the same'. Quote text to replace it exactly."),
-                     "seed_mode": (f'One of {modes}. random: a new seed each call; fixed: use seed; locked: '
-                                   "the current step's seed (same noise, different instruction)."),
-                     "seed": f"A whole number from 0 to {P.MAX_SEED}, used only when seed_mode is \"fixed\".",
-                     "guidance": (f"Guidance scale from {P.MIN_GUIDANCE:g} to {P.MAX_GUIDANCE:g} (how strongly "
-                                  f"the prompt is followed); 0: the model's default, {pr.default_guidance:g}."),
-                     "steps": (f"Denoising steps, a whole number from {P.MIN_STEPS} to {P.MAX_STEPS}; 0: the "
-                               f"model's default, {pr.default_steps}. Time grows with steps."),
-                     "width": f"Output width {size}",
-                     "height": "Output height, as width.",
-                     "reference": ("Optional second picture (a style, character or object), placed to the right "
-                                   "of the current image; say which is which in the prompt ('the person from "
-                                   "the right image'). Empty: none."),
-                     "draft": ("true: a quarter of the size with the context scaled down too, several times "
-                               "faster; refine then re-runs it at full size with the same seed. Default false."),
-                     "loras": ("LoRAs this server offers, with strengths from 0 to 2: name=0.8,other=0.5 (at "
-                               "most 4; empty: none). Each step records them."),
-                     "reference_2": "Optional third picture, right of the reference (empty: none).",
-                     "reference_3": "Optional fourth picture, right of reference_2 (empty: none).",
-                     "roles": ("What each reference is, in order, comma-separated: style, character, object, "
-                               "background or other (e.g. style,character). Recorded with the step.")},
+                    _edit_args(profile),
                     RESULT + ". While running, the JSON output streams {progress: {step, total}} (or "
                     "{progress: {waiting: n}} while n turns are ahead in the GPU queue)"),
         "refine": Doc("Re-run the current draft at full size with the same seed, prompt and settings "
@@ -103,48 +123,40 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
         "reanchor": Doc("Apply the current step's instruction to the chain's original, with its seed and settings "
                         "(a new branch beside the step-by-step one, without the drift of the turns between).",
                         {"session": SESSION}, RESULT),
-        "undo": Doc("Go back one step, to the current step's parent. At the original image nothing changes.",
-                    {"session": SESSION}, RESULT),
-        "redo": Doc("Go forward again along the branch undo came back from.", {"session": SESSION}, RESULT),
-        "jump": Doc("Make any step current. The next edit from there starts a new branch; nothing is lost.",
-                    {"session": SESSION, "step": STEP}, RESULT),
-        "branch": Doc("Switch to a sibling branch of the current step (another edit of the same parent).",
-                      {"session": SESSION,
-                       "offset": ("-1 for the previous sibling, +1 for the next (wraps around); each at the step "
-                                  "it was left at.")}, RESULT),
-        "history": Doc("Read the session's history without changing it.", {"session": SESSION},
-                       "the history as JSON (as in edit's result, without the image)"),
-        "drift": Doc("How far each step of the current path has moved from the original: mean colour difference "
-                     "(CIE76 ΔE of 128 px versions; about 2 is just visible, above 12 the page suggests redoing the "
-                     "path) and luminance structural similarity (1 = same structure).", {"session": SESSION},
-                     "JSON {path: [{id, prompt, delta_e, ssim}, ...]} (empty before the first edit)"),
-        "step_image": Doc("The picture of any step.", {"session": SESSION, "step": STEP},
-                          "the step's PNG, with its prompt, seed and settings in the PNG metadata"),
-        "export": Doc("Export the session as files: a ZIP (every step's PNG and manifest.json with prompts, "
-                      "seeds and versions, importable with import_zip), an animated GIF of the current path and "
-                      "a contact sheet (PNG).",
-                      {"session": SESSION,
-                       "scope": ('"path" (the original to the current step, the default), "tree" (every '
-                                 'branch of the current picture) or "all" (every chain of the session).')},
-                      "the files (ZIP, GIF, PNG); their links stay valid for at least 10 minutes"),
-        "import_zip": Doc("Continue from a ZIP made by export: its steps and branches are added to the session "
-                          "as new chains (renumbered when the session has steps already).",
-                          {"session": SESSION, "file": "The ZIP file, uploaded."}, RESULT),
-        "share": Doc("Make a read-only link to the tree of the current step (every branch of that picture, as it "
-                     "grows); sharing the same tree again gives the same link.", {"session": SESSION},
-                     "JSON {token, link, root}: open the app's address + link (/view?share=TOKEN) in a browser, "
-                     "or read the tree with shared_history"),
-        "unshare": Doc("Revoke every share link of the session: they stop working at once.", {"session": SESSION},
-                       "JSON {revoked: how many links there were}"),
-        "shared_history": Doc("Read a shared tree by its token, without the session key. Nothing can be changed "
-                              "with a token.",
-                              {"token": "The token from share (starts with v_, 66 characters)."},
-                              "the tree's history as JSON (as history, only that tree's steps)"),
-        "clear": Doc("Delete every step of the session. This cannot be undone.", {"session": SESSION},
-                     "the (empty) history as JSON"),
-        "stop": Doc("Stop the session's running or waiting edit, wherever it was started (a tab, this API, "
-                    "MCP): it ends at its next step and adds nothing.", {"session": SESSION},
-                    '{"stopped": true}, or false when no edit of the session runs'),
+        **SESSION_DOCS,
+    }
+
+
+def _edit_args(pr: P.Profile) -> dict[str, str]:
+    """edit's arguments, with `pr`'s limits."""
+    size = (f"in pixels, a multiple of {P.SIZE_MULTIPLE} from {pr.min_side} to {pr.max_side}, with width x height "
+            f"at most {pr.max_area:,} pixels; 0 for both: the input's aspect ratio at about {pr.default_area:,} "
+            "pixels (a square without an input). Give both or neither.")
+    modes = ", ".join(f'"{m}"' for m in SEED_MODES)
+    return {
+        "session": SESSION,
+        "prompt": (f"The instruction, 1 to {P.MAX_PROMPT_CHARS} characters, e.g. 'make the sky "
+                   "stormy, keep everything else the same'. Quote text to replace it exactly."),
+        "seed_mode": (f'One of {modes}. random: a new seed each call; fixed: use seed; locked: '
+                      "the current step's seed (same noise, different instruction)."),
+        "seed": f"A whole number from 0 to {P.MAX_SEED}, used only when seed_mode is \"fixed\".",
+        "guidance": (f"Guidance scale from {P.MIN_GUIDANCE:g} to {P.MAX_GUIDANCE:g} (how strongly "
+                     f"the prompt is followed); 0: the model's default, {pr.default_guidance:g}."),
+        "steps": (f"Denoising steps, a whole number from {P.MIN_STEPS} to {P.MAX_STEPS}; 0: the "
+                  f"model's default, {pr.default_steps}. Time grows with steps."),
+        "width": f"Output width {size}",
+        "height": "Output height, as width.",
+        "reference": ("Optional second picture (a style, character or object), placed to the right "
+                      "of the current image; say which is which in the prompt ('the person from "
+                      "the right image'). Empty: none."),
+        "draft": ("true: a quarter of the size with the context scaled down too, several times "
+                  "faster; refine then re-runs it at full size with the same seed. Default false."),
+        "loras": ("LoRAs this server offers, with strengths from 0 to 2: name=0.8,other=0.5 (at "
+                  "most 4; empty: none). Each step records them."),
+        "reference_2": "Optional third picture, right of the reference (empty: none).",
+        "reference_3": "Optional fourth picture, right of reference_2 (empty: none).",
+        "roles": ("What each reference is, in order, comma-separated: style, character, object, "
+                  "background or other (e.g. style,character). Recorded with the step."),
     }
 
 

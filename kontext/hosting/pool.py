@@ -145,7 +145,6 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
                say: Callable[[str], None] = print) -> tuple[RayPool, PoolEngine]:
     """Start (or join, with `address`) Ray, deploy N workers named `name` and wait until every one is
     warmed up. One front per pool: a pool of that name already running on the cluster is refused."""
-    import ray
     from ray import serve
 
     from kontext.hosting.pool_worker import deployment
@@ -156,6 +155,33 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise UserError(f"--pool-name must be 1 to 64 letters, digits, - or _; got {name!r}")
     t0 = time.perf_counter()
+    gpus, replicas = _join_ray(address, device, replicas, cpus_per_replica, name, say)
+    model = model or (REAL_MODEL_ID if gpus else TINY_ID)  # the workers' device decides, not the front's
+    ask = f"{gpus} GPU" if gpus else f"{cpus_per_replica:g} CPU"
+    say(f"pool: {replicas} worker(s) of {model} in mode {mode}, {ask} each; "
+        "each loads and warms up before it takes a turn")
+    app = deployment(replicas, gpus, cpus_per_replica).bind(model, mode, "cuda" if gpus else "cpu", preview, loras,
+                                                           cache_dir, offload)
+    try:
+        handle = serve.run(app, name=name, route_prefix=None)
+    except RuntimeError:
+        reason = _deploy_failure(serve, name)
+        stop_pool(name)
+        raise RuntimeError(f"the pool's workers could not start: {reason}") from None
+    info = handle.describe.remote().result()
+    say(f"pool: {replicas} worker(s) ready in {time.perf_counter() - t0:.1f} s")
+    pool = RayPool(handle, replicas)
+    pool.name = name
+    return pool, PoolEngine(info, replicas)
+
+
+def _join_ray(address: str | None, device: str | None, replicas: int, cpus_per_replica: float, name: str,
+              say: Callable[[str], None]) -> tuple[int, int]:
+    """Start or join Ray and Serve; return (GPUs per worker, workers). Refuses too few GPUs and a pool
+    of this name already running; a refusal leaves a Ray this call started shut down again."""
+    import ray
+    from ray import serve
+
     joined_before = ray.is_initialized()  # then a refusal below must not disconnect the caller's Ray
     try:
         if address:
@@ -184,23 +210,7 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
         if not joined_before:
             ray.shutdown()
         raise
-    model = model or (REAL_MODEL_ID if gpus else TINY_ID)  # the workers' device decides, not the front's
-    ask = f"{gpus} GPU" if gpus else f"{cpus_per_replica:g} CPU"
-    say(f"pool: {replicas} worker(s) of {model} in mode {mode}, {ask} each; "
-        "each loads and warms up before it takes a turn")
-    app = deployment(replicas, gpus, cpus_per_replica).bind(model, mode, "cuda" if gpus else "cpu", preview, loras,
-                                                           cache_dir, offload)
-    try:
-        handle = serve.run(app, name=name, route_prefix=None)
-    except RuntimeError:
-        reason = _deploy_failure(serve, name)
-        stop_pool(name)
-        raise RuntimeError(f"the pool's workers could not start: {reason}") from None
-    info = handle.describe.remote().result()
-    say(f"pool: {replicas} worker(s) ready in {time.perf_counter() - t0:.1f} s")
-    pool = RayPool(handle, replicas)
-    pool.name = name
-    return pool, PoolEngine(info, replicas)
+    return gpus, replicas
 
 
 def worker_states(pool: RayPool, tries: int = 40) -> dict[int, dict[str, Any]]:

@@ -271,36 +271,21 @@ def _time_case(engine: Any, case: dict, steps: int, runs: int, seed: int, output
     size_warmup = time.perf_counter() - t0
     if cuda:
         torch.cuda.reset_peak_memory_stats(engine.device)
-    walls, step_s, previews, full = [], [], [], []
-    preview_error = None
+    walls, step_s, previews, full, preview_errors = [], [], [], [], []
     for run in range(runs):
-        marks: dict[str, float] = {}
-
-        def on_step(ev: Any, marks: dict = marks) -> None:
-            nonlocal preview_error
-            if ev.step == 1:
-                try:
-                    engine.preview(ev)  # reads the latents back, so the GPU has finished step 1
-                    marks["preview"] = time.perf_counter()
-                except Exception as e:  # noqa: BLE001 - recorded; the timing goes on
-                    preview_error = f"{type(e).__name__}: {e}"[:300]
-                _sync(cuda)
-                marks["after_step1"] = time.perf_counter()
-            if ev.step == ev.total:
-                _sync(cuda)
-                marks["last"] = time.perf_counter()
-
         counter.reset()
-        start = time.perf_counter()
-        result = engine.edit(image, PROMPT, seed=seed, steps=steps, width=w, height=h, on_step=on_step)
-        walls.append(time.perf_counter() - start)
+        result, marks = _timed_edit(engine, image, w, h, steps, seed, cuda)
+        walls.append(marks["wall"])
         if "preview" in marks:
-            previews.append(marks["preview"] - start)
+            previews.append(marks["preview"])
+        if "preview_error" in marks:
+            preview_errors.append(marks["preview_error"])
         if steps > 1 and "last" in marks:
             step_s.append((marks["last"] - marks["after_step1"]) / (steps - 1))
         full.append(counter.count)
         if run == 0:
             outputs[(name, case["size"])] = np.asarray(result.image, dtype=np.int16)
+    preview_error = preview_errors[-1] if preview_errors else None
     peak = torch.cuda.max_memory_allocated(engine.device) / 2**30 if cuda else None
     return {
         "size_warmup_s": round(size_warmup, 3),
@@ -318,6 +303,30 @@ def _time_case(engine: Any, case: dict, steps: int, runs: int, seed: int, output
         "eager_calls": result.extra.get("eager_calls", 0 if "compiled_calls" in result.extra else None),
         "eager_cause": result.extra.get("eager_cause"),
     }
+
+
+def _timed_edit(engine: Any, image: Any, w: int, h: int, steps: int, seed: int, cuda: bool) -> tuple[Any, dict]:
+    """One timed edit; the marks are seconds from its start: "wall", "preview" (the first step's
+    preview), "after_step1" and "last" (the GPU synchronised), or "preview_error"."""
+    marks: dict[str, Any] = {}
+    start = time.perf_counter()
+
+    def on_step(ev: Any) -> None:
+        if ev.step == 1:
+            try:
+                engine.preview(ev)  # reads the latents back, so the GPU has finished step 1
+                marks["preview"] = time.perf_counter() - start
+            except Exception as e:  # noqa: BLE001 - recorded; the timing goes on
+                marks["preview_error"] = f"{type(e).__name__}: {e}"[:300]
+            _sync(cuda)
+            marks["after_step1"] = time.perf_counter() - start
+        if ev.step == ev.total:
+            _sync(cuda)
+            marks["last"] = time.perf_counter() - start
+
+    result = engine.edit(image, PROMPT, seed=seed, steps=steps, width=w, height=h, on_step=on_step)
+    marks["wall"] = time.perf_counter() - start
+    return result, marks
 
 
 class _FullStepCounter:
