@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from gradio_client import Client
+from playwright.sync_api import expect
 from test_browser import ARGS, ARTIFACTS, CHROMIUM, WAIT_MS, status, thumbs, wait_status
 
 from apphelpers import running_app
@@ -252,6 +253,23 @@ def test_an_instruction_typed_during_an_edit_is_kept(app, browser):
     page.context.close()
 
 
+def steady_boxes(page, selectors):
+    """The elements' boxes, read together in one frame once the layout has stopped moving (two
+    frames in a row give the same boxes): read one by one, a reflow between reads mixes two layouts."""
+    return page.evaluate("""async (sels) => {
+        const frame = () => new Promise(r => requestAnimationFrame(r));
+        const read = () => sels.map(s => { const b = document.querySelector(s).getBoundingClientRect();
+            return {x: b.x, y: b.y, width: b.width, height: b.height}; });
+        let last = JSON.stringify(read());
+        for (;;) {
+            await frame();
+            const now = JSON.stringify(read());
+            if (now === last) return JSON.parse(now);
+            last = now;
+        }
+    }""", selectors)
+
+
 @pytest.mark.parametrize("width", [1400, 390], ids=["desktop", "phone"])
 def test_the_branch_switcher_stays_on_one_line(app, browser, width):
     url, _ = app
@@ -266,7 +284,7 @@ def test_the_branch_switcher_stays_on_one_line(app, browser, width):
     page.click("#edit-btn")
     wait_status(page, "Step #3 · seed")
     page.wait_for_selector("#next-branch", state="visible")
-    boxes = [page.locator(s).bounding_box() for s in ("#prev-branch", "#branch", "#next-branch")]
+    boxes = steady_boxes(page, ["#prev-branch", "#branch", "#next-branch"])
     tops = [b["y"] + b["height"] / 2 for b in boxes]
     assert max(tops) - min(tops) < 6, boxes  # one line: the arrows never wrap away from the label
     assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]
@@ -295,6 +313,9 @@ def test_stop_shows_and_works_while_an_edit_waits_for_the_gpu(app, browser):
         wait_status(first, "Step #2 · seed")
         settled(sessions)
     assert gate.count == 1 and thumbs(second).count() == 1  # the cancelled waiting edit never ran
+    # The example's seed was for its own turn: stopped, the visitor's seed mode comes back all the same.
+    expect(second.locator("#seed-mode input[value=random]")).to_be_checked()
+    expect(second.locator("#seed .error")).to_have_count(0)
     first.context.close()
     second.context.close()
 

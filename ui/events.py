@@ -301,8 +301,16 @@ class Wiring:
         gr.Info("Stopped: nothing was changed.")  # a queued event, so the toast reaches the page
         return {**self.redraw(key), **self.idle(), self.p.seed: seed}
 
-    def failed(self, key: str, shown: Any = None) -> dict[Any, Any]:
-        return {**self.redraw(key), **self.idle()}
+    def failed(self, key: str, shown: Any = None, seed: Any = None, seed_mode: Any = None,
+               seed_before: Any = None) -> dict[Any, Any]:
+        """After a turn failed or was stopped (gradio runs this after it marked the turn's outputs
+        with its red pill, whichever way the turn ended): the committed state, the Edit button, and
+        the seed boxes sent back out so no pill stays on them. An example's own turn that did not
+        finish still gives the visitor's seed mode back."""
+        seeds = {self.p.seed: seed, self.p.seed_mode: seed_mode}
+        if seed_before:
+            seeds.update(self.seed_restored(seed_before))
+        return {**self.redraw(key), **self.idle(), **seeds}
 
     def undo(self, key: str, shown: Any = None) -> dict[Any, Any]:
         self.s.undo(key)
@@ -437,7 +445,8 @@ class Wiring:
         if more_runs is not None:
             runs += more_runs(gpu)
         for run in runs:  # after an error, put the buttons and the committed image back
-            run.failure(f(self.failed), [p.key, p.shown], [*views, p.edit_btn, p.stop_btn, p.note], queue=False,
+            run.failure(f(self.failed), [p.key, p.shown, p.seed, p.seed_mode, p.seed_before],
+                        [*views, p.edit_btn, p.stop_btn, p.note, p.seed, p.seed_mode, p.seed_before], queue=False,
                         api_visibility="private")
         p.stop_btn.click(f(self.stopped), [p.key, p.shown, p.seed], [*views, p.edit_btn, p.stop_btn, p.note, p.seed],
                          cancels=runs,
