@@ -12,6 +12,10 @@ import torch
 
 torch.set_num_threads(1)  # on 2 cores one thread is faster for the tiny model
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test never touches the network
+# Inductor otherwise builds a probe program per vector ISA in every process that compiles (about 6 s
+# of g++ each, and the start-up bench's cold child has empty caches by design). The ISAs are still
+# picked from the CPU's own flags; only the compiler probe is skipped. Children inherit it.
+os.environ.setdefault("TORCHINDUCTOR_VEC_ISA_OK", "1")
 
 
 def _run_dir(tmp_path_factory) -> Path:
