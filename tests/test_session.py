@@ -167,6 +167,8 @@ def test_a_second_edit_of_a_running_session_is_refused_not_queued(sessions, phot
     def meanwhile():
         with pytest.raises(Busy, match="already running or waiting"):
             sessions.edit(key, "second", FAST)
+        with pytest.raises(Busy):  # refused before it is planned: planning would find the seed empty
+            sessions.edit(key, "second", EditOptions(steps=2, seed_mode="fixed", seed=None))
         waits, out = [], {}
 
         def queued():  # another session waits for the one GPU slot, and says how many are ahead
@@ -216,6 +218,22 @@ def test_a_full_queue_is_refused_and_a_waiting_turn_can_be_stopped(engine, store
     run_paused(s, keys[0], "runs", busy)
     assert isinstance(errors["waiting"], Cancelled) and q.waiting == 0
     assert len(s.history(keys[1])) == 1  # the stopped turn added nothing
+
+
+def test_stop_without_a_turn_or_a_flag_says_so_and_a_stopped_turn_never_takes_a_free_slot():
+    from kontext.sessions.admission import TurnQueue
+
+    q = TurnQueue(slots=1, max_waiting=1)
+    assert q.stop("nobody") is False
+    with q.turn("flagless"):
+        assert q.has_turn("flagless") and q.stop("flagless") is False  # nothing to set
+    stopped = threading.Event()
+    stopped.set()
+    with pytest.raises(Cancelled), q.turn("stopped", cancel=stopped):
+        pytest.fail("a turn stopped before its slot came free ran all the same")
+    assert not q.has_turn("stopped") and q.wait_idle(0)  # it left the queue and holds nothing
+    with q.turn("next"):  # the slot is free for the next turn
+        assert q.has_turn("next")
 
 
 def test_switch_branch_and_drift_warning(sessions, photo):

@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from kontext.core.atomic import write_atomic
 from kontext.core.history import History
 from kontext.errors import UserError
 from kontext.files.store import FOLDER_RE, HISTORY_FILE, IMAGE_RE, referenced_images
@@ -58,9 +59,7 @@ class FolderRemote:
         for rel, src in adds.items():
             dst = self.root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.tmp")
-            tmp.write_bytes(_bytes(src))
-            tmp.replace(dst)
+            write_atomic(dst, _bytes(src))  # a uniquely named temporary file: two pushes never share one
         for rel in deletes:
             (self.root / rel).unlink(missing_ok=True)
         for d in sorted({p.parent for p in self.root.rglob("*")}, key=lambda p: -len(p.parts)):

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 from kontext.errors import Busy, Cancelled, UserError
 
+SESSION_BUSY = "an edit of this session is already running or waiting: wait for it to finish, or press Stop"
+
 
 class TurnQueue:
     def __init__(self, slots: int = 1, max_waiting: int = 16):
@@ -71,8 +73,7 @@ class TurnQueue:
         me = object()
         with self._cond:
             if session in self._cancels:
-                raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
-                           "or press Stop")
+                raise Busy(SESSION_BUSY)
             if self._running >= self.slots and len(self._waiting) >= self.max_waiting:
                 raise Busy(f"the server is busy ({self._running} running, {len(self._waiting)} waiting): "
                            "try again in a minute")
@@ -82,6 +83,9 @@ class TurnQueue:
         try:
             with self._cond:
                 while True:
+                    # A turn stopped while it waited never takes the slot, even one that just came free.
+                    if cancelled() or (cancel is not None and cancel.is_set()):
+                        raise Cancelled()
                     ahead = self._waiting.index(me)
                     if ahead == 0 and self._running < self.slots:
                         self._waiting.popleft()
@@ -89,8 +93,6 @@ class TurnQueue:
                         running = True
                         self._cond.notify_all()
                         break
-                    if cancelled() or (cancel is not None and cancel.is_set()):
-                        raise Cancelled()
                     if on_wait is not None:
                         on_wait(ahead + max(0, self._running - self.slots + 1))
                     self._cond.wait(poll_s)

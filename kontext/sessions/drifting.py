@@ -25,7 +25,11 @@ class Drifting(Keeper):
         root_img: Image.Image | None = None
         # The timeline's 256 px thumbnails (made once, kept) are plenty for a 128 px measure and decode
         # in a millisecond, so even a long chain's first curve is quick.
-        thumb = lambda n: Image.open(self.store.thumbnail_path(key, n.image))  # noqa: E731
+        def thumb(n: Node) -> Image.Image:
+            with Image.open(self.store.thumbnail_path(key, n.image)) as im:
+                im.load()  # decoded now, so the file is closed at once (a long chain opens many)
+                return im.copy()
+
         for n in path[1:]:
             memo = (self.store.folder(key).name, path[0].image, n.image)
             d = self._drift.get(memo)

@@ -68,8 +68,11 @@ class Keeper:
         return new_key()
 
     def _lock(self, key: str) -> threading.Lock:
-        folder = self.store.folder(key)  # validates the key; its name is a hash of it
-        return self._locks[int(folder.name[:8], 16) % LOCK_STRIPES]  # Store.sweep relies on this mapping
+        return self._stripe(self.store.folder(key).name)  # validates the key; the folder's name is its hash
+
+    def _stripe(self, folder_name: str) -> threading.Lock:
+        """The lock of a session folder: by name, so that Store.sweep locks what an edit locks."""
+        return self._locks[int(folder_name[:8], 16) % LOCK_STRIPES]
 
     def history(self, key: str) -> History:
         with self._lock(key):
@@ -104,11 +107,7 @@ class Keeper:
         if now - self._last_sweep < every_s:
             return
         self._last_sweep = now
-
-        def lock_for(folder_name: str) -> threading.Lock:
-            return self._locks[int(folder_name[:8], 16) % LOCK_STRIPES]
-
-        removed = {p.name for p in self.store.sweep(now=now, keep=keep, lock_for=lock_for, room=room)}
+        removed = {p.name for p in self.store.sweep(now=now, keep=keep, lock_for=self._stripe, room=room)}
         self._cache.drop(lambda k: self.store.folder(k).name in removed)
 
     def make_room(self, key: str, nbytes: int) -> None:

@@ -25,6 +25,7 @@ from kontext.errors import Busy, Cancelled, UserError
 from kontext.model.engine import EditResult
 from kontext.model.safety import enforce
 from kontext.model.turns import Progress
+from kontext.sessions.admission import SESSION_BUSY
 from kontext.sessions.keeper import step_dict
 from kontext.sessions.planning import EditOptions, Planning, Turn
 from kontext.showcase.examples import ResultCache
@@ -56,14 +57,13 @@ class Running(Planning):
             if on_step is not None:
                 on_step(Progress(0, 0, None, ahead))
 
+        if self.queue.has_turn(key):  # the cheapest refusal first: no planning for a turn that cannot queue
+            raise Busy(SESSION_BUSY)
         # Planned once, with every rule, before it queues: a bad request is refused at once.
         turn = self.plan(key, prompt, opts, parent=parent, preview_every=preview_every)
         enforce(self.safety, turn.request.prompt, turn.request.context)  # before any GPU time
         result = self._cached(turn)
         if result is not None:  # an example's stored result needs no GPU: it never waits in the queue
-            if self.queue.has_turn(key):
-                raise Busy("an edit of this session is already running or waiting: wait for it to finish, "
-                           "or press Stop")
             enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
             return self.commit(key, turn, result, cancel)
         cancel = cancel if cancel is not None else threading.Event()  # so that stop(key) can end it
