@@ -255,6 +255,27 @@ def test_edit_with_a_reference_image(client, source, tmp_path):
                        api_name="/edit")
 
 
+def test_a_masked_edit_keeps_every_pixel_outside_the_mask(client, source, tmp_path):
+    key = client.predict(api_name="/new_session")
+    original, _ = client.predict(key, source, api_name="/upload")
+    layer = Image.new("RGBA", (96, 64), (0, 0, 0, 0))  # painted (opaque) in a box, as the page's painter does
+    layer.paste((255, 59, 48, 255), (30, 20, 70, 50))
+    layer.save(tmp_path / "mask.png")
+    mask = handle_file(str(tmp_path / "mask.png"))
+    img, h = client.predict(session=key, prompt="make the box gold", steps=2, mask=mask, api_name="/edit")
+    step = h["steps"][-1]
+    assert step["extra"]["mask"].endswith(".png") and step["extra"]["masked"] == pytest.approx(0.195, abs=0.01)
+    before, after = np.asarray(Image.open(original).convert("RGB")), np.asarray(Image.open(img).convert("RGB"))
+    outside = np.asarray(layer.getchannel("A")) == 0
+    assert after.shape == before.shape and np.array_equal(after[outside], before[outside])  # bit-exact
+    assert not np.array_equal(after[~outside], before[~outside])  # inside, the model repainted
+    small = tmp_path / "small.png"
+    Image.new("L", (16, 16), 255).save(small)
+    with pytest.raises(Exception, match="mask is 16x16 but the picture is 96x64"):  # never stretched
+        client.predict(session=key, prompt="x", steps=2, mask=handle_file(str(small)), api_name="/edit")
+    assert len(client.predict(key, api_name="/history")["steps"]) == 2  # the refusal changed nothing
+
+
 def test_draft_then_refine_endpoints(client, source):
     key = client.predict(api_name="/new_session")
     client.predict(key, source, api_name="/upload")
@@ -275,8 +296,10 @@ def test_malformed_payloads_get_a_message(app):
     key = Client(url, verbose=False).predict(api_name="/new_session")
     server_file = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
     cases = [("edit", [key, "x"], "enough input values"),
-             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False, "", None, None, ""],
+             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False, "", None, None, "", None],
               "not uploaded by a user"),
+             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, None, False, "", None, None, "", server_file],
+              "not uploaded by a user"),  # a server file as the mask
              ("upload", [key, server_file], "not uploaded by a user")]
     for api, data, words in cases:
         req = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),

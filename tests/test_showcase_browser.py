@@ -368,4 +368,7 @@ def test_painting_a_mask_limits_the_edit_to_it(app, browser, tmp_path):
     before = shown()
     changed = np.any(after != before, axis=-1).mean()
     assert 0 < changed <= share / 100 + 0.01  # only (part of) the painted area changed
+    page.locator("#examples tbody tr").first.click()  # another picture: the mask was painted on this one
+    wait_status(page, "ready: press")
+    expect(page.locator("#mask-status")).not_to_contain_text("Mask set")
     page.context.close()

@@ -68,9 +68,10 @@ class Api:
     def edit(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
              guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0,
              reference: Any = None, draft: bool = False, loras: str = "", reference_2: Any = None,
-             reference_3: Any = None, roles: str = "", profile: gr.OAuthProfile | None = None,
+             reference_3: Any = None, roles: str = "", mask: Any = None, profile: gr.OAuthProfile | None = None,
              progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 - gradio's injection marker
         check_signed_in(self.login, profile)
+        mask_path = uploaded_path(mask, "mask")
         paths = [uploaded_path(r, n) for r, n in ((reference, "reference"), (reference_2, "reference_2"),
                                                    (reference_3, "reference_3"))]
         paths = [p for p in paths if p]  # the references given, in order
@@ -79,12 +80,14 @@ class Api:
         if not isinstance(roles, str):
             raise UserError(f"roles must be text like style,character, got {type(roles).__name__}")
         stored = [self.s.add_reference(session, p) for p in paths]
+        # Read by the one mask rule and bound to the picture it is for: the current step, the edit's parent.
+        masked = self.s.add_mask(session, mask_path) if mask_path else None
         opts = EditOptions(seed_mode=seed_mode, seed=whole("seed", seed),
                            guidance=guidance or None, steps=whole("steps", steps) or None,
                            width=whole("width", width) or None, height=whole("height", height) or None,
                            reference=stored[0] if stored else None, more_references=tuple(stored[1:]),
                            roles=tuple(r.strip() for r in roles.split(",") if r.strip()),
-                           draft=bool(draft), loras=parse_active(loras))
+                           draft=bool(draft), loras=parse_active(loras), mask=masked)
         yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw), progress)
 
     def _again(name: str) -> Any:  # noqa: N805 - builds the four methods below, at class creation
@@ -171,6 +174,7 @@ class Api:
             reference2_in = gr.Image(label="reference_2", type="filepath", format="png", image_mode=None)
             reference3_in = gr.Image(label="reference_3", type="filepath", format="png", image_mode=None)
             roles_in = gr.Textbox(label="roles", value="")
+            mask_in = gr.Image(label="mask", type="filepath", format="png", image_mode=None)
             image_out = gr.Image(label="image", type="filepath", format="png")
             info = gr.JSON(label="history")
             scope = gr.Textbox(label="scope", value="path")
@@ -189,7 +193,7 @@ class Api:
         # preprocess=False: images reach kontext.core.images as uploaded (see ui/events.py).
         trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", preprocess=False, **common)
         trigger.click(f(self.edit), [key, text, mode, *nums, reference_in, draft_in, loras_in, reference2_in,
-                                     reference3_in, roles_in], pair, api_name="edit",
+                                     reference3_in, roles_in, mask_in], pair, api_name="edit",
                       preprocess=False, **gpu)
         trigger.click(f(self.refine), [key], pair, api_name="refine", **gpu)
         trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)

@@ -157,6 +157,10 @@ def _edit_args(pr: P.Profile) -> dict[str, str]:
         "reference_3": "Optional fourth picture, right of reference_2 (empty: none).",
         "roles": ("What each reference is, in order, comma-separated: style, character, object, "
                   "background or other (e.g. style,character). Recorded with the step."),
+        "mask": ("Optional picture of the current image's exact size: only where it is painted may the "
+                 "picture change, every other pixel stays exactly as it is. Painted means opaque in a "
+                 "picture with an alpha channel, else light (white may change, black stays). A masked "
+                 "edit keeps the size: give no width, height, reference or draft with it. Empty: none."),
     }
 
 

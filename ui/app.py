@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image as PILImage
 
-from kontext.core import MAX_PIXELS
 from kontext.hosting import Settings, Startup, browser_secret
 from kontext.sessions import Sessions
 from kontext.showcase import Catalog, load_catalog
@@ -50,8 +48,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
     `startup` (optional) reports a background warm-up; the page shows its progress until it is done.
     A second page, /view, is the read-only shared view (ui/viewer.py).
     """
-    # Gradio opens uploads with Pillow before we see them: make Pillow refuse bombs there too.
-    PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
+    # Gradio opens uploads with Pillow before we see them: kontext.core.images set Pillow's bomb limit.
     mcp.adapt()  # tool results as images and JSON (ui/mcp.py); harmless without --mcp
     # Session images are served in place from the store's public folder (links named by random
     # names): no copy in gradio's cache, and no session folder (history, prompts) is ever served.

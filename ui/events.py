@@ -188,8 +188,15 @@ class Wiring:
         if not path or Path(path).resolve().parent == self.s.store.public_dir.resolve():
             return self.redraw(key)
         self.s.upload(key, path, name=uploaded_name(value))
-        p = self.p
-        return {**self.redraw(key), p.mask_name: None, p.mask_status: "", p.mask_editor: None}
+        return {**self.redraw(key), **self.mask_cleared()}
+
+    def mask_cleared(self) -> dict[Any, Any]:
+        """A new picture (an upload, an example, an import): the tab's mask was painted on another one."""
+        return {self.p.mask_name: None, self.p.mask_status: "", self.p.mask_editor: None}
+
+    @property
+    def mask_outputs(self) -> list[Any]:
+        return [self.p.mask_name, self.p.mask_status, self.p.mask_editor]
 
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, ref_name: str | None = None, draft: bool = False, mask_name: str | None = None,
@@ -362,17 +369,17 @@ class Wiring:
         return {"background": path, "layers": [], "composite": path}
 
     def set_mask(self, key: str, value: Any) -> tuple[str, str]:
-        """Store what was painted as the mask the next edits use (the tab keeps its name)."""
+        """Store what was painted on the current picture as the mask the next edits use (the tab
+        keeps its name). The layers arrive as uploaded files (preprocess=False): kontext reads them by
+        the one mask rule, checking each one's size and count before decoding it."""
         layers = (value or {}).get("layers") if isinstance(value, dict) else None
         if not layers:
             raise UserError("nothing is painted yet: press Paint on the current picture, then paint over the part "
                             "the instruction may change")
-        from PIL import Image as PILImage
-
-        painted = layers[0].convert("RGBA")
-        for layer in layers[1:]:
-            painted = PILImage.alpha_composite(painted, layer.convert("RGBA").resize(painted.size))
-        name = self.s.add_mask(key, painted)
+        if not isinstance(layers, list):
+            raise UserError("mask: the painted layers must be a list of pictures")
+        paths = [uploaded_path(layer, "mask") for layer in layers]
+        name = self.s.add_mask(key, paths)
         share_ = round(100 * coverage(self.s.mask_image(key, name)))
         return name, (f"**Mask set**: the next edits change only the painted {share_} % of the picture; "
                       "everything else stays exactly as it is. *Clear mask* to edit everywhere.")
@@ -392,7 +399,7 @@ class Wiring:
         if not path:
             raise UserError("no file was uploaded")
         gr.Info(self.s.import_zip(key, path).message)
-        return self.redraw(key)
+        return {**self.redraw(key), **self.mask_cleared()}
 
     def text_prompt(self, old: str, new: str) -> str:
         return P.text_replacement_prompt(old or "", new or "")
@@ -466,7 +473,7 @@ class Wiring:
         # preprocess=False: the raw upload reaches kontext.core.images, which answers every bad file itself
         # (gradio's own decoding would fail first, with no message on the page).
         up = p.canvas.upload(f(self.upload), [p.key, p.shown, p.canvas],
-                             [*views, p.mask_name, p.mask_status, p.mask_editor], api_name="ui_upload",
+                             [*views, *self.mask_outputs], api_name="ui_upload",
                              preprocess=False,
                              concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
         # After a refusal, draw the committed state again (drops the rejected picture from the canvas).
@@ -510,9 +517,9 @@ class Wiring:
                           [p.loras], queue=False, api_visibility="private")
         p.mask_load.click(f(self.load_mask_canvas), [p.key], [p.mask_editor], api_name="ui_mask_load", **nav)
         p.mask_use.click(f(self.set_mask), [p.key, p.mask_editor], [p.mask_name, p.mask_status],
-                            api_name="ui_mask_use", concurrency_id="upload", concurrency_limit=2,
+                            api_name="ui_mask_use", concurrency_id="upload", concurrency_limit=2, preprocess=False,
                             api_visibility="undocumented")
-        p.mask_clear.click(lambda: (None, "", None), None, [p.mask_name, p.mask_status, p.mask_editor],
+        p.mask_clear.click(lambda: (None, "", None), None, self.mask_outputs,
                               queue=False, api_visibility="private")
         p.ref_image.clear(lambda: (None, ""), None, [p.ref_name, p.ref_status], queue=False,
                              api_visibility="private")
@@ -520,7 +527,8 @@ class Wiring:
                             **nav)
         p.export_btn.click(f(self.export), [p.key, p.scope], [p.files], api_name="ui_export",
                               concurrency_id="files", api_visibility="undocumented")
-        p.import_btn.upload(f(self.import_zip), [p.key, p.shown, p.import_btn], views, api_name="ui_import",
+        p.import_btn.upload(f(self.import_zip), [p.key, p.shown, p.import_btn], [*views, *self.mask_outputs],
+                            api_name="ui_import",
                                concurrency_id="files", api_visibility="undocumented")
         p.new_btn.click(
             f(self.start_over), [p.key, p.shown, p.confirm], views,

@@ -41,8 +41,8 @@ class Showcase:
         self.s.upload(key, ex.image, name=ex.image.name, example=ex.id)
         p = self.p
         before = seed_before or [seed_mode, seed]  # a second example keeps the first one's remembered choice
-        return {**self.w.redraw(key), p.prompt: ex.prompt, p.seed_mode: "fixed", p.seed: ex.seed,
-                p.seed_before: before,
+        return {**self.w.redraw(key), **self.w.mask_cleared(), p.prompt: ex.prompt, p.seed_mode: "fixed",
+                p.seed: ex.seed, p.seed_before: before,
                 p.status: f"**{ex.title}** ready: press *Edit* to run the instruction (seed {ex.seed}, the "
                           "example's, so a result made before comes back at once; your seed setting comes "
                           "back after it)."}
@@ -129,7 +129,8 @@ class Showcase:
         nav = dict(queue=False, api_visibility="undocumented")
         if p.examples is not None:
             p.examples.click(f(self.example), [p.key, p.shown, p.examples, p.seed_mode, p.seed, p.seed_before],
-                             [*self.w.view_outputs, p.prompt, p.seed_mode, p.seed, p.seed_before],
+                             [*self.w.view_outputs, *self.w.mask_outputs, p.prompt, p.seed_mode, p.seed,
+                              p.seed_before],
                              api_name="ui_example",
                                 concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
         slides = [p.present, p.present_slider, p.present_caption, p.present_count, p.present_at]

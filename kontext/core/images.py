@@ -22,6 +22,9 @@ MAX_SIDE = 8192
 MAX_PIXELS = 40_000_000  # 40 MP, e.g. 8000x5000
 MAX_ASPECT = 4.0
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# Every Pillow decode in the process (gradio's of an upload too) refuses what ours refuses: the same
+# answer whatever was imported first.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 def source_name(name: object, limit: int = 120) -> str:
@@ -37,11 +40,19 @@ def source_name(name: object, limit: int = 120) -> str:
 def open_image(source: str | Path | bytes | Image.Image, name: str = "image") -> Image.Image:
     """Open and validate an image from a path, bytes or a PIL image; return it as 8-bit RGB.
 
-    Raises ValueError naming `name` and the limit it broke.
+    Raises UserError naming `name` and the limit it broke.
     """
+    return to_rgb(decode_image(source, name))
+
+
+def decode_image(source: str | Path | bytes | Image.Image, name: str = "image",
+                 size: tuple[int, int] | None = None) -> Image.Image:
+    """Every check an upload gets (file size, format, dimensions and pixel count before any pixel is
+    decoded), then the pixels as they are: mode, alpha and profile kept. `size`: the only size
+    accepted (a mask for a picture), also checked before decoding."""
     if isinstance(source, Image.Image):
         img = source
-        _check_size(img.size, name)
+        _check_size(img.size, name, size)
     else:
         if isinstance(source, (str, Path)):
             path = Path(source)
@@ -54,18 +65,18 @@ def open_image(source: str | Path | bytes | Image.Image, name: str = "image") ->
             data = bytes(source)
             if len(data) > MAX_FILE_BYTES:
                 raise UserError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
-        img = _decode(data, name)
-    return to_rgb(img)
+        img = _decode(data, name, size)
+    return img
 
 
-def _decode(data: bytes, name: str) -> Image.Image:
+def _decode(data: bytes, name: str, size: tuple[int, int] | None = None) -> Image.Image:
     if not data:
         raise UserError(f"{name}: the file is empty")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            _check_size(img.size, name)  # before decoding any pixels
+            _check_size(img.size, name, size)  # before decoding any pixels
             img.load()
         except UserError:
             raise
@@ -82,8 +93,11 @@ def _decode(data: bytes, name: str) -> Image.Image:
     return img
 
 
-def _check_size(size: tuple[int, int], name: str) -> None:
+def _check_size(size: tuple[int, int], name: str, expected: tuple[int, int] | None = None) -> None:
     w, h = size
+    if expected is not None and (w, h) != tuple(expected):
+        raise UserError(f"{name} is {w}x{h} but the picture is {expected[0]}x{expected[1]}: a mask must be "
+                        "painted on the picture it is for (same size)")
     if w < MIN_SIDE or h < MIN_SIDE:
         raise UserError(f"{name}: {w}x{h} is too small; each side must be at least {MIN_SIDE} px")
     if w > MAX_SIDE or h > MAX_SIDE:

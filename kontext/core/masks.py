@@ -9,29 +9,66 @@ after turn.
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image, ImageFilter
+from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
+from PIL import Image, ImageChops, ImageFilter
+
+from kontext.core.images import decode_image, to_rgb
 from kontext.errors import UserError
 
 FEATHER_PX = 6  # the soft edge's width inside the mask, at the picture's own resolution
 
 
-def check_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """A mask as 8-bit L, 255 where the instruction may change the picture, at `size`.
+MAX_LAYERS = 8  # painted layers one mask may be made of (the page's painter sends one)
 
-    Accepts a painted layer (its alpha, if it has one) or any picture (non-black is "may change")."""
+RULE = ("a picture with an alpha channel is painted where it is opaque (alpha 128 or more), as the page's "
+        "painter makes it; a picture without one is painted where it is light (luminance 128 or more): "
+        "white may change, black stays")
+
+
+def painted(layer: Image.Image) -> Image.Image:
+    """The one mask rule (RULE), for the page, the API, MCP and imports alike: 8-bit L, 255 where
+    the instruction may change the picture. 16-bit, palette and CMYK layers are read through
+    kontext.core.images.to_rgb, so they mean what they show."""
+    if not isinstance(layer, Image.Image):
+        raise UserError(f"mask must be a picture, got {type(layer).__name__}")
+    if layer.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in layer.info:
+        m = layer.convert("RGBA").getchannel("A")
+    elif layer.mode.startswith("I") or layer.mode == "F":  # 16/32-bit grey: light is half its full range
+        top = 1.0 if layer.mode == "F" else 65535.0
+        return Image.fromarray(np.where(np.asarray(layer, dtype=np.float64) >= top / 2, 255, 0).astype(np.uint8))
+    else:
+        m = to_rgb(layer).convert("L")
+    return m.point(lambda v: 255 if v >= 128 else 0)
+
+
+def read_mask(layers: Sequence[Any], size: tuple[int, int], name: str = "mask") -> Image.Image:
+    """A mask from painted layers (paths, bytes or pictures; any layer painted = painted), each
+    checked like an upload and required to have the picture's `size` before it is decoded."""
+    if not layers:
+        raise UserError(f"{name}: nothing is painted: paint over the part of the picture the instruction may change")
+    if len(layers) > MAX_LAYERS:
+        raise UserError(f"{name} has {len(layers)} layers; at most {MAX_LAYERS}")
+    union: Image.Image | None = None
+    for i, layer in enumerate(layers, 1):
+        label = name if len(layers) == 1 else f"{name} layer {i}"
+        m = painted(decode_image(layer, label, size))  # one layer decoded at a time
+        union = m if union is None else ImageChops.lighter(union, m)
+    return check_mask(union, size)
+
+
+def check_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """A mask (by RULE) that fits a picture of `size` exactly and lets something change, as 0/255 L."""
     if not isinstance(mask, Image.Image):
         raise UserError(f"mask must be a picture, got {type(mask).__name__}")
-    if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
-        m = mask.convert("RGBA").getchannel("A")
-    else:
-        m = mask.convert("L")
-    if m.size != size:
-        m = m.resize(size, Image.NEAREST)
+    if mask.size != tuple(size):
+        raise UserError(f"the mask is {mask.size[0]}x{mask.size[1]} but the picture is {size[0]}x{size[1]}: a mask "
+                        "must be painted on the picture it is for (same size)")
+    m = mask if mask.mode == "L" and not mask.info.get("transparency") else painted(mask)
     m = m.point(lambda v: 255 if v >= 128 else 0)
-    covered = np.count_nonzero(np.asarray(m)) / (size[0] * size[1])
-    if covered == 0:
+    if not np.count_nonzero(np.asarray(m)):
         raise UserError("the mask is empty: paint over the part of the picture the instruction may change")
     return m
 

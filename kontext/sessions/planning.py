@@ -59,6 +59,18 @@ def recorded_references(node: Node) -> dict[str, tuple[str, ...]]:
 
 
 
+def check_painted_on(history: History, parent: int | None, painted_on: int | None) -> None:
+    """A mask belongs to the picture it was painted on and to the steps made from it: any other
+    picture (another tree, a sibling branch, an earlier step) is refused in words."""
+    if painted_on is None or parent is None:
+        return  # a mask without a record (an import's) still has to fit: the engine checks its size
+    if painted_on not in history.nodes:
+        raise UserError("the mask was painted on a picture this session no longer has: paint it again")
+    if painted_on not in {n.id for n in history.path(parent)}:
+        raise UserError(f"the mask was painted on step #{painted_on}, and step #{parent} is another picture: "
+                        "paint the mask again on this picture, or clear the mask")
+
+
 class Planning(Uploads):
     def resolve_seed(self, history: History, parent: int | None, opts: EditOptions) -> int:
         if opts.seed_mode not in SEED_MODES:
@@ -111,7 +123,8 @@ class Planning(Uploads):
             extra["reference_roles"] = list(opts.roles)[: 1 + len(more)]
         mask = None
         if opts.mask is not None:
-            mask = self.mask_image(key, opts.mask)
+            mask, painted_on = self.stored_mask(key, opts.mask)
+            check_painted_on(snapshot, parent_id, painted_on)
             extra["mask"] = opts.mask
         request = plan_step(self.engine, context, prompt, seed=self.resolve_seed(snapshot, parent_id, opts),
                             guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,

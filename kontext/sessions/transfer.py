@@ -7,7 +7,8 @@ from typing import Any, BinaryIO
 
 from kontext.core import metadata
 from kontext.core.history import History
-from kontext.core.masks import check_mask
+from kontext.core.images import decode_image
+from kontext.core.masks import check_mask, painted
 from kontext.errors import UnknownShare, UserError
 from kontext.files.export import write_export
 from kontext.files.importer import (
@@ -80,9 +81,10 @@ class Transfer(Keeper):
                 ids = plan_ids(reader.export, snapshot)
                 masks = {n.extra["mask"] for n in reader.export.nodes if isinstance(n.extra.get("mask"), str)}
                 for name in reader.export.references:
-                    data, img = reader.reference(name)
-                    if name in masks:  # stored as the app stores its own: checked, 0/255, no alpha games
-                        m = check_mask(img, img.size)
+                    data, _ = reader.reference(name)
+                    if name in masks:  # the one mask rule (kontext.core.masks.RULE), stored 0/255 like the app's
+                        raw = decode_image(data, f"references/{name}")  # its alpha kept: the rule reads it
+                        m = check_mask(painted(raw), raw.size)
                         data = metadata.png_bytes(m.convert("RGB"), {"kind": "upload", "prompt": "mask"})
                     refs[name] = self.store.save_image(key, data)
                 self._store_import(key, reader, ids, names)

@@ -13,7 +13,7 @@ from PIL import Image
 from kontext.core import metadata
 from kontext.core.history import History, Node
 from kontext.core.images import open_image, source_name
-from kontext.core.masks import check_mask
+from kontext.core.masks import read_mask
 from kontext.errors import UserError
 from kontext.sessions.keeper import Keeper, step_dict
 
@@ -66,29 +66,35 @@ class Uploads(Keeper):
             self._references.put((key, digest), name)  # only a shortcut: the files stay
             return name
 
-    def add_mask(self, key: str, source: Any) -> str:
-        """Store a mask (a picture: its alpha if it has one, else non-black means "may change") for
-        later masked edits; return its name. Kept exactly as given, so replays use the same pixels."""
-        if isinstance(source, Image.Image):
-            img = source
-        else:
-            img = open_image(source, "mask")  # every check an upload gets (format, size, bombs)
-            raw_src = io.BytesIO(source) if isinstance(source, bytes) else source
-            with Image.open(raw_src) as raw:  # open_image flattens alpha: a painted layer is its alpha
-                if raw.mode in ("RGBA", "LA", "PA") or "transparency" in raw.info:
-                    img = raw.convert("RGBA")
-        m = check_mask(img, img.size)
-        png = metadata.png_bytes(m.convert("RGB"), {"kind": "upload", "prompt": "mask"})
+    def add_mask(self, key: str, source: Any, *, step: int | None = None) -> str:
+        """Store a mask painted on step `step`'s picture (default: the current step) for later masked
+        edits; return its name. `source`: one painted layer or a list of them (a path, bytes or a
+        picture each), read by the one mask rule (kontext.core.masks.RULE) and required to have the
+        picture's size. It is kept as 0/255 with the step it was painted on, so that it is used only
+        on that picture and the steps made from it."""
+        h = self.history(key)
+        step = h.current if step is None else step
+        if step is None:
+            raise UserError("a mask is painted on a picture: upload one first")
+        node = h.node(step)
+        layers = list(source) if isinstance(source, (list, tuple)) else [source]
+        m = read_mask(layers, (node.width, node.height))
+        png = metadata.png_bytes(m.convert("RGB"), {"kind": "upload", "prompt": "mask", "painted_on": step})
         self.make_room(key, len(png))
         with self._lock(key):
             return self.store.save_image(key, png)
 
     def mask_image(self, key: str, name: str) -> Image.Image:
+        return self.stored_mask(key, name)[0]
+
+    def stored_mask(self, key: str, name: str) -> tuple[Image.Image, int | None]:
+        """A stored mask (0/255 L) and the step it was painted on (None: not recorded, as in imports)."""
         try:
             data = self.store.read_image_bytes(key, name)
         except FileNotFoundError:
             raise UserError("the mask is no longer stored: paint it again") from None
-        return Image.open(io.BytesIO(data)).convert("L")
+        step = (metadata.read_metadata(data).get("step") or {}).get("painted_on")
+        return Image.open(io.BytesIO(data)).convert("L"), step if isinstance(step, int) else None
 
     def reference_image(self, key: str, name: str) -> Image.Image:
         try:
