@@ -53,14 +53,28 @@ async def transcript(url: str) -> dict:
             out["edit"] = await s.call_tool("edit", {"session": key, "prompt": "make it red", "steps": 2,
                                                      "seed_mode": "fixed", "seed": 7})
             messages: list[str] = []
+            counts: list[tuple] = []
 
             async def on_progress(progress, total, message):
                 messages.append(message or "")
+                counts.append((progress, total))
 
             out["edit_with_progress"] = await s.call_tool(
                 "edit", {"session": key, "prompt": "now blue", "steps": 3}, progress_callback=on_progress)
-            out["progress"] = messages
+            out["progress"], out["progress_counts"] = messages, counts
+            # A masked edit: white (may change) in a box on black, the current picture's size.
+            step = json_of(out["edit_with_progress"])["step"]
+            box = Image.new("L", (step["width"], step["height"]), 0)
+            box.paste(255, (30, 20, 70, 50))
+            buf = io.BytesIO()
+            box.save(buf, "PNG")
+            out["mask"] = box
+            out["masked"] = await s.call_tool("edit", {
+                "session": key, "prompt": "a gold box", "steps": 2,
+                "mask": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()})
+            out["masked_parent"] = await s.call_tool("step_image", {"session": key, "step": 3})
             out["history"] = await s.call_tool("history", {"session": key})
+            out["undo"] = await s.call_tool("undo", {"session": key})
             out["undo"] = await s.call_tool("undo", {"session": key})
             out["bad"] = await s.call_tool("jump", {"session": key, "step": 99})
             out["export"] = await s.call_tool("export", {"session": key, "scope": "path"})
@@ -103,13 +117,30 @@ def test_edit_answers_with_the_image_and_the_step(mcp_run):
         assert image_of(r).size == (step["width"], step["height"])
     assert json_of(mcp_run["edit"])["step"]["seed"] == 7
     assert any("Step 3 of 3" in m for m in mcp_run["progress"]), mcp_run["progress"]
+    counts = mcp_run["progress_counts"]  # the step of the step count, growing as MCP wants
+    assert (3, 3) in counts and {t for _, t in counts if _ > 0} == {3}, counts
+    assert all(a[0] < b[0] for a, b in zip(counts, counts[1:], strict=False)), counts
+
+
+def test_a_masked_edit_keeps_every_pixel_outside_the_mask(mcp_run):
+    import numpy as np
+
+    r = mcp_run["masked"]
+    assert not r.isError, r.content
+    assert json_of(r)["step"]["extra"]["masked"] > 0
+    before = np.asarray(image_of(mcp_run["masked_parent"]).convert("RGB"))
+    after = np.asarray(image_of(r).convert("RGB"))
+    outside = np.asarray(mcp_run["mask"]) == 0
+    assert np.array_equal(after[outside], before[outside])  # bit-exact
+    assert not np.array_equal(after[~outside], before[~outside])
 
 
 def test_history_undo_and_errors(mcp_run):
     h = json_of(mcp_run["history"])
     assert kinds(mcp_run["history"]) == ["text"]
-    assert h["current"] == 3 and [s["prompt"] for s in h["steps"]] == ["original", "make it red", "now blue"]
-    u = mcp_run["undo"]
+    assert h["current"] == 4 and [s["prompt"] for s in h["steps"]] == ["original", "make it red", "now blue",
+                                                                         "a gold box"]
+    u = mcp_run["undo"]  # undone twice
     assert kinds(u) == ["image", "text", "text"] and json_of(u)["current"] == 2
     bad = mcp_run["bad"]
     assert bad.isError and "99" in bad.content[0].text

@@ -6,10 +6,12 @@ Python reprs that an agent would have to parse:
   token: the client's result tuple is treated as one output and sent as `str(tuple)`;
 - a JSON output: sent as `str(dict)`, or as `root={...}` (the repr of gradio's JsonData model) for
   tools that run without the queue.
-`adapt()` fixes both on gradio's server class: it splits the tuple into its outputs and sends JSON
-values as JSON text; images keep gradio's own handling (image content plus the image's URL) and
-lists of files are sent file by file. tests/test_mcp.py checks the result types with the `mcp`
-client, so a gradio that changes these methods fails there rather than in front of an agent.
+And with a progress token, gradio's notifications count status messages and carry no total.
+`adapt()` fixes these on gradio's server class: it splits the tuple into its outputs and sends JSON
+values as JSON text (images keep gradio's own handling: image content plus the image's URL; lists
+of files are sent file by file), and progress is the turn's step of its step count.
+tests/test_mcp.py checks the result types with the `mcp` client, so a gradio that changes these
+methods fails there rather than in front of an agent.
 """
 
 from __future__ import annotations
@@ -42,6 +44,20 @@ def as_outputs(data: list[Any]) -> list[Any]:
     return out
 
 
+def progress_of(update: Any, last: float | None) -> tuple[float | None, float | None]:
+    """(progress, total) for an MCP progress notification of a job status: a turn's denoising step
+    of its step count; 0 of unknown before it (queued, waiting for the GPU). MCP wants progress to
+    grow, so an update that would not advance it gives (None, None): not sent."""
+    unit = next((u for u in (update.progress_data or []) if u.index is not None), None)
+    if unit is not None and unit.length:
+        progress, total = float(unit.index), float(unit.length)
+    else:
+        progress, total = 0.0, None
+    if last is not None and progress <= last:
+        return None, None
+    return progress, total
+
+
 def adapt() -> bool:
     """Install the fix on gradio's MCP server class (once). False if this gradio has no MCP server
     or its methods are not the ones this module knows; the tools then work with gradio's output."""
@@ -53,7 +69,8 @@ def adapt() -> bool:
     if getattr(GradioMCPServer, "_kontext_adapted", False):
         return True
     post = getattr(GradioMCPServer, "postprocess_output_data", None)
-    if post is None or not hasattr(GradioMCPServer, "_execute_tool_without_progress"):
+    if post is None or not all(hasattr(GradioMCPServer, m) for m in (
+            "_execute_tool_without_progress", "_execute_tool_with_progress", "_format_progress_message")):
         log.warning("gradio's MCP server has changed: tool results are sent as gradio makes them")
         return False
 
@@ -62,10 +79,34 @@ def adapt() -> bool:
         # gradio_client returns a tuple for several outputs and the bare value for one.
         return list(result) if isinstance(result, tuple) else [result]
 
+    async def _execute_tool_with_progress(self: Any, job: Any, progress_token: str | int) -> list[Any]:
+        """Progress notifications with the step count (gradio sends a running count and no total)."""
+        context = self.mcp_server.request_context
+        last: float | None = None
+        output: Any = None
+        async for update in job:
+            if update.type == "status":
+                progress, total = progress_of(update, last)
+                if progress is None:
+                    continue
+                await context.session.send_progress_notification(
+                    progress_token=progress_token, progress=progress, total=total,
+                    message=self._format_progress_message(update), related_request_id=str(context.request_id))
+                last = progress
+            elif update.type == "output" and update.final:
+                output = update.outputs
+                if not update.success:
+                    raise RuntimeError(": ".join(str(x) for x in (output.get("title"), output.get("error")) if x)
+                                       or "Error!")
+        if job.exception():
+            raise job.exception()
+        return output["data"]
+
     def postprocess_output_data(self: Any, data: Any, root_url: str) -> Any:
         return post(self, as_outputs(list(data)), root_url)
 
     GradioMCPServer._execute_tool_without_progress = _execute_tool_without_progress
+    GradioMCPServer._execute_tool_with_progress = _execute_tool_with_progress
     GradioMCPServer.postprocess_output_data = postprocess_output_data
     GradioMCPServer._kontext_adapted = True
     return True
