@@ -38,7 +38,10 @@ def lora_engine(tiny_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("loras")
     (base / "a").mkdir()
     (base / "b").mkdir()
-    presets = (Lora("style", make_lora(engine, base / "a", 1)), Lora("grain", make_lora(engine, base / "b", 2)))
+    broken = base / "broken.safetensors"
+    broken.write_bytes(b"not a LoRA at all")
+    presets = (Lora("style", make_lora(engine, base / "a", 1)), Lora("grain", make_lora(engine, base / "b", 2)),
+               Lora("broken", str(broken)))
     engine.set_lora_presets(presets)
     return engine
 
@@ -74,13 +77,22 @@ def test_several_at_once_and_no_reload(lora_engine, monkeypatch):
 
 
 @pytest.mark.parametrize("loras, words", [
-    ((("nope", 1.0),), "not offered here; the LoRAs are: style, grain"),
+    ((("nope", 1.0),), "not offered here; the LoRAs are: style, grain, broken"),
     ((("style", 3.0),), "strength must be a number from 0 to 2"),
     ((("style", 1.0), ("style", 0.5)), "each LoRA once"),
 ])
 def test_bad_lora_requests_are_refused(lora_engine, loras, words):
     with pytest.raises(UserError, match=words):
         run(lora_engine, loras)
+
+
+def test_a_broken_lora_file_is_named_by_its_preset_never_by_its_server_path(lora_engine, caplog):
+    with pytest.raises(UserError, match="LoRA broken could not be loaded") as e:
+        run(lora_engine, (("broken", 1.0),))
+    path = lora_engine.lora.presets["broken"].source
+    assert path not in str(e.value) and "/" not in str(e.value)  # no server path reaches a client
+    assert path in caplog.text  # the host's log has it
+    assert run(lora_engine, (("style", 1.0),)).extra["loras"][0]["name"] == "style"  # and the engine works on
 
 
 def test_parse_and_aot_refusal():

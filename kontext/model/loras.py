@@ -7,6 +7,7 @@ strength), so its PNG metadata, the export and a replay say exactly how it was m
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from kontext.errors import UserError
 
 MAX_ACTIVE = 4
 MIN_SCALE, MAX_SCALE = 0.0, 2.0
+
+log = logging.getLogger("kontext.model.loras")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,11 @@ class LoraSet:
                     except ImportError as e:
                         raise UserError(f"LoRAs need the peft package: pip install peft ({e})") from None
                     except (OSError, ValueError, KeyError) as e:
-                        raise UserError(f"LoRA {name} could not be loaded from {lora.source}: {e}") from None
+                        # The host's file and the loader's words (server paths) go to the log; a visitor
+                        # or an API client gets the preset's name only.
+                        log.warning("LoRA %s could not be loaded from %s: %s", name, lora.source, e)
+                        raise UserError(f"LoRA {name} could not be loaded ({type(e).__name__}): this server's "
+                                        "file for it is not a LoRA this model takes; its log says more") from None
                     self._loaded.add(name)
             wanted = tuple((n, s) for n, s, _ in items)
             if wanted != self._active and self._loaded:
