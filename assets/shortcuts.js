@@ -1,6 +1,26 @@
 () => {
   const visible = (id) => { const el = document.getElementById(id); return !!el && el.getClientRects().length > 0; };
   const click = (id) => { const b = document.getElementById(id); if (b && !b.disabled) { b.click(); return true; } return false; };
+  // On a phone the demo banner would fill the first screen: one line until tapped (or Enter).
+  const fold = () => {
+    const b = document.getElementById("demo-banner");
+    if (!b) return false;
+    if (!b.dataset.fold && window.matchMedia("(max-width: 720px)").matches) {
+      b.dataset.fold = "1";
+      b.classList.add("folded");
+      b.tabIndex = 0;
+      b.setAttribute("aria-expanded", "false");
+      b.title = "Tap to read all";
+      const open = () => { b.classList.remove("folded"); b.setAttribute("aria-expanded", "true"); };
+      b.addEventListener("click", open);
+      b.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { open(); e.preventDefault(); } });
+    }
+    return true;
+  };
+  if (!fold()) {
+    const o = new MutationObserver(() => { if (fold()) o.disconnect(); });
+    o.observe(document.body, { childList: true, subtree: true });
+  }
   document.addEventListener("keydown", (e) => {
     const t = e.target;
     if (t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.isContentEditable)) return;

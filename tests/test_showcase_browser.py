@@ -168,6 +168,8 @@ def test_presentation_view_with_the_keyboard(app, browser, viewport):
     assert "The original" in page.locator("#present-caption").inner_text()
     box = page.locator("#present").bounding_box()
     assert box["width"] >= viewport[0] - 2 and box["height"] >= viewport[1] - 2  # the whole window
+    close = page.locator("#present-close").bounding_box()
+    assert close["x"] + close["width"] < viewport[0] / 2  # on the left: notices (top right) never cover it
     tag = "1080p" if viewport[0] > 800 else "phone"
     page.wait_for_function("() => [...document.querySelectorAll('#present-slider img')].every(i => i.complete)")
     page.wait_for_timeout(600)  # past gradio's loading fade
@@ -211,6 +213,9 @@ def test_a_share_link_is_read_only_and_can_be_revoked(app, browser):
     viewer.locator("#timeline .thumbnail-item").first.click()  # looking around is the viewer's own
     viewer.wait_for_function("() => document.querySelector('#view-status')?.innerText.includes('original')")
     assert "Step #2" in status(owner)  # the owner's page did not move
+    assert viewer.locator("#view-files").count() == 0 or not viewer.locator("#view-files").is_visible()
+    viewer.click("#view-download")  # the Downloads box shows once it has something in it
+    viewer.wait_for_function("() => document.querySelector('#view-files')?.innerText.includes('.zip')")
     viewer.click("#present-btn")
     viewer.wait_for_function("() => document.querySelector('#present-count')?.innerText.includes('1 of')")
 
@@ -291,6 +296,34 @@ def test_the_branch_switcher_stays_on_one_line(app, browser, width):
     assert boxes[2]["x"] + boxes[2]["width"] <= width, boxes  # and all of it on screen
     page.locator("#nav-row").screenshot(path=str(ARTIFACTS / f"showcase-branch-{width}.png"))
     page.context.close()
+
+
+def test_the_first_screen_on_a_desktop_and_a_phone(app, browser):
+    url, _ = app
+    page = edited_example(browser, url, 0)  # 1400 px wide
+    wait_status(page, "Step #2 · seed")
+    undo, present = steady_boxes(page, ["#undo-btn", "#present-btn"])
+    assert abs(undo["y"] - present["y"]) < 2, (undo, present)  # Present stays on the buttons' line
+    # The tiny model's 160x112 result fills the canvas, its pixels drawn as pixels (not a stamp in the middle).
+    style = page.evaluate("() => { const s = getComputedStyle(document.querySelector('#canvas img'));"
+                          " return [s.objectFit, s.imageRendering]; }")
+    assert style == ["contain", "pixelated"]
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_selector("#cmp-b input", state="visible")
+    # A long step name ends in an ellipsis before the dropdown's arrow, not under it.
+    gap, overflow = page.evaluate("""() => { const i = document.querySelector('#cmp-b input');
+        const outer = i.closest('.wrap').getBoundingClientRect();
+        return [outer.right - i.getBoundingClientRect().right, getComputedStyle(i).textOverflow]; }""")
+    assert gap >= 20 and overflow == "ellipsis", (gap, overflow)
+    page.context.close()
+    phone = open_page(browser, url, (390, 844))
+    banner = phone.locator("#demo-banner")
+    expect(banner).to_have_attribute("aria-expanded", "false")
+    assert banner.bounding_box()["height"] < 70  # one line, not the whole first screen
+    banner.click()
+    expect(banner).to_have_attribute("aria-expanded", "true")
+    assert banner.bounding_box()["height"] > 150  # all of it, once asked for
+    phone.context.close()
 
 
 def test_stop_shows_and_works_while_an_edit_waits_for_the_gpu(app, browser):

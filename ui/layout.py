@@ -221,7 +221,7 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
         page.reroll_btn = gr.Button("Re-roll", size="sm", elem_id="reroll-btn", min_width=80)
         page.combine_btn = gr.Button("Redo path as one edit", size="sm", elem_id="combine-btn",
                                               min_width=120)
-        page.reanchor_btn = gr.Button("Apply this instruction to the original", size="sm",
+        page.reanchor_btn = gr.Button("Apply to the original", size="sm",
                                                elem_id="reanchor-btn", min_width=120)
         with gr.Row(elem_id="branch-switch"):  # one unit: never wraps between its arrows
             page.prev_branch = gr.Button("◀", size="sm", elem_id="prev-branch", min_width=36, visible=False)
@@ -401,9 +401,10 @@ def render_present(page: Page) -> None:
     with gr.Column(visible=False, elem_id="present") as col:
         page.present = col
         with gr.Row(elem_id="present-bar", equal_height=True):
-            page.present_count = gr.Markdown("", elem_id="present-count")
+            # The way back sits on the left: gradio's notices appear top right and would cover it.
             page.present_close = gr.Button("✕ Back to editing", size="sm", scale=0, min_width=150,
                                                     elem_id="present-close")
+            page.present_count = gr.Markdown("", elem_id="present-count")
         page.present_caption = gr.Markdown("", elem_id="present-caption")
         page.present_slider = gr.ImageSlider(show_label=False, type="filepath", format="png",
                                                       max_height=720, elem_id="present-slider", buttons=[])

@@ -94,9 +94,11 @@ class Viewer:
                     p.present_caption: sl.caption, p.present_count: sl.count, p.present_at: sl.index}
         return go
 
-    def download(self, token: Any, at: Any) -> list[str]:
+    def download(self, token: Any, at: Any) -> Any:
+        """The files, shown once there are some (an empty Downloads box would take room for nothing)."""
         key, h = self._view(token, at)
-        return share.export_files(self.s, key, "tree", history=h)  # exactly the tree the token was checked for
+        files = share.export_files(self.s, key, "tree", history=h)  # exactly the tree the token was checked for
+        return gr.File(value=files, visible=True)
 
     def render(self, title: str) -> None:
         p = self.p
@@ -115,7 +117,7 @@ class Viewer:
                         p.download_btn = gr.Button("Download ZIP + GIF + contact sheet", size="sm",
                                                       elem_id="view-download")
                     p.files = gr.File(label="Downloads", file_count="multiple", interactive=False, height=110,
-                                         elem_id="view-files")
+                                         elem_id="view-files", visible=False)
                 with gr.Column(scale=2, min_width=300):
                     with gr.Tabs():
                         with gr.Tab("Timeline"):
