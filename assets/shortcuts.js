@@ -21,6 +21,16 @@
     const o = new MutationObserver(() => { if (fold()) o.disconnect(); });
     o.observe(document.body, { childList: true, subtree: true });
   }
+  // Two things gradio's markup leaves unnamed for screen readers (axe: button-name, aria-prohibited-attr):
+  // the button around the shared view's picture, and the "Empty value" placeholder of an empty image.
+  const name = () => {
+    for (const b of document.querySelectorAll("#view-canvas button:not([aria-label])")) {
+      if (!b.innerText.trim()) b.setAttribute("aria-label", "The step's picture");
+    }
+    for (const d of document.querySelectorAll("div.empty[aria-label]:not([role])")) d.setAttribute("role", "img");
+  };
+  name();
+  new MutationObserver(name).observe(document.body, { childList: true, subtree: true });
   document.addEventListener("keydown", (e) => {
     const t = e.target;
     if (t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.isContentEditable)) return;

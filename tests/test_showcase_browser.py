@@ -207,6 +207,7 @@ def test_a_share_link_is_read_only_and_can_be_revoked(app, browser):
     viewer.goto(link)
     viewer.wait_for_selector("#view-canvas img")
     viewer.wait_for_function("() => document.querySelectorAll('#timeline .thumbnail-item').length === 2")
+    assert axe_findings(viewer) == []  # the share view too
     for control in ("#prompt", "#edit-btn", "#undo-btn", "#new-btn", "#canvas input[type=file]", "#share-btn"):
         assert viewer.locator(control).count() == 0, control  # no way to change anything
     viewer.screenshot(path=str(ARTIFACTS / "showcase-shared-phone.png"), full_page=True)
@@ -298,10 +299,29 @@ def test_the_branch_switcher_stays_on_one_line(app, browser, width):
     page.context.close()
 
 
+def axe_findings(page) -> list[tuple[str, str, list]]:
+    """axe-core's serious and critical violations on the page as it is: (rule, impact, elements)."""
+    from pathlib import Path
+
+    import axe_playwright_python
+
+    # Measured once the page is still: a colour mid-transition (a button just enabled) is no finding.
+    page.wait_for_function("() => document.getAnimations().every(a => a.playState !== 'running')")
+    page.evaluate(Path(axe_playwright_python.__file__).with_name("axe.min.js").read_text("utf-8"))
+    found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in found
+            if v["impact"] in ("serious", "critical")]
+
+
 def test_the_first_screen_on_a_desktop_and_a_phone(app, browser):
     url, _ = app
-    page = edited_example(browser, url, 0)  # 1400 px wide
+    page = open_page(browser, url)  # 1400 px wide
+    assert axe_findings(page) == []  # accessible as it opens (colour contrast, names, roles)
+    page.locator("#examples tbody tr").first.click()
+    wait_status(page, "ready: press")
+    page.click("#edit-btn")
     wait_status(page, "Step #2 · seed")
+    assert axe_findings(page) == []  # and after an edit
     undo, present = steady_boxes(page, ["#undo-btn", "#present-btn"])
     assert abs(undo["y"] - present["y"]) < 2, (undo, present)  # Present stays on the buttons' line
     # The tiny model's 160x112 result fills the canvas, its pixels drawn as pixels (not a stamp in the middle).

@@ -124,7 +124,7 @@ def theme(accent: str) -> gr.themes.Base:
     """gradio's Soft theme in the accent colour: a hue name, or #rrggbb (its shades mixed with white
     and black around it)."""
     if not accent.startswith("#"):
-        return gr.themes.Soft(primary_hue=accent)
+        return readable(gr.themes.Soft(primary_hue=accent))
     rgb = [int(accent[i:i + 2], 16) for i in (1, 3, 5)]
 
     def mix(to: int, t: float) -> str:
@@ -134,7 +134,17 @@ def theme(accent: str) -> gr.themes.Base:
     dark = [mix(0, t) for t in (0.15, 0.3, 0.45, 0.6, 0.7)]  # 600 .. 950
     shades = [*light, accent, *dark]
     names = ["c50", "c100", "c200", "c300", "c400", "c500", "c600", "c700", "c800", "c900", "c950"]
-    return gr.themes.Soft(primary_hue=gr.themes.Color(name="brand", **dict(zip(names, shades, strict=True))))
+    return readable(gr.themes.Soft(primary_hue=gr.themes.Color(name="brand", **dict(zip(names, shades, strict=True)))))
+
+
+def readable(t: gr.themes.Base) -> gr.themes.Base:
+    """Text in the theme's colours with at least 4.5:1 contrast (WCAG AA; axe found the Soft theme's
+    labels at 3.62:1, the primary button at 4.46:1, the selected tab at 4.27:1 and grey hints at 2.42:1):
+    labels, accents and the primary button one or two shades darker, greys one shade darker."""
+    return t.set(block_label_text_color="*primary_700", block_title_text_color="*primary_700",
+                 color_accent="*primary_600", checkbox_label_background_fill_selected="*primary_600",
+                 button_primary_background_fill="*primary_600", button_primary_background_fill_hover="*primary_700",
+                 input_placeholder_color="*neutral_500", body_text_color_subdued="*neutral_500")
 
 
 LAUNCH_KWARGS = dict(

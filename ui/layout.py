@@ -383,13 +383,14 @@ def render_examples(page: Page, catalog: Catalog, brand: Branding) -> None:
     (click: every instruction runs in turn)."""
     if catalog.examples and brand.shows("examples"):
         page.examples = gr.Dataset(
-            components=["image", "textbox", "textbox"], headers=["", "Shows", "Instruction"], type="index",
+            components=["image", "textbox", "textbox"], headers=["Picture", "Shows", "Instruction"], type="index",
             samples=[[str(e.image), e.title, e.prompt] for e in catalog.examples], samples_per_page=10,
             label="Try an example: click one to start from its picture, with its instruction filled in",
             elem_id="examples", layout="table")
     if catalog.chains and brand.shows("chains"):
         page.chains = gr.Dataset(
-            components=["image", "textbox", "textbox"], headers=["", "Chain", "Instructions, in turn"], type="index",
+            components=["image", "textbox", "textbox"], headers=["Picture", "Chain", "Instructions, in turn"],
+            type="index",
             samples=[[str(c.image), c.title, " → ".join(c.prompts)] for c in catalog.chains], samples_per_page=10,
             label="Example chains: click one to run all its instructions, turn by turn (Stop ends it)",
             elem_id="chains", layout="table")
