@@ -397,12 +397,27 @@ def test_painting_a_mask_limits_the_edit_to_it(app, browser, tmp_path):
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # drawn
     canvas = page.locator("#mask-editor canvas").first
     box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.55, steps=8)
-    page.mouse.up()
-    page.click("#mask-use")
-    page.wait_for_selector("text=Mask set")
+
+    def stroke_and_use() -> str:
+        """Paint a stroke, press Use this mask, and wait for the answer: the status, or an error notice."""
+        page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.55, steps=8)
+        page.mouse.up()
+        errors = page.locator(".toast-body.error").count()
+        page.click("#mask-use")
+        page.wait_for_function("n => document.querySelector('#mask-status')?.innerText.includes('Mask set')"
+                               " || document.querySelectorAll('.toast-body.error').length > n", arg=errors)
+        return page.locator("#mask-status").inner_text()
+
+    answer = stroke_and_use()
+    if "Mask set" not in answer:
+        # Under load the editor can miss a stroke made while it is still drawing the picture: gradio's
+        # editor, not the app (which said "nothing is painted"). One more stroke, then it must work.
+        errors = page.locator(".toast-body.error").all_inner_texts()
+        assert any("nothing is painted" in e or "mask is empty" in e for e in errors), errors
+        answer = stroke_and_use()
+    assert "Mask set" in answer, page.locator(".toast-body").all_inner_texts()
     page.fill("#prompt textarea", "make it glow")
     page.click("#edit-btn")
     wait_status(page, "masked: only")
