@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     url = f"http://{settings.host}:{settings.port}"
     print(f"Kontext Playground on {url} with model {engine.model_id} ({engine.device})")
     demo.queue(**queue_kwargs(settings)).launch(
-        server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp, **launch_kwargs(settings),
+        server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp,
+        **launch_kwargs(settings, store.public_dir),
     )
 
 

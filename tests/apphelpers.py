@@ -29,7 +29,7 @@ def running_app(sessions, data_dir, mcp: bool = False, **settings_kw):
     port = free_port()
     demo.queue(**queue_kwargs(settings)).launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, mcp_server=mcp,
-        **launch_kwargs(settings))
+        **launch_kwargs(settings, sessions.store.public_dir))
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

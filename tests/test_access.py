@@ -54,8 +54,23 @@ def test_self_hosted_password_auth_guards_the_api(engine, tmp_path):
     with running_app(sessions, tmp_path, auth=parse_auth("ann:pw1")) as url:
         with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own auth error type
             Client(url, verbose=False).predict(api_name="/new_session")
-        key = Client(url, auth=("ann", "pw1"), verbose=False).predict(api_name="/new_session")
+        client = Client(url, auth=("ann", "pw1"), verbose=False)
+        key = client.predict(api_name="/new_session")
         assert len(key) == 64
+        # Images by public name (ui/public.py) are behind the same login as gradio's file route.
+        import io
+        import urllib.error
+        import urllib.request
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.effect_noise((64, 48), 40).convert("RGB").save(buf, "PNG")
+        sessions.upload(key, buf.getvalue())
+        name = sessions.store.public_path(key, sessions.history(key).node(1).image).name
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}images/{name}", timeout=10)
+        assert refused.value.code == 401
 
 
 def test_auth_flag_is_checked():

@@ -73,6 +73,16 @@ async def transcript(url: str) -> dict:
                 "session": key, "prompt": "a gold box", "steps": 2,
                 "mask": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()})
             out["masked_parent"] = await s.call_tool("step_image", {"session": key, "step": 3})
+            import urllib.request
+
+            (link,) = [c.text.split(": ", 1)[1] for c in out["masked"].content
+                       if c.type == "text" and c.text.startswith("Image URL:")]
+            with urllib.request.urlopen(link, timeout=10) as answer:  # while the server runs
+                out["link"], out["link_bytes"] = link, answer.read()
+            try:
+                urllib.request.urlopen(link.rsplit("/", 1)[0] + "/history.json", timeout=10)
+            except Exception as e:  # noqa: BLE001 - checked in the test
+                out["not_an_image"] = str(e)
             out["history"] = await s.call_tool("history", {"session": key})
             out["undo"] = await s.call_tool("undo", {"session": key})
             out["undo"] = await s.call_tool("undo", {"session": key})
@@ -86,7 +96,7 @@ def mcp_run(engine, tmp_path_factory):
     data = tmp_path_factory.mktemp("mcp-data")
     sessions = Sessions(engine, Store(data / "sessions"))
     with running_app(sessions, data, mcp=True) as url:
-        return asyncio.run(transcript(url))
+        return {**asyncio.run(transcript(url)), "data_dir": str(data)}
 
 
 def test_every_tool_and_parameter_is_described(mcp_run):
@@ -144,6 +154,14 @@ def test_history_undo_and_errors(mcp_run):
     assert kinds(u) == ["image", "text", "text"] and json_of(u)["current"] == 2
     bad = mcp_run["bad"]
     assert bad.isError and "99" in bad.content[0].text
+
+
+def test_image_links_name_no_server_path_and_open(mcp_run):
+    link = mcp_run["link"]
+    assert "/images/" in link and "gradio_api/file=" not in link and mcp_run["data_dir"] not in link, link
+    served = Image.open(io.BytesIO(mcp_run["link_bytes"])).convert("RGB")
+    assert served.tobytes() == image_of(mcp_run["masked"]).convert("RGB").tobytes()  # the step's own picture
+    assert "404" in mcp_run["not_an_image"]  # only images, by their names
 
 
 def test_export_answers_file_by_file(mcp_run):

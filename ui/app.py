@@ -26,6 +26,7 @@ from .layout import (
     render_settings,
     render_timeline,
 )
+from .public import image_route
 from .showcase import Showcase
 from .viewer import Viewer
 
@@ -95,18 +96,22 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
         viewer = Viewer(sessions)
         viewer.render(brand.title)
         viewer.wire(demo)
+    demo.kontext_public = public  # for ui/mcp.py's links (launch_kwargs serves them at ui/public.ROUTE)
     return demo
 
 
-def launch_kwargs(settings: Settings) -> dict:
+def launch_kwargs(settings: Settings, public_dir: Path | None = None) -> dict:
     """launch() options: the static ones below. The session folder is not among the allowed paths:
-    only its public folder of images is served (as static files, see build_ui)."""
+    only its public folder of images is served (as static files, see build_ui), and, given
+    `public_dir` (the store's), by name at /images (ui/public.py)."""
     data = Path(settings.data_dir).resolve()
     kw = dict(LAUNCH_KWARGS, css_paths=[ASSETS / "style.css"], js=(ASSETS / "shortcuts.js").read_text("utf-8"),
               blocked_paths=[str(data / ".browser-secret"), str(data / "shares.json")],
               theme=theme(settings.branding.accent))
     if settings.auth:
         kw["auth"] = list(settings.auth)  # self-hosted: the whole app and its API need a password
+    if public_dir is not None:
+        kw["app_kwargs"] = {"routes": [image_route(Path(public_dir).resolve())]}
     return kw
 
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
+
+from .public import public_link
 
 log = logging.getLogger("kontext.ui")
 
@@ -103,7 +106,14 @@ def adapt() -> bool:
         return output["data"]
 
     def postprocess_output_data(self: Any, data: Any, root_url: str) -> Any:
-        return post(self, as_outputs(list(data)), root_url)
+        items = post(self, as_outputs(list(data)), root_url)
+        public = getattr(self.blocks, "kontext_public", None)
+        if public is not None:  # links by public name (ui/public.py), never the server's paths
+            for item in items:
+                if getattr(item, "type", None) == "text" and "/gradio_api/file=" in item.text:
+                    label, sep, url = item.text.rpartition(": ")
+                    item.text = f"{label}{sep}{public_link(url, Path(public).resolve())}"
+        return items
 
     GradioMCPServer._execute_tool_without_progress = _execute_tool_without_progress
     GradioMCPServer._execute_tool_with_progress = _execute_tool_with_progress
