@@ -41,7 +41,10 @@ def test_a_write_past_the_budget_is_refused_in_plain_words(tmp_path):
 
 
 def test_api_traffic_frees_room_from_the_least_recently_used(engine, tmp_path, photo):
-    store = Store(tmp_path / "s", max_bytes=800_000)  # about four uploads of 256x256 noise
+    from kontext.core.metadata import png_bytes
+
+    one = len(png_bytes(Image.effect_noise((256, 256), 60).convert("RGB"), {"kind": "upload"}))
+    store = Store(tmp_path / "s", max_bytes=int(4.3 * one))  # about four uploads of 256x256 noise
     s = Sessions(engine, store)
     old = [s.new() for _ in range(3)]
     for k in old:
