@@ -66,8 +66,9 @@ def check_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
     if mask.size != tuple(size):
         raise UserError(f"the mask is {mask.size[0]}x{mask.size[1]} but the picture is {size[0]}x{size[1]}: a mask "
                         "must be painted on the picture it is for (same size)")
-    m = mask if mask.mode == "L" and not mask.info.get("transparency") else painted(mask)
-    m = m.point(lambda v: 255 if v >= 128 else 0)
+    # painted() thresholds; an L mask (the stored kind) is thresholded here, once.
+    plain_l = mask.mode == "L" and not mask.info.get("transparency")
+    m = mask.point(lambda v: 255 if v >= 128 else 0) if plain_l else painted(mask)
     if not np.count_nonzero(np.asarray(m)):
         raise UserError("the mask is empty: paint over the part of the picture the instruction may change")
     return m
