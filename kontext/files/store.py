@@ -136,23 +136,62 @@ class Store:
         self._count(len(png))
         return name
 
+    def replace_image(self, key: str, name: str, png: bytes) -> bool:
+        """Put a smaller encoding of the same picture in place of a stored image (and of its public
+        link), atomically; False, changing nothing, if the image is gone or `png` is not smaller.
+        The caller holds the session's lock, so a deletion cannot interleave."""
+        path = self.image_path(key, name)
+        try:
+            old = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if len(png) >= old:
+            return False
+        write_atomic(path, png, durable=True)
+        self._count(len(png) - old)
+        public = self.public_dir / name
+        if public.is_file():  # a hard link still names the old file: point it at the new one
+            tmp = public.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
+            try:
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, public)
+        return True
+
+    def _thumb_file(self, key: str, name: str) -> Path:
+        src = self.image_path(key, name)
+        return src.parent.parent / "thumbs" / f"{src.stem}.jpg"
+
+    def save_thumbnail(self, key: str, name: str, image: Any, side: int = THUMB_SIDE) -> Path:
+        """The timeline's thumbnail of a stored image, made from the picture already in memory (a
+        finished turn's), so the redraw after a turn decodes nothing."""
+        thumb = self._thumb_file(key, name)
+        if not thumb.is_file():
+            self._write_thumbnail(thumb, image, side)
+        return thumb
+
     def thumbnail_path(self, key: str, name: str, side: int = THUMB_SIDE) -> Path:
         """A small JPEG of a stored image for the timeline, made on first use and kept beside it
         (the timeline then sends kilobytes per step, not the full picture)."""
-        src = self.image_path(key, name)
-        thumb = src.parent.parent / "thumbs" / f"{src.stem}.jpg"
+        thumb = self._thumb_file(key, name)
         if not thumb.is_file():
             from PIL import Image
 
-            with Image.open(src) as img:
-                img = img.convert("RGB")
-                img.thumbnail((side, side), Image.LANCZOS)
-                buf = io.BytesIO()
-                img.save(buf, format="JPEG", quality=85)
-            thumb.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(thumb, buf.getvalue(), durable=True)
-            self._count(buf.tell())
+            with Image.open(self.image_path(key, name)) as img:
+                self._write_thumbnail(thumb, img, side)
         return thumb
+
+    def _write_thumbnail(self, thumb: Path, image: Any, side: int) -> None:
+        from PIL import Image
+
+        img = image.convert("RGB")  # a copy: the caller's picture is left as it was
+        img.thumbnail((side, side), Image.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=85)
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(thumb, buf.getvalue(), durable=True)
+        self._count(buf.tell())
 
     # --- serving -----------------------------------------------------------------------------
     @property

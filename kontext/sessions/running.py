@@ -111,7 +111,8 @@ class Running(Planning):
         # Encode the PNG outside the lock (it can take a while at 1 MP) with the id the step will
         # most likely get; re-encode under the lock only if another turn landed meanwhile.
         node = replace(node, id=self.history(key).next_id())
-        png = metadata.png_bytes(result.image, step_dict(node, self.engine))
+        # Stored uncompressed: the turn waits for this write; compression follows it (_compact).
+        png = metadata.stored_png_bytes(result.image, step_dict(node, self.engine))
         self.make_room(key, len(png))
         with self._lock(key):
             latest = self._load(key)
@@ -124,7 +125,7 @@ class Running(Planning):
             latest.check_room()
             if latest.next_id() != node.id:
                 node = replace(node, id=latest.next_id())
-                png = metadata.png_bytes(result.image, step_dict(node, self.engine))
+                png = metadata.stored_png_bytes(result.image, step_dict(node, self.engine))
             if cancel is not None and cancel.is_set():
                 raise Cancelled()  # Stop pressed while the PNG was encoded: still nothing committed
             name = self.store.save_image(key, png)
@@ -133,4 +134,22 @@ class Running(Planning):
             except BaseException:
                 self.store.discard_images(key, [name])
                 raise
+        self._after_commit(key, name, node, result.image)
         return committed, committed.current_node
+
+    def _after_commit(self, key: str, name: str, node: Node, image: Image.Image) -> None:
+        """What the turn's answer needs from the picture in memory (its timeline thumbnail; the next
+        edit's starting picture), then its compression, after the answer."""
+        try:
+            self.store.save_thumbnail(key, name, image)
+        except OSError:  # a thumbnail is a cache: the timeline makes it from the file if this failed
+            log.exception("could not write a step's thumbnail")
+        self.keep_picture(key, name, image)
+        step = step_dict(node, self.engine)  # the same text chunks as the stored file
+
+        def compact() -> None:
+            png = metadata.png_bytes(image, step)
+            with self._lock(key):
+                self.store.replace_image(key, name, png)
+
+        self.compactor.submit(compact)

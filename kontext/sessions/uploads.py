@@ -43,7 +43,9 @@ class Uploads(Keeper):
                 node = replace(node, id=old.next_id())
                 png = metadata.png_bytes(img, step_dict(node))
             stored = replace(node, image=self.store.save_image(key, png))
-            return self._commit(key, old.add(stored, parent=None))
+            committed = self._commit(key, old.add(stored, parent=None))
+        self.keep_picture(key, stored.image, img)  # the first edit starts from it without decoding
+        return committed
 
     def add_reference(self, key: str, source: Any) -> str:
         """Store a reference image (style, character, object) for later edits; return its name.
