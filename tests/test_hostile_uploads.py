@@ -151,3 +151,26 @@ def test_every_corpus_file_through_the_api(engine, tmp_path, decodes):
                 with pytest.raises(Exception, match=r"reference: "):
                     c.predict(key, "x", "random", 0, 0, 2, 0, 0, handle_file(str(path)), False, api_name="/edit")
         assert len(sessions.history(key)) == accepted  # refusals never touched the history
+
+
+@pytest.mark.parametrize("name", ["ztxt-bomb.png", "iccp-bomb.png"])
+def test_a_compressed_chunk_that_expands_past_the_limit_is_called_so(name):
+    data = dict((n, d) for n, d, _ in CORPUS)[name]
+    with pytest.raises(UserError) as info:
+        open_image(data, "image")
+    assert str(info.value) == ("image: a compressed text or colour-profile chunk expands to more than 1 MB "
+                               "when unpacked (a decompression bomb)")
+
+
+def test_text_chunks_that_together_pass_the_limit_are_called_so(monkeypatch):
+    from PIL import PngImagePlugin
+
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_MEMORY", 2**20)  # 64 MB of text would make a slow test
+    info = PngImagePlugin.PngInfo()
+    for i in range(3):
+        info.add_text(f"comment{i}", "x" * 400_000)  # each chunk small, together past the limit
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, format="PNG", pnginfo=info)
+    with pytest.raises(UserError) as raised:
+        open_image(buf.getvalue(), "image")
+    assert str(raised.value) == "image: its text chunks together hold more than 1 MB (a decompression bomb)"

@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 import pytest
+from hostile_corpus import _jpeg_header
 from PIL import Image
 
 from kontext.core.images import open_image
@@ -81,3 +82,66 @@ def test_source_names_keep_only_the_file_name():
     assert source_name("a\x00b\nc\u202e.png") == "abc.png"
     assert source_name("x" * 500) == "x" * 120
     assert source_name(None) == "" and source_name("") == ""
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """The sizes at which Pillow loads pixels while it runs (after any draft; a loaded picture repeats)."""
+    from PIL import ImageFile
+
+    seen: list[tuple[int, int]] = []
+    real = ImageFile.ImageFile.load
+
+    def load(self):
+        seen.append(self.size)
+        return real(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return seen
+
+
+def thumbnailed(data, side):
+    """What a caller that keeps a copy at most `side` px got before `fit`: the full decode, thumbnailed."""
+    img = open_image(data)
+    img.thumbnail((side, side), Image.LANCZOS)
+    return img
+
+
+def test_a_jpeg_kept_smaller_is_decoded_at_a_reduced_scale_and_sized_as_before(decoded):
+    photo = Image.linear_gradient("L").resize((2000, 1250)).convert("RGB")
+    data = encode(photo, "JPEG", quality=90)
+    out = open_image(data, "reference", fit=480)
+    assert set(decoded) == {(500, 313)}  # libjpeg's 1/4 scale: still above the 480x300 kept, never the 2.5 MP
+    before = thumbnailed(data, 480)
+    assert out.size == before.size == (480, 300) and out.mode == "RGB" and out.info == {}
+    diff = np.abs(np.asarray(out, np.int16) - np.asarray(before, np.int16))
+    assert diff.mean() < 2  # the same picture, resampled from a nearer size
+
+
+def test_a_turned_jpeg_kept_smaller_has_the_size_it_had(decoded):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter: 1001 wide, 1999 tall
+    data = encode(Image.effect_noise((1999, 1001), 30).convert("RGB"), "JPEG", exif=exif.tobytes())
+    out = open_image(data, "reference", fit=333)
+    assert set(decoded) == {(500, 251)} and out.size == thumbnailed(data, 333).size == (167, 333)
+
+
+def test_what_fits_or_is_no_jpeg_is_kept_exactly_as_before(decoded):
+    small = encode(Image.effect_noise((300, 200), 30).convert("RGB"), "JPEG")
+    assert decoded == [] and open_image(small, fit=512).tobytes() == open_image(small).tobytes()
+    png = encode(Image.effect_noise((900, 600), 30).convert("RGB"))
+    assert open_image(png, fit=256).tobytes() == thumbnailed(png, 256).tobytes()
+    decoded.clear()
+    with pytest.raises(ValueError, match="more than 40,000,000 pixels"):  # refused before any pixel
+        open_image(_jpeg_header(6400, 6400), "reference", fit=2048)
+    assert decoded == []
+
+
+def test_fit_size_is_the_size_thumbnail_makes():
+    from kontext.core.images import fit_size
+
+    for w, h in [(16, 16), (17, 900), (900, 17), (1001, 1999), (640, 480), (333, 334), (1000, 999)]:
+        for side in (16, 64, 333, 500, 1000):
+            img = Image.new("1", (w, h))
+            img.thumbnail((side, side))
+            assert fit_size((w, h), side) == (None if img.size == (w, h) else img.size), (w, h, side)

@@ -141,6 +141,20 @@ def test_the_same_reference_is_stored_once_and_scaled_down(sessions, with_refere
     assert max(sessions.reference_image(key, big).size) == sessions.engine.profile.max_side
 
 
+def test_a_large_jpeg_reference_is_decoded_scaled(sessions, monkeypatch):
+    from PIL import ImageFile
+
+    loads = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: (loads.append(self.size), real(self))[1])
+    buf = io.BytesIO()
+    Image.linear_gradient("L").resize((2400, 1500)).convert("RGB").save(buf, format="JPEG")
+    key = sessions.new()
+    ref = sessions.add_reference(key, buf.getvalue())
+    assert sessions.engine.profile.max_side == 1024 and (2400, 1500) not in loads and (1200, 750) in loads
+    assert sessions.reference_image(key, ref).size == (1024, 640)  # what the full decode, thumbnailed, gave
+
+
 def test_three_references_with_roles_travel_with_the_step(sessions, tmp_path):
     from kontext.files.importer import open_export
     from kontext.tools.replay import replay

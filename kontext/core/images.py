@@ -8,11 +8,12 @@ formats, treat the bomb warning as an error, and normalise modes the Kontext pip
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 
 from kontext.errors import UserError
 
@@ -37,12 +38,43 @@ def source_name(name: object, limit: int = 120) -> str:
     return text[:limit]
 
 
-def open_image(source: str | Path | bytes | Image.Image, name: str = "image") -> Image.Image:
+def open_image(source: str | Path | bytes | Image.Image, name: str = "image",
+               fit: int | None = None) -> Image.Image:
     """Open and validate an image from a path, bytes or a PIL image; return it as 8-bit RGB.
+
+    `fit`: the caller keeps only a copy scaled down into a fit x fit box, so it is returned at the
+    size `Image.thumbnail((fit, fit))` gives the upright picture. A JPEG is then decoded by libjpeg at
+    1/2, 1/4 or 1/8 scale (`draft`) where that is still at least that size, and resampled from there:
+    an 8000x5000 photo kept at 2048 px is decoded at 4000x2500, not in full.
 
     Raises UserError naming `name` and the limit it broke.
     """
-    return to_rgb(decode_image(source, name))
+    img, full, box = _open(source, name, None, fit)
+    out, orientation = _upright_rgb(img)
+    upright = full[::-1] if orientation in _SWAPS else full
+    target = None if fit is None else fit_size(upright, fit)
+    if target is None or out.size == target:
+        return out
+    if out.size == upright:
+        out.thumbnail((fit, fit), Image.LANCZOS)  # not drafted: exactly what callers did before
+        return out
+    # Drafted: the decoded box may end mid-pixel; it maps back exactly only while the picture is unturned.
+    return out.resize(target, Image.LANCZOS, box=box if orientation == 1 else None, reducing_gap=2.0)
+
+
+def fit_size(size: tuple[int, int], fit: int) -> tuple[int, int] | None:
+    """The size `Image.thumbnail((fit, fit))` makes of a `size` picture; None when it already fits."""
+    w, h = size
+    if w <= fit and h <= fit:
+        return None
+    aspect = w / h
+
+    def rounded(n: float, key) -> int:  # Pillow's rounding: the side whose ratio is closest
+        return max(min(math.floor(n), math.ceil(n), key=key), 1)
+
+    if aspect <= 1:
+        return rounded(fit * aspect, lambda n: abs(aspect - n / fit)), fit
+    return fit, rounded(fit / aspect, lambda n: 0 if n == 0 else abs(aspect - fit / n))
 
 
 def decode_image(source: str | Path | bytes | Image.Image, name: str = "image",
@@ -50,33 +82,45 @@ def decode_image(source: str | Path | bytes | Image.Image, name: str = "image",
     """Every check an upload gets (file size, format, dimensions and pixel count before any pixel is
     decoded), then the pixels as they are: mode, alpha and profile kept. `size`: the only size
     accepted (a mask for a picture), also checked before decoding."""
+    return _open(source, name, size)[0]
+
+
+def _open(source: str | Path | bytes | Image.Image, name: str, size: tuple[int, int] | None = None,
+          fit: int | None = None) -> tuple[Image.Image, tuple[int, int], tuple[float, ...] | None]:
+    """The decoded picture, its size before any draft, and the part of it the full picture maps to
+    (None unless a JPEG was drafted for `fit`)."""
     if isinstance(source, Image.Image):
-        img = source
-        _check_size(img.size, name, size)
+        _check_size(source.size, name, size)
+        return source, source.size, None
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"{name}: file not found: {path}")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise UserError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
+        data = path.read_bytes()
     else:
-        if isinstance(source, (str, Path)):
-            path = Path(source)
-            if not path.is_file():
-                raise UserError(f"{name}: file not found: {path}")
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise UserError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
-            data = path.read_bytes()
-        else:
-            data = bytes(source)
-            if len(data) > MAX_FILE_BYTES:
-                raise UserError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
-        img = _decode(data, name, size)
-    return img
+        data = bytes(source)
+        if len(data) > MAX_FILE_BYTES:
+            raise UserError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
+    return _decode(data, name, size, fit)
 
 
-def _decode(data: bytes, name: str, size: tuple[int, int] | None = None) -> Image.Image:
+def _decode(data: bytes, name: str, size: tuple[int, int] | None = None,
+            fit: int | None = None) -> tuple[Image.Image, tuple[int, int], tuple[float, ...] | None]:
     if not data:
         raise UserError(f"{name}: the file is empty")
+    box = None
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            _check_size(img.size, name, size)  # before decoding any pixels
+            full = img.size
+            _check_size(full, name, size)  # before decoding any pixels
+            target = fit_size(full, fit) if fit is not None and img.format == "JPEG" else None
+            if target is not None:  # the decoder's own downscale, never below the size kept
+                drafted = img.draft(None, target)
+                box = drafted[1] if drafted is not None and img.size != full else None
             img.load()
         except UserError:
             raise
@@ -87,10 +131,29 @@ def _decode(data: bytes, name: str, size: tuple[int, int] | None = None) -> Imag
                 f"{name}: not an image this app reads (allowed: {', '.join(ALLOWED_FORMATS)})"
             ) from None
         except Exception as e:  # noqa: BLE001 - decoders of damaged files raise all sorts (struct.error, ...)
-            raise UserError(f"{name}: the file is damaged or truncated ({type(e).__name__})") from None
+            why = _chunk_bomb(e) or f"the file is damaged or truncated ({type(e).__name__})"
+            raise UserError(f"{name}: {why}") from None
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)  # animated GIF/WebP: edit the first frame
-    return img
+    return img, full, box
+
+
+def _chunk_bomb(e: Exception) -> str | None:
+    """Plain words for Pillow's refusal of a PNG whose compressed metadata (zTXt/iTXt text, an iCCP
+    colour profile) unpacks past its limits (PngImagePlugin._safe_zlib_decompress, check_text_memory)."""
+    if not isinstance(e, ValueError):
+        return None
+    if str(e).startswith("Decompressed data too large"):
+        return (f"a compressed text or colour-profile chunk expands to more than "
+                f"{_mb(PngImagePlugin.MAX_TEXT_CHUNK)} when unpacked (a decompression bomb)")
+    if str(e).startswith("Too much memory used in text chunks"):
+        return (f"its text chunks together hold more than {_mb(PngImagePlugin.MAX_TEXT_MEMORY)} "
+                "(a decompression bomb)")
+    return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:g} MB"
 
 
 def _check_size(size: tuple[int, int], name: str, expected: tuple[int, int] | None = None) -> None:
@@ -111,8 +174,19 @@ def _check_size(size: tuple[int, int], name: str, expected: tuple[int, int] | No
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any mode to 8-bit sRGB: alpha is composited on white, 16-bit is scaled, EXIF rotation applied,
     an embedded colour profile converted to sRGB; the result carries no metadata (`info` is empty)."""
+    return _upright_rgb(img)[0]
+
+
+_SWAPS = (5, 6, 7, 8)  # EXIF orientations that turn the picture a quarter: width and height swap
+
+
+def _upright_rgb(img: Image.Image) -> tuple[Image.Image, int]:
+    """to_rgb's picture and the EXIF orientation it applied (1: none)."""
+    orientation = 1
     try:
+        turn = img.getexif().get(ExifTags.Base.Orientation, 1)
         img = ImageOps.exif_transpose(img)
+        orientation = turn if turn in range(2, 9) else 1
     except Exception:  # noqa: BLE001 - a broken EXIF block must not reject the picture
         pass
     icc = img.info.get("icc_profile")
@@ -130,7 +204,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = Image.alpha_composite(background, img)
     out = img.convert("RGB") if img.mode != "RGB" else img.copy()
     out.info = {}  # never carry an upload's profile, EXIF (GPS) or text chunks into our PNGs
-    return out
+    return out, orientation
 
 
 def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:

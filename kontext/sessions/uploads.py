@@ -53,10 +53,7 @@ class Uploads(Keeper):
         It is scaled down to the model's largest side (the pair never uses more) and stored once per
         session: adding the same picture again returns the same name.
         """
-        img = open_image(source, "reference")
-        side = self.engine.profile.max_side
-        if max(img.size) > side:
-            img.thumbnail((side, side), Image.LANCZOS)
+        img = open_image(source, "reference", fit=self.engine.profile.max_side)  # a JPEG: decoded scaled
         png = metadata.png_bytes(img, {"kind": "upload", "prompt": "reference image"})
         digest = hashlib.sha256(png).hexdigest()
         self.make_room(key, len(png))
