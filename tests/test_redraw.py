@@ -72,3 +72,85 @@ def test_our_own_served_picture_is_never_taken_for_an_upload(engine, tmp_path):
     upload = next(f for f in demo.fns.values() if f.api_name == "ui_upload").fn
     upload(key, None, {"path": sessions.image_path(key), "orig_name": "x.png"})
     assert len(sessions.history(key)) == 2
+
+
+HOSTILE_PROMPTS = [
+    "![t](http://host/track.png)",
+    "[link](http://x) and <http://y>",
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    "`code` and ```fence```",
+    "# heading",
+    "line one\n\n    indented code\n## two\n- item\n1. item\n> quote\n| a | b |\n|---|---|",
+    "$$\\href{http://x}{y}$$ www.example.com a@b.co",
+    "&lt;img src=x&gt; *em* _em_ ~~del~~",
+]
+
+
+def rendered(markdown_text):
+    """The HTML a CommonMark renderer makes (gradio's marked follows CommonMark for all of this) and
+    the tags in it."""
+    import re
+
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown_text)
+    return html, set(re.findall(r"<\s*([a-zA-Z0-9]+)", html))
+
+
+def shown_text(html):
+    import html as H
+    import re
+
+    return H.unescape(re.sub(r"<[^>]*>", "", html))
+
+
+def hostile_chain(store):
+    key, h = new_key(), History()
+    for i, prompt in enumerate(["", *HOSTILE_PROMPTS], start=1):
+        node = Node(id=i, parent=None if i == 1 else i - 1, kind="upload" if i == 1 else "edit", image="",
+                    width=64, height=64, prompt=prompt or "original", seed=None if i == 1 else i,
+                    guidance=2.5, steps=2, model="tiny", seconds=0.1, created=time.time(),
+                    extra={"source": "![s](http://host/name.png)"} if i == 1 else {})
+        png = metadata.png_bytes(Image.new("RGB", (64, 64)), node.to_dict())
+        h = h.add(replace(node, image=store.save_image(key, png)), parent=node.parent)
+    return key, h
+
+
+def test_prompts_show_as_text_in_the_tree_and_the_presentation(tmp_path):
+    from types import SimpleNamespace
+
+    from ui.present import slide
+    from ui.view import tree_markdown
+
+    store = Store(tmp_path / "s")
+    key, h = hostile_chain(store)
+    tree = tree_markdown(h)
+    html, tags = rendered(tree)
+    assert tags <= {"ul", "li", "strong"}, tags  # no img, a, script, code, h1, table, em, del ...
+    for prompt in HOSTILE_PROMPTS:
+        if len(" ".join(prompt.split())) < 40:  # the tree shortens long ones
+            assert " ".join(prompt.split()) in shown_text(html)
+    for i in range(len(HOSTILE_PROMPTS) + 1):
+        caption = slide(SimpleNamespace(store=store), key, h, i).caption
+        html, tags = rendered(caption)
+        assert tags <= {"p", "strong", "br", "small"}, (i, tags)
+        shown = " ".join(shown_text(html).split())
+        assert shown.startswith(" ".join(HOSTILE_PROMPTS[i - 1].split()) if i else "The original · ![s](http://host/")
+    # What the renderer above does not do but gradio's marked does: link bare addresses, run $$ formulas.
+    for value in (tree, *(slide(SimpleNamespace(store=store), key, h, i).caption for i in range(len(h)))):
+        assert "://" not in value and "www." not in value and "$$" not in value and "@" not in value.replace("\\@", "")
+
+
+def test_texts_an_import_may_carry_show_as_text_in_the_status():
+    from types import SimpleNamespace
+
+    from ui.view import status_text
+
+    node = Node(id=2, parent=1, kind="edit", image="", width=64, height=64, prompt="x", seed=1, guidance=2.5,
+                steps=2, model="tiny", seconds=0.1, created=0.0,
+                extra={"reference": "r.png", "reference_roles": ["![t](http://host/t.png)"],
+                       "bucket": "<img src=x>", "eager_calls": 2, "eager_cause": "[a](http://x)"})
+    html, tags = rendered(status_text(SimpleNamespace(current_node=node), "tiny"))
+    assert tags <= {"p", "strong", "code"}, tags  # `seed` is ours; nothing of theirs becomes markup
+    assert "![t](http://host/t.png)" in shown_text(html) and "<img src=x>" in shown_text(html)

@@ -3,18 +3,13 @@ Plain values (no events), used by the owner's page and the shared view alike."""
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 from kontext.core import History
 from kontext.sessions import Sessions
 
+from .view import plain as text
 from .view import short
-
-
-def text(s: str) -> str:
-    """A user's words inside Markdown: no tags, no emphasis by accident."""
-    return html.escape(s, quote=False).replace("*", "\\*").replace("_", "\\_")
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from typing import Any
 
 from kontext.core import History, Node
 from kontext.sessions import Sessions
+
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def plain(text: object) -> str:
+    """Someone's words (a prompt, a file name) placed in Markdown so that they show as the text they
+    are: every ASCII punctuation character is backslash-escaped (CommonMark and gradio's marked allow
+    it for each), so no image, link, tag, heading, list, code, table, emphasis or $$ formula can start
+    and no URL or address is linked; whitespace, line breaks too, becomes one space."""
+    return "".join("\\" + c if c in _PUNCTUATION else c for c in " ".join(str(text).split()))
 
 
 def short(text: str, n: int = 48) -> str:
@@ -62,7 +73,7 @@ def tree_markdown(h: History) -> str:
     todo: list[tuple[Node, int, bool]] = [(root, 0, False) for root in reversed(h.roots())]
     while todo:
         node, depth, starts_branch = todo.pop()
-        text = label(node).replace("*", "\\*").replace("_", "\\_")
+        text = plain(label(node))
         if node.id == h.current:
             text = f"**{text}  ← current**"
         lines.append("  " * depth + "- " + ("↳ " if starts_branch else "") + text)
@@ -85,14 +96,14 @@ def status_text(h: History, model: str) -> str:
     if node.extra.get("reference"):
         count = 1 + len(node.extra.get("more_references") or ())
         ref = " · with a reference image" if count == 1 else f" · with {count} reference images"
-        ref += f" ({', '.join(roles)})" if roles else ""
+        ref += f" ({plain(', '.join(map(str, roles)))})" if roles else ""  # an import may carry any text
     ref += " · from the example cache (made earlier with this seed)" if node.extra.get("cached") else ""
     ref += (f" · **masked**: only {round(100 * node.extra['masked'])} % could change"
             if node.extra.get("masked") else "")
-    ref += (f" · size matched to the nearest compiled size, {node.extra['bucket']}"
+    ref += (f" · size matched to the nearest compiled size, {plain(node.extra['bucket'])}"
             if node.extra.get("bucket") else "")
-    ref += (f" · **ran eagerly** ({node.extra['eager_calls']} transformer calls): {node.extra['eager_cause']}"
-            if node.extra.get("eager_cause") else "")
+    ref += (f" · **ran eagerly** ({plain(node.extra['eager_calls'])} transformer calls): "
+            f"{plain(node.extra['eager_cause'])}" if node.extra.get("eager_cause") else "")
     ref += (" · **draft**: *Refine draft at full size* re-runs it with the same seed and settings (close to "
             "the draft, not identical: the noise depends on the size)") if node.extra.get("draft") else ""
     return (f"**Step #{node.id}** · seed `{node.seed}` · {node.seconds:.2f} s · {node.width}×{node.height} · "
