@@ -320,7 +320,38 @@ HOSTILE = {
                                  "'id' must be a whole number from 1 to 999999999"),
     "image path in manifest": (lambda e: make_zip(with_manifest(
         e, lambda m: m["steps"][0].update(image="../s/x.png"))), "a file name like steps/0003.png"),
+    "LoRA record with a path for a name": (lambda e: make_zip(with_manifest(e, lambda m: m["steps"][1]["extra"].update(
+        loras=[{"name": "../evil", "scale": 1.0}]))), "step 2: a LoRA's name must be"),
+    "LoRA record with more than a name": (lambda e: make_zip(with_manifest(e, lambda m: m["steps"][1]["extra"].update(
+        loras=[{"name": "evil", "scale": 1.0, "url": "https://example.com/evil"}]))), "name and scale only"),
 }
+
+
+def _lora_from(m):
+    m["steps"][1]["extra"]["loras"] = [{"name": "evil", "source": "/etc/passwd", "weight_name": "x", "scale": 0.5}]
+
+
+def test_an_imported_lora_record_keeps_its_name_and_never_a_source(engine, good, tmp_path):
+    """Where weights come from is the host's preset list alone: a source in a file is dropped on import."""
+    s = Sessions(engine, Store(tmp_path / "s"))
+    key = s.new()
+    s.import_zip(key, make_zip(with_manifest(good, _lora_from)))
+    assert s.history(key).nodes[2].extra["loras"] == [{"name": "evil", "scale": 0.5}]
+    manifest = s.export(key, io.BytesIO(), extras=False)
+    assert manifest["steps"][1]["extra"]["loras"] == [{"name": "evil", "scale": 0.5}]
+
+
+def test_an_export_names_a_steps_loras_without_server_paths():
+    """Steps stored before records held names only also held their source: the export drops it."""
+    from kontext.core.history import Node
+    from kontext.files.export import manifest_step
+
+    node = Node(id=2, parent=1, kind="edit", image="x.png", prompt="p", seed=1, guidance=2.5, steps=2, width=64,
+                height=64, extra={"loras": [{"name": "style", "source": "/srv/loras/style.safetensors",
+                                             "weight_name": "w.safetensors", "scale": 0.8}], "speed": "off"})
+    step = manifest_step(node, b"png")
+    assert step["extra"] == {"loras": [{"name": "style", "scale": 0.8}], "speed": "off"}
+    assert node.extra["loras"][0]["source"]  # the stored step is left as it is
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from kontext.errors import UserError
 from kontext.model.engine import Engine
-from kontext.model.loras import Lora, parse_active
+from kontext.model.loras import Lora, LoraSet, check_records, parse_active
 from kontext.sessions.session import EditOptions, Sessions
 
 
@@ -55,8 +55,7 @@ def test_a_lora_changes_the_image_and_is_recorded(lora_engine):
     plain = np.asarray(run(lora_engine).image, np.int16)
     styled = run(lora_engine, (("style", 1.0),))
     assert np.abs(np.asarray(styled.image, np.int16) - plain).max() > 10
-    assert styled.extra["loras"] == [{"name": "style", "source": lora_engine.lora.presets["style"].source,
-                                      "scale": 1.0}]
+    assert styled.extra["loras"] == [{"name": "style", "scale": 1.0}]  # the preset's name: never a server path
     off = np.asarray(run(lora_engine, (("style", 0.0),)).image, np.int16)  # strength 0 = off
     # Back to the base model, through peft's wrapped (disabled) layers: the same picture up to one level
     # of 255 of rounding (measured: 0 or 1), far from the LoRA's own change above.
@@ -98,8 +97,82 @@ def test_a_broken_lora_file_is_named_by_its_preset_never_by_its_server_path(lora
 def test_parse_and_aot_refusal():
     assert parse_active("style=0.8, grain") == (("style", 0.8), ("grain", 1.0))
     assert parse_active("") == ()
-    with pytest.raises(UserError, match="name=strength"):
-        parse_active("style=lots")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("junk=0,", "loras: 'junk=0,' has an empty entry"),
+    (",,,", "loras: ',,,' has an empty entry"),
+    ("style=0.5,,grain", "has an empty entry"),
+    ("=1", "loras: '=1' has no LoRA name before '='"),
+    ("style=", "loras: 'style=' has no strength after '='"),
+    ("style=lots", "loras: in 'style=lots' the strength 'lots' is not a number"),
+])
+def test_malformed_lora_text_is_refused_in_specific_words(text, words):
+    with pytest.raises(UserError, match=words) as e:
+        parse_active(text)
+    assert "is not offered" not in str(e.value)
+
+
+class HubPipe:
+    """Stands in for diffusers' loader: asks the stand-in hub about the repository, as
+    load_lora_weights first does (huggingface_hub's real errors, on the loopback interface only)."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def load_lora_weights(self, source, weight_name=None, adapter_name=None):
+        import huggingface_hub
+
+        huggingface_hub.HfApi(endpoint=self.url, token=False).model_info(source)
+
+
+def test_a_hub_lora_that_cannot_be_had_is_told_in_words(monkeypatch, caplog):
+    import huggingface_hub.constants
+    from hub_stub import Stub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the stub is on this machine
+    stub = Stub("missing")
+    said = {}
+    try:
+        for mode in ("missing", "gated-anonymous", "refused"):
+            if mode == "refused":
+                stub.stop()
+            else:
+                stub.mode = mode
+            loras = LoraSet(HubPipe(stub.url), (Lora("far", "someone/kontext-lora"),))
+            with pytest.raises(UserError) as e:
+                loras.apply(loras.resolve((("far", 1.0),)))
+            said[mode] = str(e.value)
+    finally:
+        stub.stop()
+    assert "the Hugging Face Hub refused its download" in said["missing"]
+    assert "the Hugging Face Hub refused its download" in said["gated-anonymous"]
+    assert "the Hugging Face Hub cannot be reached" in said["refused"]
+    for words in said.values():  # the preset's name, never the repository or the loader's words
+        assert words.startswith("LoRA far could not be loaded: ") and "someone" not in words
+    assert "someone/kontext-lora" in caplog.text  # the host's log has it
+
+
+def test_a_hub_lora_offline_and_not_downloaded_says_so(lora_engine):
+    loras = LoraSet(lora_engine.pipe, (Lora("far", "someone/kontext-lora"),))  # tests run with HF_HUB_OFFLINE=1
+    with pytest.raises(UserError, match="LoRA far could not be loaded: it is not downloaded yet and this server "
+                                        "is offline"):
+        loras.apply(loras.resolve((("far", 1.0),)))
+
+
+def test_a_files_lora_record_holds_names_and_strengths_only():
+    legacy = [{"name": "style", "source": "/etc/passwd", "weight_name": "x.safetensors", "scale": 0.5}]
+    assert check_records(legacy, "step 2") == [{"name": "style", "scale": 0.5}]  # where weights lie: dropped
+    for bad, words in (([{"name": "", "scale": 1}], "name must be 1-40"),
+                       ([{"name": "../x", "scale": 1}], "name must be 1-40"),
+                       ([{"name": "a", "scale": 9}], "strength must be a number from 0 to 2"),
+                       ([{"name": "a", "scale": "1"}], "strength must be a number"),
+                       ([{"name": "a", "scale": 1, "url": "http://x"}], "holds name and scale only"),
+                       ([{"name": "a", "scale": 1}] * 2, "must each be named once"),
+                       ([{"name": f"a{i}", "scale": 1} for i in range(5)], "at most 4"),
+                       ("a=1", "must be a list"), (["a"], "must be an object")):
+        with pytest.raises(UserError, match=words):
+            check_records(bad, "step 2")
 
 
 def test_reroll_keeps_the_loras_and_replay_reproduces_them(lora_engine, store, tmp_path):
@@ -117,9 +190,14 @@ def test_reroll_keeps_the_loras_and_replay_reproduces_them(lora_engine, store, t
     assert rolled.extra["loras"] == node.extra["loras"]
     s.export(key, tmp_path / "l.zip", scope="tree")
     (tmp_path / "out").mkdir()
+    fresh = Engine.load("tiny")
+    with open_export(tmp_path / "l.zip") as reader:  # no presets: the steps' LoRA names are not offered
+        with pytest.raises(UserError, match=r"does not offer: style \(steps 2, 3\)"):
+            replay(reader, fresh, tmp_path / "out")
+    fresh.set_lora_presets(tuple(lora_engine.lora.presets.values()))  # the host's presets
     with open_export(tmp_path / "l.zip") as reader:
-        rows = replay(reader, Engine.load("tiny"), tmp_path / "out")  # a fresh engine: no presets at all
-    assert all(r.identical in (True, None) for r in rows), [(r.id, r.max_diff) for r in rows]
+        rows = replay(reader, fresh, tmp_path / "out")
+    assert all(r.identical in (True, None) for r in rows), [(r.step, r.max_diff) for r in rows]
 
 
 def test_branding_reads_lora_presets(tmp_path):

@@ -145,3 +145,36 @@ def test_version_differences_are_warned(engine, chain, tmp_path, capsys):
     assert "step 2 was made in speed mode fp8+fbcache" in err and "OMP_NUM_THREADS=7" in err
     with open_export(io.BytesIO(chain)) as reader:
         assert version_warnings(dict(reader.export.manifest), engine) == []
+
+
+def test_a_lora_is_loaded_from_the_hosts_presets_never_from_the_export(chain, tmp_path, capsys, monkeypatch):
+    """A step names its LoRAs; their weights come from --branding's presets, never from where the file says."""
+    from kontext.model.engine import Engine
+
+    loads = []
+    real_load = Engine.load
+
+    def load(*a, **kw):  # every engine the CLI loads: record any LoRA it is asked to load
+        engine = real_load(*a, **kw)
+        monkeypatch.setattr(engine.pipe, "load_lora_weights", lambda source, **kw: loads.append(source) or 1 / 0,
+                            raising=False)
+        return engine
+
+    monkeypatch.setattr(Engine, "load", load)
+
+    def evil(m):
+        m["steps"][1]["extra"]["loras"] = [{"name": "evil", "source": "/etc/passwd", "scale": 1.0}]
+        m["steps"][2]["extra"]["loras"] = [{"name": "evil", "source": "someone/hub-repo", "scale": 1.0}]
+
+    (tmp_path / "evil.zip").write_bytes(tamper(chain, evil))
+    assert main(["replay", str(tmp_path / "evil.zip"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "LoRAs that this replay does not offer: evil (steps 2, 4)" in err and "--branding" in err
+    assert loads == [] and not (tmp_path / "o").exists()  # refused before any step ran or anything loaded
+
+    (tmp_path / "mine.safetensors").write_bytes(b"the host's own file")
+    (tmp_path / "b.toml").write_text('[[lora]]\nname = "evil"\nsource = "mine.safetensors"\n')
+    assert main(["replay", str(tmp_path / "evil.zip"), "--out", str(tmp_path / "o"),
+                 "--branding", str(tmp_path / "b.toml")]) == 2
+    assert loads == [str((tmp_path / "mine.safetensors").resolve())]  # the host's preset, not /etc/passwd
+    assert "step 2 cannot be replayed with this model: LoRA evil could not be loaded" in capsys.readouterr().err

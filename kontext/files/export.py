@@ -25,6 +25,7 @@ from kontext.core.history import History, Node, attached_images
 from kontext.core.metadata import APP_NAME
 from kontext.errors import UserError
 from kontext.files import sheets
+from kontext.model.loras import names_only
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -108,6 +109,8 @@ def engine_info(engine: Any | None) -> dict[str, str]:
 
 def manifest_step(node: Node, png: bytes) -> dict[str, Any]:
     d = node.to_dict()
+    if "loras" in d.get("extra", {}):  # preset names and strengths; where weights lie is the host's own
+        d["extra"] = {**d["extra"], "loras": names_only(d["extra"]["loras"])}
     d.update(image=step_file(node.id), sha256=hashlib.sha256(png).hexdigest(), bytes=len(png))
     return d
 

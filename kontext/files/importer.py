@@ -33,6 +33,7 @@ from kontext.core.images import MAX_FILE_BYTES, MAX_SIDE, MIN_SIDE, open_image
 from kontext.core.metadata import APP_NAME, png_info
 from kontext.errors import UserError
 from kontext.files.export import FORMAT, MANIFEST, SCOPES
+from kontext.model.loras import check_records
 
 STEP_NAME_RE = re.compile(r"^steps/[0-9]{1,9}\.png$")
 REFERENCE_RE = re.compile(r"^[0-9a-f]{32}\.png$")  # a stored image name, as kontext.files.store makes them
@@ -301,6 +302,8 @@ def _step(i: int, d: object) -> tuple[Node, str]:
         node = Node.from_dict(d)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{where}: {e}") from None
+    if "loras" in node.extra:  # preset names and strengths only: a file never says where weights come from
+        node = replace(node, extra={**node.extra, "loras": check_records(node.extra["loras"], where)})
     return node, d["sha256"]
 
 

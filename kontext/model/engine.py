@@ -285,7 +285,6 @@ class Engine:
         fit_context: bool = False,
         mask: Image.Image | None = None,
         loras: Any = (),
-        lora_sources: bool = False,
     ) -> EditResult:
         """Edit `image` (or generate from text when it is None). Raises Cancelled if `cancel` is set.
 
@@ -293,11 +292,10 @@ class Engine:
         ~1 MP resolutions: fewer tokens, so a small draft is really fast (at some cost in fidelity).
         `mask` (kontext.core.masks.check_mask, the image's size): only that part may change; the result
         keeps the image's size and every pixel outside the mask (kontext.core.masks.paste).
-        `loras`: (name, strength) pairs of the presets; with `lora_sources` (a replay) a recorded
-        (name, strength, source, weight_name) loads a LoRA that is not a preset.
+        `loras`: (name, strength) pairs of the host's presets (kontext/model/loras.py), the only LoRAs loaded.
         """
         # 1. every value checked (LoRAs, mask, sizes, seed, guidance, steps), before the lock
-        lora_items = self.lora.resolve(loras, allow_sources=lora_sources)
+        lora_items = self.lora.resolve(loras)
         if mask is not None:
             if image is None:
                 raise UserError("a masked edit needs a picture to edit: upload one first")

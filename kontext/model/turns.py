@@ -36,8 +36,7 @@ class TurnRequest:
     fit_context: bool = False  # scale the context to the output's area (draft, reference pairs)
     preview_every: int = 0  # steps between live previews; 0 for none
     mask: Image.Image | None = None  # L, the context's size: only there may the picture change
-    loras: tuple = ()  # (name, strength) of the host's LoRA presets; replays add source and weight_name
-    lora_sources: bool = False  # a replay: recorded LoRAs load from their sources
+    loras: tuple = ()  # (name, strength) of the host's LoRA presets, a replay's too
 
     @property
     def tokens(self) -> int:
@@ -73,7 +72,7 @@ class Failed:
 def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: int, guidance: float | None,
               steps: int | None, width: int | None, height: int | None, reference: Image.Image | None = None,
               draft: bool = False, preview_every: int = 0, mask: Image.Image | None = None,
-              loras: tuple = (), lora_sources: bool = False, more_references: tuple = ()) -> TurnRequest:
+              loras: tuple = (), more_references: tuple = ()) -> TurnRequest:
     """The one rule for turning a step into a pipeline call, used by the app and by replay alike.
 
     A draft without a size gets a quarter of the default area; a reference is placed to the right
@@ -87,7 +86,7 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
     if more_references and reference is None:
         raise UserError("more references need a first one")
     if getattr(engine, "lora", None) is not None:  # LoRA names and strengths, before the turn queues
-        engine.lora.resolve(loras, allow_sources=lora_sources)  # (a pool's workers check theirs again)
+        engine.lora.resolve(loras)  # (a pool's workers check theirs again)
     if mask is not None:
         if reference is not None or draft:
             raise UserError("a masked edit works on the current picture alone: no reference and no draft")
@@ -102,7 +101,7 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
         run_w, run_h = engine.masked_size(context)
         return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
                            steps=args["steps"], width=run_w, height=run_h, fit_context=True,
-                           preview_every=preview_every, mask=mask, loras=tuple(loras), lora_sources=lora_sources)
+                           preview_every=preview_every, mask=mask, loras=tuple(loras))
     if width is None and getattr(engine.speed, "aot", False):
         # Compiled ahead of time for the buckets: "match input" is the nearest one (kontext/core/buckets.py).
         from kontext.core.buckets import nearest
@@ -123,7 +122,7 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
     return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
                        steps=args["steps"], width=args["width"], height=args["height"],
                        fit_context=draft or reference is not None, preview_every=preview_every,
-                       loras=tuple(loras), lora_sources=lora_sources)
+                       loras=tuple(loras))
 
 
 def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] | None = None,
@@ -145,7 +144,7 @@ def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] |
     return engine.edit(req.context, req.prompt, seed=req.seed, guidance=req.guidance, steps=req.steps,
                        width=None if masked else req.width, height=None if masked else req.height,
                        fit_context=req.fit_context, on_step=on_step, cancel=cancel, mask=req.mask,
-                       loras=req.loras, lora_sources=req.lora_sources)
+                       loras=req.loras)
 
 
 def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(r)
     r.add_argument("export", help="a ZIP exported by the app")
     r.add_argument("--out", required=True, help="folder for the replayed PNGs")
+    r.add_argument("--branding", default=setting("BRANDING"),
+                   help="the server's branding TOML, whose [[lora]] presets give the weights of the LoRAs the "
+                        "steps name (default: $KONTEXT_BRANDING); an export never says where weights come from")
 
     b = sub.add_parser("bench", help="measure load, warm-up and per-edit time of each speed mode")
     from kontext.tools.bench import add_bench_args

@@ -2,8 +2,11 @@
 
 Each generated step is run again with its recorded prompt, seed, guidance, steps and size. An edit
 starts from its parent's *replayed* image, not the recorded one, so a match at the last step
-vouches for the whole chain. Uploaded source images are taken as recorded. Exit status: 0 when
-every step matches, 1 when any differs, 2 on bad input (the CLI turns ValueError into 2).
+vouches for the whole chain. Uploaded source images are taken as recorded. A step records its
+LoRAs by preset name only: their weights come from this replay's presets (--branding, the host's
+file), never from the export, and a name they do not offer stops the replay before any step runs.
+Exit status: 0 when every step matches, 1 when any differs, 2 on bad input (the CLI turns
+ValueError into 2).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -95,6 +98,7 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
            on_row: Callable[[Row], None] | None = None) -> list[Row]:
     """Re-run every step of the export in id order; write each image to `out_dir`; return the rows."""
     export = reader.export
+    check_loras(export.nodes, getattr(getattr(engine, "lora", None), "presets", {}))
     waiting = Counter(n.parent for n in export.nodes)  # children still to run, per step
     outputs: dict[int, Image.Image] = {}
     references: dict[str, Image.Image] = {}
@@ -122,7 +126,7 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
                                 reference=references.get(ref) if context is not None else None,
                                 draft=bool(node.extra.get("draft")),
                                 mask=references[mask_name].convert("L") if mask_name is not None else None,
-                                loras=recorded_loras(node.extra.get("loras"), with_sources=True), lora_sources=True,
+                                loras=recorded_loras(node.extra.get("loras")),
                                 more_references=more if context is not None else ())
                 result = run_turn(engine, req)
             except UserError as e:
@@ -143,6 +147,21 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
         if on_row is not None:
             on_row(row)
     return rows
+
+
+def check_loras(nodes: Sequence[Node], offered: Collection[str]) -> None:
+    """Every LoRA the steps name must be one of the `offered` preset names; else say which, and where."""
+    unknown: dict[str, list[int]] = {}
+    for n in nodes:
+        for name, _ in recorded_loras(n.extra.get("loras")) if n.kind != "upload" else ():
+            if name not in offered:
+                unknown.setdefault(name, []).append(n.id)
+    if unknown:
+        named = "; ".join(f"{name[:40]} (step{'s' * (len(ids) > 1)} {', '.join(map(str, ids[:10]))}"
+                          f"{', ...' if len(ids) > 10 else ''})" for name, ids in list(unknown.items())[:10])
+        raise UserError(f"the export's steps use LoRAs that this replay does not offer: {named}. A step records a "
+                        "LoRA's name only; give the presets with --branding FILE (its [[lora]] tables, as the "
+                        f"server had them); offered now: {', '.join(offered) or 'none'}")
 
 
 def _one_line(text: str, width: int) -> str:
@@ -175,6 +194,7 @@ def _recorded_model(manifest: Any) -> str:
 
 def run_replay(args: argparse.Namespace) -> int:
     from kontext.model.engine import Engine
+    from kontext.showcase.branding import load_branding
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -184,7 +204,10 @@ def run_replay(args: argparse.Namespace) -> int:
         model = args.model or _recorded_model(export.manifest)
         print(f"replaying {len(export.nodes)} steps ({export.manifest.get('scope', 'path')}) of "
               f"{args.export} with model {model}")
+        presets = load_branding(args.branding).loras if args.branding else ()
+        check_loras(export.nodes, [p.name for p in presets])  # before loading the model
         engine = Engine.load(model, device=args.device, dtype=args.dtype, offload=args.offload)
+        engine.set_lora_presets(presets)
         for w in version_warnings(dict(export.manifest), engine, export.nodes):
             print(f"warning: {w}: images may differ", file=sys.stderr)
         out.mkdir(parents=True, exist_ok=True)
