@@ -60,6 +60,30 @@ def test_bad_catalogs_are_refused_in_words(tmp_path, bad, words):
         load_catalog(write(tmp_path, bad))
 
 
+def test_example_pictures_stay_in_the_catalog_folder_and_are_pictures(tmp_path):
+    """Every visitor is served an example's picture: nothing outside the folder, nothing but a picture."""
+    Image.effect_noise((96, 64), 40).convert("RGB").save(tmp_path / "outside.png")
+    (tmp_path / "ex").mkdir()
+    write(tmp_path / "ex", GOOD)  # pic.png beside it
+    (tmp_path / "ex" / "notes.png").write_text("hostname\n")  # a text file named like a picture
+    (tmp_path / "ex" / "link.png").symlink_to(tmp_path / "outside.png")
+    (tmp_path / "ex" / "sub").mkdir()
+    Image.effect_noise((64, 64), 40).convert("RGB").save(tmp_path / "ex" / "sub" / "deep.png")
+    cases = {"../outside.png": "is outside the folder of examples.toml",
+             "../../../../../../../../etc/hostname": "is outside the folder",
+             str(tmp_path / "outside.png"): "is outside the folder",  # an absolute path
+             "link.png": "is outside the folder",  # a link out of it
+             "notes.png": "is not a picture",
+             "sub": "is not a file",
+             "pic.png\\u0000.txt": "must name a picture"}  # TOML's escape: a NUL inside the name
+    for image, words in cases.items():
+        text = GOOD.replace('image = "pic.png"\nprompt', f'image = "{image}"\nprompt')
+        with pytest.raises(UserError, match=words):
+            load_catalog(write(tmp_path / "ex", text))
+    deep = load_catalog(write(tmp_path / "ex", GOOD.replace('"pic.png"\nprompt', '"sub/deep.png"\nprompt')))
+    assert deep.example("red").image == (tmp_path / "ex" / "sub" / "deep.png").resolve()  # below it is fine
+
+
 def test_the_shipped_catalog_is_valid():
     cat = load_catalog(SHIPPED)
     assert len(cat.examples) >= 6 and len(cat.chains) >= 2

@@ -26,6 +26,7 @@ from PIL import Image
 
 from kontext.core import params as P
 from kontext.core.atomic import write_atomic
+from kontext.core.images import ALLOWED_FORMATS, MAX_FILE_BYTES, MAX_SIDE, MIN_SIDE
 from kontext.core.tomlfile import read_toml
 from kontext.errors import UserError
 
@@ -93,15 +94,13 @@ def load_catalog(path: str | Path) -> Catalog:
         title = entry.get("title")
         if not isinstance(title, str) or not title.strip() or len(title) > 60:
             raise UserError(f"{where} ({eid}): title must be 1-60 characters")
-        image = entry.get("image")
-        if not isinstance(image, str) or not (path.parent / image).is_file():
-            raise UserError(f"{where} ({eid}): image {image!r} is not a file next to {path.name}")
+        image = _picture(entry.get("image"), path, f"{where} ({eid})")
         seed = entry.get("seed", 0)
         try:
             seed = P.check_seed(seed)
         except UserError as e:
             raise UserError(f"{where} ({eid}): {e}") from None
-        return eid, title.strip(), path.parent / image, seed
+        return eid, title.strip(), image, seed
 
     examples = []
     for i, entry in enumerate(data.get("example", [])):
@@ -118,6 +117,32 @@ def load_catalog(path: str | Path) -> Catalog:
             raise UserError(f"chain {cid}: prompts must be a list of {MIN_CHAIN} to {MAX_CHAIN} instructions")
         chains.append(Chain(cid, title, image, tuple(_prompt(p, cid) for p in prompts), seed))
     return Catalog(tuple(examples), tuple(chains))
+
+
+def _picture(name: Any, catalog: Path, where: str) -> Path:
+    """An example's picture: a file inside the catalog's folder (links resolved, so neither '..' nor a
+    link leads out of it) that opens as a picture of an allowed format and size. Every visitor is
+    served this file, so nothing else on the server may be named here."""
+    folder = catalog.parent.resolve()
+    if not isinstance(name, str) or not name.strip() or "\0" in name:
+        raise UserError(f"{where}: image must name a picture in the folder of {catalog.name}, got {name!r:.80}")
+    file = (folder / name).resolve()
+    if not file.is_relative_to(folder):
+        raise UserError(f"{where}: image {name[:80]!r} is outside the folder of {catalog.name}; example pictures "
+                        "must lie in that folder or below it")
+    if not file.is_file():
+        raise UserError(f"{where}: image {name[:80]!r} is not a file in the folder of {catalog.name}")
+    try:
+        with Image.open(file, formats=ALLOWED_FORMATS) as im:  # the header only: no pixel is decoded here
+            size = im.size
+    except (OSError, SyntaxError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+        raise UserError(f"{where}: image {name[:80]!r} is not a picture ({', '.join(ALLOWED_FORMATS)}): "
+                        f"{type(e).__name__}") from None
+    if not (MIN_SIDE <= min(size) and max(size) <= MAX_SIDE) or file.stat().st_size > MAX_FILE_BYTES:
+        raise UserError(f"{where}: image {name[:80]!r} is {size[0]}x{size[1]} pixels and {file.stat().st_size:,} "
+                        f"bytes; a picture is {MIN_SIDE} to {MAX_SIDE} pixels a side and at most "
+                        f"{MAX_FILE_BYTES // 2**20} MB")
+    return file
 
 
 def _prompt(value: Any, where: str) -> str:
