@@ -77,6 +77,14 @@ def add_hosting_flags(p: argparse.ArgumentParser) -> None:
                    help="seconds between mirror pushes")
     p.add_argument("--login", default=setting("LOGIN"), choices=["none", "hf"],
                    help="hf: editing needs a Hugging Face sign-in (a Space with hf_oauth: true)")
+    p.add_argument("--export-mb", type=float, default=float(setting("EXPORT_MB")),
+                   help="exports one visitor (a session, or a share link's viewers) may have waiting to be "
+                        "downloaded, in MB")
+    p.add_argument("--links-per-session", type=int, default=int(setting("LINKS_PER_SESSION")),
+                   help="live share links one session may have")
+    p.add_argument("--per-address", type=float, default=float(setting("PER_ADDRESS")),
+                   help="one network address may have this many sessions' worth of waiting exports and share "
+                        "links (0: no cap per address; visitors behind one proxy share its address)")
 
 
 def add_page_flags(p: argparse.ArgumentParser) -> None:
@@ -163,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     results = ResultCache(Path(settings.data_dir) / "example-results")
     sessions = Sessions(engine, store, max_nodes=settings.max_steps, gpu=gpu, queue=queue, results=results,
                         safety=safety)
+    apply_limits(settings, sessions)
     if safety is not None:
         print(f"Content check on every turn: {args.safety}")
     demo = build_ui(sessions, settings, startup)
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def read_settings(args, zerogpu: bool):
     """The flags as one Settings value and the content check; a bad value stops here, in one line."""
-    from kontext.hosting.config import Settings, parse_auth
+    from kontext.hosting.config import Settings, check_limits, parse_auth
     from kontext.model.safety import load_check
     from kontext.showcase.branding import load_branding
     from kontext.showcase.examples import load_catalog
@@ -196,8 +205,13 @@ def read_settings(args, zerogpu: bool):
         mcp=args.mcp, offload=args.offload, device=args.device or ("cuda" if zerogpu else None),
         gpu_slots=args.gpu_slots, max_waiting=args.max_waiting, zerogpu=zerogpu,
         on_space=on_space(), mirror=args.mirror, mirror_every_s=args.mirror_every,
-        login=args.login, auth=auth, branding=branding,
+        login=args.login, auth=auth, branding=branding, export_bytes=int(args.export_mb * 2**20),
+        links_per_session=args.links_per_session, per_address=args.per_address,
     )
+    try:
+        check_limits(settings)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     if settings.login == "hf" and os.environ.get("SYSTEM") != "spaces":
         from kontext.model.hub import token
 
@@ -205,6 +219,14 @@ def read_settings(args, zerogpu: bool):
             sys.exit("error: --login hf needs a Space with hf_oauth: true in its front matter; locally, gradio "
                      "signs you in as the account of `hf auth login`, so log in first")
     return settings, safety
+
+
+def apply_limits(settings, sessions) -> None:
+    """The per-visitor limits: share links (kontext/files/sharing.py) and waiting exports (ui/share.py)."""
+    from ui import share
+
+    sessions.shares.per_session, sessions.shares.per_address = settings.links_per_session, settings.per_address
+    share.configure(settings.export_bytes, settings.per_address)
 
 
 def start_model(args, settings, zerogpu: bool):

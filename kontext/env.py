@@ -15,6 +15,7 @@ DEFAULTS: dict[str, str | None] = {
     # serving
     "HOST": None, "PORT": None, "MCP": None, "GPU_SLOTS": "1", "MAX_WAITING": "16", "LOGIN": "none",
     "AUTH": None, "SECRET": None,
+    "EXPORT_MB": "640", "LINKS_PER_SESSION": "20", "PER_ADDRESS": "2",  # per-visitor limits (README)
     # storage and caches
     "DATA": None, "MAX_IDLE_HOURS": "168", "MAX_DISK_GB": "20", "MIRROR": None, "MIRROR_EVERY": "60",
     "CACHE": None, "AOT_DIR": None,

@@ -44,3 +44,34 @@ def test_mirroring_without_a_token_stops_with_a_plain_message(monkeypatch, tmp_p
     with pytest.raises(SystemExit, match="--mirror needs a Hugging Face token"):
         app.start_mirror(Settings(mirror="me/sessions", data_dir=tmp_path))
     assert app.start_mirror(Settings(data_dir=tmp_path)) is None  # off by default
+
+
+def test_per_visitor_limits_from_flags_and_environment(monkeypatch):
+    import pytest
+
+    for var in ("KONTEXT_EXPORT_MB", "KONTEXT_LINKS_PER_SESSION", "KONTEXT_PER_ADDRESS", "SPACE_ID"):
+        monkeypatch.delenv(var, raising=False)
+    settings, _ = app.read_settings(app.parse_args([]), zerogpu=False)
+    assert (settings.export_bytes, settings.links_per_session, settings.per_address) == (640 * 2**20, 20, 2.0)
+    monkeypatch.setenv("KONTEXT_PER_ADDRESS", "0")
+    settings, _ = app.read_settings(app.parse_args(["--export-mb", "100", "--links-per-session", "5"]), zerogpu=False)
+    assert (settings.export_bytes, settings.links_per_session, settings.per_address) == (100 * 2**20, 5, 0.0)
+    for flags, words in ((["--export-mb", "0"], "--export-mb must be more than 0"),
+                         (["--links-per-session", "0"], "--links-per-session must be at least 1"),
+                         (["--per-address", "-1"], "--per-address must be 0")):
+        with pytest.raises(SystemExit, match=words):
+            app.read_settings(app.parse_args(flags), zerogpu=False)
+
+
+def test_the_limits_reach_the_share_links_and_the_exports(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from kontext.files.sharing import Shares
+    from kontext.hosting.config import Settings
+    from ui import share
+
+    monkeypatch.setattr(share, "LIMITS", share.LIMITS)  # restored after the test
+    sessions = SimpleNamespace(shares=Shares(tmp_path / "shares.jsonl"))
+    app.apply_limits(Settings(export_bytes=5 * 2**20, links_per_session=3, per_address=1.5), sessions)
+    assert (sessions.shares.per_session, sessions.shares.per_address) == (3, 1.5)
+    assert share.LIMITS == share.ExportLimits(per_visitor=5 * 2**20, per_address=1.5)

@@ -404,3 +404,84 @@ def test_huge_central_directory_is_refused_before_parsing(tmp_path):
             zf.writestr(f"e{i}", b"")
     with pytest.raises(ValueError, match="300 entries"):
         open_export(buf.getvalue(), Limits(max_steps=10))
+
+
+# --- exports waiting to be downloaded: each visitor's share ------------------------------------------
+MB = 2**20
+
+
+def test_each_visitor_and_address_gets_a_share_of_the_waiting_exports(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from kontext.errors import UserError
+    from ui import share
+
+    monkeypatch.setattr(share, "get_upload_folder", lambda: str(tmp_path))
+    monkeypatch.setattr(share, "_owners", {})
+    monkeypatch.setattr(share, "LIMITS", share.ExportLimits(per_visitor=100 * MB, per_address=1.5))
+    monkeypatch.setattr(share, "MAX_KEPT_BYTES", 350 * MB)
+
+    def export(visitor, address, size=60 * MB):
+        folder = share._fresh_dir(size, visitor, address)
+        with open(folder / "a.zip", "wb") as f:
+            f.truncate(size)  # sparse: its size counts, no disk is used
+        share._written(folder)
+        return folder
+
+    first = export("a", "10.0.0.1")
+    with pytest.raises(UserError, match="one visitor may have at most 100 MB waiting"):
+        export("a", "10.0.0.1")
+    export("b", "10.0.0.1")  # another session from the same address: 120 MB of its 150
+    with pytest.raises(UserError, match="one address may have at most 150 MB waiting"):
+        export("c", "10.0.0.1")
+    export("c", "10.0.0.2")
+    export("d", None)
+    export("e", None)  # 300 MB waiting in all
+    with pytest.raises(UserError, match="too many exports are waiting"):
+        export("f", None)  # the last line, for everyone
+    with pytest.raises(UserError, match="needs 101 MB, more than the 100 MB"):
+        export("g", None, 101 * MB)
+    old = time.time() - share.KEEP_S - 5
+    os.utime(first / "a.zip", (old, old))
+    export("a", "10.0.0.1")  # a's first export was removed: room again
+    assert not first.exists()
+    writing = share._fresh_dir(30 * MB, "h", None)  # still being written: what it claimed counts
+    with pytest.raises(UserError, match="one visitor"):
+        share._fresh_dir(80 * MB, "h", None)
+    assert writing.is_dir()  # and its (empty) folder is not taken for a finished one
+
+
+def test_an_owner_and_a_links_viewers_have_their_own_shares(sessions, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from kontext.errors import UserError
+    from ui import share
+    from ui.api import Api
+    from ui.viewer import Viewer
+
+    monkeypatch.setattr(share, "get_upload_folder", lambda: str(tmp_path))
+    monkeypatch.setattr(share, "_owners", {})
+    monkeypatch.setattr(share, "EXTRAS_BYTES", 0)
+    key = sessions.new()
+    sessions.upload(key, noise(96, 64), name="beach.png")
+    sessions.edit(key, "add a red hat", fixed(11))
+    need = sum(sessions.store.image_path(key, n.image).stat().st_size for n in sessions.history(key).nodes.values())
+    # One export fits (its files weigh more than its pictures), a second one does not.
+    monkeypatch.setattr(share, "LIMITS", share.ExportLimits(per_visitor=need * 3 // 2, per_address=1))
+    client = SimpleNamespace(client=SimpleNamespace(host="10.0.0.1"))
+    assert share.client_address(client) == "10.0.0.1" and share.client_address(None) is None
+    api = Api(sessions)
+    api.export(key, "path", client)
+    with pytest.raises(UserError, match="one visitor may have at most"):
+        api.export(key, "path", client)
+    token = sessions.share(key).token
+    viewer = Viewer(sessions)
+    other = SimpleNamespace(client=SimpleNamespace(host="10.0.0.2"))
+    assert viewer.download(token, None, other).visible  # the link's viewers have a share of their own
+    with pytest.raises(UserError, match="one visitor may have at most"):
+        viewer.download(token, None, SimpleNamespace(client=SimpleNamespace(host="10.0.0.3")))
+    second = sessions.new()
+    sessions.upload(second, noise(96, 64), name="beach.png")
+    with pytest.raises(UserError, match="one address may have at most"):
+        api.export(second, "path", client)  # a fresh session from the same address

@@ -128,8 +128,8 @@ class Api:
     def step_image(self, session: str, step: float) -> str:
         return self.s.image_path(session, whole("step", step))
 
-    def export(self, session: str, scope: str = "path") -> list[str]:
-        return share.export_files(self.s, session, scope)
+    def export(self, session: str, scope: str = "path", request: gr.Request | None = None) -> list[str]:
+        return share.export_files(self.s, session, scope, address=share.client_address(request))
 
     def import_zip(self, session: str, file: Any) -> tuple[str | None, dict[str, Any]]:
         path = uploaded_path(file, "file")
@@ -138,8 +138,8 @@ class Api:
         self.s.import_zip(session, path)
         return self._result(session)
 
-    def share(self, session: str) -> dict[str, Any]:
-        link = self.s.share(session)
+    def share(self, session: str, names: bool = False, request: gr.Request | None = None) -> dict[str, Any]:
+        link = self.s.share(session, names=names, address=share.client_address(request))
         # Not "path": gradio's clients take a dict with a "path" for a file and try to download it.
         return {"token": link.token, "link": f"/view?share={link.token}", "root": link.root}
 
@@ -212,7 +212,8 @@ class Api:
                       api_visibility="public")
         trigger.click(f(self.clear), [key], info, api_name="clear", **common)
         trigger.click(f(self.stop), [key], info, api_name="stop", **common)
-        trigger.click(f(self.share), [key], info, api_name="share", **common)
+        names_in = gr.Checkbox(label="names", value=False, visible=False)
+        trigger.click(f(self.share), [key, names_in], info, api_name="share", **common)
         trigger.click(f(self.unshare), [key], info, api_name="unshare", **common)
         token = gr.Textbox(label="token", visible=False)
         trigger.click(f(self.shared_history), [token], info, api_name="shared_history", **common)

@@ -78,7 +78,9 @@ SESSION_DOCS: dict[str, Doc] = {
                       "as new chains (renumbered when the session has steps already).",
                       {"session": SESSION, "file": "The ZIP file, uploaded."}, RESULT),
     "share": Doc("Make a read-only link to the tree of the current step (every branch of that picture, as it "
-                 "grows); sharing the same tree again gives the same link.", {"session": SESSION},
+                 "grows); sharing the same tree again gives the same link.",
+                 {"session": SESSION, "names": "Whether the link shows the uploads' file names (default false: "
+                                               "an upload is shown as 'original'). Sharing again sets it anew."},
                  "JSON {token, link, root}: open the app's address + link (/view?share=TOKEN) in a browser, "
                  "or read the tree with shared_history"),
     "unshare": Doc("Revoke every share link of the session: they stop working at once.", {"session": SESSION},

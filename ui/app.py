@@ -106,7 +106,7 @@ def launch_kwargs(settings: Settings, public_dir: Path | None = None) -> dict:
     `public_dir` (the store's), by name at /images (ui/public.py)."""
     data = Path(settings.data_dir).resolve()
     kw = dict(LAUNCH_KWARGS, css_paths=[ASSETS / "style.css"], js=(ASSETS / "shortcuts.js").read_text("utf-8"),
-              blocked_paths=[str(data / ".browser-secret"), str(data / "shares.json")],
+              blocked_paths=[str(data / ".browser-secret"), str(data / "shares.json"), str(data / "shares.jsonl")],
               theme=theme(settings.branding.accent))
     if settings.auth:
         kw["auth"] = list(settings.auth)  # self-hosted: the whole app and its API need a password

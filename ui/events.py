@@ -392,8 +392,8 @@ class Wiring:
         label = "Reference set" if slot == 1 else f"Reference {slot} set"
         return self.s.add_reference(key, path), f"**{label}**: the next edits use it."
 
-    def export(self, key: str, scope: str) -> list[str]:
-        return share.export_files(self.s, key, scope or "path")
+    def export(self, key: str, scope: str, request: gr.Request | None = None) -> list[str]:
+        return share.export_files(self.s, key, scope or "path", address=share.client_address(request))
 
     def import_zip(self, key: str, shown: Any, path: str | None) -> dict[Any, Any]:
         if not path:

@@ -71,6 +71,7 @@ class Page:
     ran: gr.Textbox | None = None
     watch: gr.Timer | None = None
     share_btn: gr.Button | None = None
+    share_names: gr.Checkbox | None = None
     unshare_btn: gr.Button | None = None
     share_token: gr.Textbox | None = None
     share_link: gr.Textbox | None = None
@@ -352,6 +353,8 @@ def render_settings(page: Page, engine: Engine, brand: Branding | None = None) -
         gr.Markdown("A read-only link to this picture's steps (all its branches, as they grow): whoever has it "
                     "can look, compare, present and download, never edit. *Stop sharing* turns every link of "
                     "this session off.", elem_classes=["hint"])
+        page.share_names = gr.Checkbox(False, label="Show file names (of uploaded pictures) on the link",
+                                       elem_id="share-names")
         with gr.Row(equal_height=True):
             page.share_btn = gr.Button("Make a read-only link", size="sm", elem_id="share-btn")
             page.unshare_btn = gr.Button("Stop sharing", size="sm", variant="stop", elem_id="unshare-btn")

@@ -94,10 +94,12 @@ class Viewer:
                     p.present_caption: sl.caption, p.present_count: sl.count, p.present_at: sl.index}
         return go
 
-    def download(self, token: Any, at: Any) -> Any:
-        """The files, shown once there are some (an empty Downloads box would take room for nothing)."""
+    def download(self, token: Any, at: Any, request: gr.Request | None = None) -> Any:
+        """The files, shown once there are some (an empty Downloads box would take room for nothing).
+        The link's visitors together take one visitor's share of the waiting exports' space."""
         key, h = self._view(token, at)
-        files = share.export_files(self.s, key, "tree", history=h)  # exactly the tree the token was checked for
+        files = share.export_files(self.s, key, "tree", history=h,  # exactly the tree the token was checked for
+                                   visitor=f"link {token}", address=share.client_address(request))
         return gr.File(value=files, visible=True)
 
     def render(self, title: str) -> None:

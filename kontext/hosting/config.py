@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kontext.env import setting
 from kontext.errors import UserError
+from kontext.files.sharing import MAX_PER_SESSION, PER_ADDRESS
 from kontext.files.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_IDLE_S
 from kontext.showcase.branding import Branding
 
@@ -35,6 +36,11 @@ class Settings:
     login: str = "none"  # "hf": editing needs a Hugging Face sign-in (the owner pays for the GPU)
     auth: tuple[tuple[str, str], ...] = ()  # self-hosted: user/password pairs for the whole app
     branding: Branding = field(default_factory=Branding)  # title, logo, accent, hidden controls, examples
+    # Per-visitor limits: one visitor (a session) may not fill what all share; an address (where new
+    # sessions cost nothing) gets `per_address` visitors' worth, 0 for no cap per address.
+    export_bytes: int = 640 * 2**20  # exports waiting to be downloaded, per visitor: a big session's and extras
+    links_per_session: int = MAX_PER_SESSION  # live share links per session
+    per_address: float = PER_ADDRESS
 
 
 def storage_note(settings: Settings) -> str:
@@ -52,6 +58,16 @@ def storage_note(settings: Settings) -> str:
                 "persistent): export a ZIP to keep your work.")
     return (f"Sessions are kept on this server's disk and survive restarts; unused for {idle}, they are "
             f"deleted (the least recently used go first beyond {budget}).")
+
+
+def check_limits(settings: Settings) -> None:
+    """Refuse per-visitor limits that cannot work, naming the flag."""
+    if settings.export_bytes <= 0:
+        raise UserError(f"--export-mb must be more than 0, got {settings.export_bytes / 2**20:g}")
+    if settings.links_per_session < 1:
+        raise UserError(f"--links-per-session must be at least 1, got {settings.links_per_session}")
+    if not settings.per_address >= 0:
+        raise UserError(f"--per-address must be 0 (no cap per address) or more, got {settings.per_address:g}")
 
 
 def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:

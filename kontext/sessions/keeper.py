@@ -53,7 +53,7 @@ class Keeper:
         self.engine = engine
         self.safety = safety  # a host's content check on every turn (kontext.model.safety), or None
         self.results = results  # finished turns of example trees (kontext.showcase.examples), or None
-        self.shares = Shares(store.root / "shares.json")  # read-only links (kontext.files.sharing)
+        self.shares = Shares(store.root / "shares.jsonl")  # read-only links (kontext.files.sharing)
         self.store = store
         self.max_nodes = max_nodes
         self.gpu = gpu or LocalGpu(engine)  # this process; kontext.hosting.zerogpu.RemoteGpu: ZeroGPU's worker

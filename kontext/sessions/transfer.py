@@ -21,20 +21,21 @@ from kontext.files.importer import (
     plan_ids,
     renumbered_png,
 )
-from kontext.files.sharing import Share
+from kontext.files.sharing import Share, nameless_view
 from kontext.files.store import check_key
 from kontext.model.safety import enforce
 from kontext.sessions.keeper import Keeper
 
 
 class Transfer(Keeper):
-    def share(self, key: str) -> Share:
-        """A read-only link to the tree of the current step (the same link if it is shared already)."""
+    def share(self, key: str, names: bool = False, address: str | None = None) -> Share:
+        """A read-only link to the tree of the current step (the same link if it is shared already).
+        `names`: whether it shows the uploads' file names; `address`: the client's (a cap per address)."""
         h = self.history(key)
         if h.current is None:
             raise UserError("nothing to share yet: upload or make a picture first")
         root = h.path()[0]
-        return self.shares.share(key, root.id, root.image, alive=self.store.exists)
+        return self.shares.share(key, root.id, root.image, alive=self.store.exists, names=names, address=address)
 
     def unshare(self, key: str) -> int:
         """Revoke every share link of this session; return how many there were."""
@@ -50,8 +51,8 @@ class Transfer(Keeper):
         if root is None or root.parent is not None or root.image != share.image:
             raise UnknownShare("this share link shows nothing any more: its owner deleted that picture's "
                                "steps (or the session expired)")
-        view = h.subtree(share.root, h.current)
-        return share, (view if current is None else h.subtree(share.root, current))
+        view = h.subtree(share.root, h.current) if current is None else h.subtree(share.root, current)
+        return share, (view if share.names else nameless_view(self.store, share.key, view))
 
     def export(self, key: str, dest: str | Path | BinaryIO, *, scope: str = "path",
                extras: bool = True, history: History | None = None) -> dict[str, Any]:
