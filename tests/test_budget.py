@@ -126,3 +126,83 @@ def test_exports_do_not_pile_up(sessions, photo, monkeypatch, tmp_path):
     monkeypatch.setattr(share, "MAX_KEPT_BYTES", 1)
     with pytest.raises(UserError, match="waiting to be downloaded"):
         share.export_files(sessions, key, "path")
+
+
+def test_a_session_keeps_at_most_its_share_of_the_disk(engine, tmp_path):
+    picture = Image.effect_noise((128, 128), 40).convert("RGB")
+    probe = Sessions(engine, Store(tmp_path / "probe"))
+    one = probe.new()
+    probe.upload(one, picture)
+    share = int(2.5 * probe.store.session_bytes(one))  # two such uploads fit, a third does not
+    store = Store(tmp_path / "s", max_session_bytes=share)
+    s = Sessions(engine, store)
+    key = s.new()
+    s.upload(key, picture)
+    s.upload(key, picture)
+    with pytest.raises(UserError, match=r"^the uploaded picture would take .* MB, but a session may keep at most "
+                                        r".* MB on this server and this one holds .* MB: export your work"):
+        s.upload(key, picture)
+    assert len(s.history(key)) == 2 and store.session_bytes(key) <= share
+    other = s.new()
+    s.upload(other, picture)  # each session has its own share
+    assert len(s.history(other)) == 1
+
+
+def bloated_export(engine, tmp_path) -> tuple[bytes, int]:
+    """A valid export of three smooth pictures stored as uncompressed PNGs: the ZIP is small, its
+    pictures unpack to many times its size. Returns the ZIP and the pictures' unpacked bytes."""
+    import hashlib
+    import json
+    import zipfile
+
+    s = Sessions(engine, Store(tmp_path / "source"))
+    key = s.new()
+    for angle in (0, 90, 180):
+        s.upload(key, Image.linear_gradient("L").rotate(angle).resize((192, 192)).convert("RGB"))
+    out = io.BytesIO()
+    s.export(key, out, scope="all", extras=False)
+    with zipfile.ZipFile(out) as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(entries["manifest.json"])
+    for step in manifest["steps"]:
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(entries[step["image"]])).save(buf, "PNG", compress_level=0)
+        entries[step["image"]] = buf.getvalue()
+        step["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return packed.getvalue(), sum(len(d) for n, d in entries.items() if n.startswith("steps/"))
+
+
+def test_an_import_unpacking_past_the_session_share_is_refused_before_it_writes(engine, tmp_path):
+    data, unpacked = bloated_export(engine, tmp_path)
+    assert unpacked > 10 * len(data)  # what the issue saw: a small ZIP, many times its size on disk
+    store = Store(tmp_path / "s", max_session_bytes=unpacked // 2)
+    s = Sessions(engine, store)
+    key = s.new()
+    with pytest.raises(UserError, match=r"^the export's pictures would take .* a session may keep at most"):
+        s.import_zip(key, data)
+    assert store.used_bytes() == 0 and not store.folder(key).exists()
+
+
+def test_an_import_counts_against_the_session_share(engine, tmp_path):
+    data, unpacked = bloated_export(engine, tmp_path)
+    store = Store(tmp_path / "s", max_session_bytes=int(1.5 * unpacked))
+    s = Sessions(engine, store)
+    key = s.new()
+    assert len(s.import_zip(key, data).history) == 3
+    assert store.session_bytes(key) >= unpacked
+    with pytest.raises(UserError, match="the export's pictures would take"):
+        s.import_zip(key, data)  # the first import's pictures are counted
+    assert len(s.history(key)) == 3
+    assert len(s.import_zip(s.new(), data).history) == 3  # while a new session has room
+
+
+def test_a_zip_larger_than_the_session_share_is_not_opened(engine, tmp_path):
+    data, _ = bloated_export(engine, tmp_path)
+    s = Sessions(engine, Store(tmp_path / "s", max_session_bytes=len(data) - 1))
+    with pytest.raises(UserError, match=f"larger than {len(data) - 1:,} bytes"):
+        s.import_zip(s.new(), data)

@@ -34,6 +34,9 @@ IMAGE_RE = re.compile(r"^[0-9a-f]{32}\.png$")
 FOLDER_RE = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MAX_IDLE_S = 7 * 24 * 3600
 DEFAULT_MAX_BYTES = 20 * 2**30
+# One session's share of the disk: a 200-step session at 1 MP is about 200 MB (BENCHMARKS.md), so
+# a full history fits with room for larger uploads; one visitor cannot fill the whole budget alone.
+DEFAULT_MAX_SESSION_BYTES = 512 * 2**20
 HISTORY_FILE = "history.json"
 PUBLIC = "public"  # not a session folder name (those are 32 hex digits)
 THUMB_SIDE = 256  # timeline thumbnails, pixels on the long side
@@ -64,14 +67,17 @@ def _size(n: int) -> str:
 
 class Store:
     def __init__(self, root: str | Path, max_idle_s: float = DEFAULT_MAX_IDLE_S,
-                 max_bytes: int = DEFAULT_MAX_BYTES):
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES):
         if max_idle_s <= 0:
             raise UserError(f"max_idle_s must be positive, got {max_idle_s}")
         if max_bytes <= 0:
             raise UserError(f"max_bytes must be positive, got {max_bytes}")
+        if max_session_bytes <= 0:
+            raise UserError(f"max_session_bytes must be positive, got {max_session_bytes}")
         self.root = Path(root)
         self.max_idle_s = max_idle_s
         self.max_bytes = max_bytes
+        self.max_session_bytes = max_session_bytes
         self._sweep_lock = threading.Lock()
         self._used: int | None = None  # bytes under root; counted once, then kept up to date
         self._used_lock = threading.Lock()
@@ -124,6 +130,32 @@ class Store:
             raise UserError(f"the server is out of space for sessions ({_size(self.used_bytes())} of "
                             f"{_size(self.max_bytes)} in use): try again later, or export your work and start "
                             "over to free room")
+
+    def session_bytes(self, key: str) -> int:
+        """Bytes of one session's folder (images, thumbnails, history): what counts against its share."""
+        total, stack = 0, [self.folder(key)]
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except FileNotFoundError:
+                continue
+            for e in entries:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(Path(e.path))
+                    else:
+                        total += e.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:  # removed meanwhile (an orphan, an unused reference)
+                    continue
+        return total
+
+    def check_session_room(self, key: str, nbytes: int, what: str = "the new picture") -> None:
+        """Refuse a write of `nbytes` (`what`, in words) that would take the session past its share of the disk."""
+        used = self.session_bytes(key)
+        if used + nbytes > self.max_session_bytes:
+            raise UserError(f"{what} would take {_size(nbytes)}, but a session may keep at most "
+                            f"{_size(self.max_session_bytes)} on this server and this one holds {_size(used)}: "
+                            "export your work and start over (or continue in a new session) to make room")
 
     # --- writing -------------------------------------------------------------------------------
     def save_image(self, key: str, png: bytes) -> str:

@@ -116,10 +116,12 @@ class Keeper:
         removed = {p.name for p in self.store.sweep(now=now, keep=keep, lock_for=self._stripe, room=room)}
         self._cache.drop(lambda k: self.store.folder(k).name in removed)
 
-    def make_room(self, key: str, nbytes: int) -> None:
-        """Before writing `nbytes` for `key` (outside any session lock: the sweep takes them): run the
+    def make_room(self, key: str, nbytes: int, what: str = "the new picture") -> None:
+        """Before writing `nbytes` for `key` (outside any session lock: the sweep takes them): refuse
+        what would pass the session's share of the disk (`what` names it in the refusal); run the
         periodic sweep, which API traffic thus triggers too; when the write would pass the disk
         budget, sweep now (least recently used first) and refuse in plain words if that is not enough."""
+        self.store.check_session_room(key, nbytes, what)
         if self.store.has_room(nbytes):
             self.sweep(keep=key)
             return

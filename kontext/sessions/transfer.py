@@ -72,13 +72,16 @@ class Transfer(Keeper):
         written outside the lock (like an edit's), then the history is committed once.
         """
         snapshot = self.history(key)
-        limits = limits or Limits(max_steps=snapshot.max_nodes)
+        # An export bigger than a session's share of the disk could not be stored here anyway (its
+        # pictures barely compress), so it is refused before it is opened.
+        limits = limits or Limits(max_steps=snapshot.max_nodes, max_zip_bytes=self.store.max_session_bytes)
         names: dict[int, str] = {}  # original id -> stored image, to remove if anything fails
         refs: dict[str, str] = {}  # the export's reference image name -> stored name
         try:
             with open_export(source, limits) as reader:
                 check_room(snapshot, reader.export)
-                self.make_room(key, reader.unpacked_bytes)
+                # The pictures as they unpack count against the session's share, whatever the ZIP's size.
+                self.make_room(key, reader.unpacked_bytes, "the export's pictures")
                 ids = plan_ids(reader.export, snapshot)
                 masks = {n.extra["mask"] for n in reader.export.nodes if isinstance(n.extra.get("mask"), str)}
                 for name in reader.export.references:

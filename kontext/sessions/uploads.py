@@ -35,7 +35,7 @@ class Uploads(Keeper):
         # Encode outside the lock (seconds at 40 MP) with the id the step will most likely get.
         node = replace(node, id=self.history(key).next_id())
         png = metadata.png_bytes(img, step_dict(node))
-        self.make_room(key, len(png))
+        self.make_room(key, len(png), "the uploaded picture")
         with self._lock(key):
             old = self._load(key)
             old.check_room()
@@ -56,7 +56,7 @@ class Uploads(Keeper):
         img = open_image(source, "reference", fit=self.engine.profile.max_side)  # a JPEG: decoded scaled
         png = metadata.png_bytes(img, {"kind": "upload", "prompt": "reference image"})
         digest = hashlib.sha256(png).hexdigest()
-        self.make_room(key, len(png))
+        self.make_room(key, len(png), "the reference image")
         with self._lock(key):
             known = self._references.get((key, digest))
             if known and self.store.image_path(key, known).is_file():
@@ -79,7 +79,7 @@ class Uploads(Keeper):
         layers = list(source) if isinstance(source, (list, tuple)) else [source]
         m = read_mask(layers, (node.width, node.height))
         png = metadata.png_bytes(m.convert("RGB"), {"kind": "upload", "prompt": "mask", "painted_on": step})
-        self.make_room(key, len(png))
+        self.make_room(key, len(png), "the mask")
         with self._lock(key):
             return self.store.save_image(key, png)
 
