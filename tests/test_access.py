@@ -60,6 +60,7 @@ def test_self_hosted_password_auth_guards_the_api(engine, tmp_path):
         # Images by public name (ui/public.py) are behind the same login as gradio's file route.
         import io
         import urllib.error
+        import urllib.parse
         import urllib.request
 
         from PIL import Image
@@ -71,6 +72,26 @@ def test_self_hosted_password_auth_guards_the_api(engine, tmp_path):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}images/{name}", timeout=10)
         assert refused.value.code == 401
+        # gradio's traffic summary is on only here, behind the password (ui/app.py launch_kwargs).
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}monitoring/summary", timeout=10)
+        assert refused.value.code == 401
+        import http.cookiejar
+
+        signed_in = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        signed_in.open(f"{url}login", b"username=ann&password=pw1", timeout=10)
+        assert b"functions" in signed_in.open(f"{url}monitoring/summary", timeout=10).read()
+
+        # Five wrong passwords, then even the right one waits (ui/access.py LoginLimit).
+        def login(password: str) -> int:
+            form = urllib.parse.urlencode({"username": "ann", "password": password}).encode()
+            try:
+                return urllib.request.urlopen(urllib.request.Request(f"{url}login", form), timeout=10).status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert [login("wrong") for _ in range(5)] == [400] * 5
+        assert login("pw1") == 429
 
 
 def test_auth_flag_is_checked():
@@ -102,3 +123,86 @@ def test_random_weight_models_get_a_banner_that_says_so_and_a_real_model_none():
     assert "has no GPU" not in on_space and "KONTEXT_MODEL" in on_space and "HF_TOKEN" in on_space
     assert "has no GPU" in demo_banner("random-small", Settings(on_space=True), "cpu")
     assert demo_banner("black-forest-labs/FLUX.1-Kontext-dev", Settings()) is None
+
+
+def test_an_auth_list_naming_a_user_twice_is_refused_naming_the_user():
+    with pytest.raises(ValueError, match="--auth names the user 'ann' twice"):
+        parse_auth("ann:pw1,bob:x,ann:pw2")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_failed_logins_wait_longer_per_address_and_per_user():
+    from ui.access import LoginGuard
+
+    clock = Clock()
+    guard = LoginGuard(["ann"], tries=3, max_wait_s=8, clock=clock)
+    for _ in range(3):  # three failures: the third sets the first wait
+        assert guard.begin("1.1.1.1", "ann") is None
+    reason, wait = guard.begin("1.1.1.1", "ann")
+    assert wait == 1 and reason.startswith("too many failed sign-ins from this address: try again in 1 s")
+    # Another address is held back for the user it names, and free for anyone else.
+    assert guard.begin("2.2.2.2", "ann")[0].startswith("too many failed sign-ins for the user 'ann'")
+    assert guard.begin("2.2.2.2", "bob") is None
+    waits = []
+    for _ in range(5):  # each further failure doubles the wait, up to max_wait_s; refused tries do not count
+        clock.now += 100
+        assert guard.begin("1.1.1.1", "ann") is None
+        waits.append(guard.begin("1.1.1.1", "ann")[1])
+    assert waits == [2, 4, 8, 8, 8]
+    # A refused try is not counted; a success clears its address and user.
+    clock.now += 8
+    assert guard.begin("1.1.1.1", "ann") is None
+    guard.succeeded("1.1.1.1", "ann")
+    assert guard.begin("1.1.1.1", "ann") is None and guard.begin("2.2.2.2", "ann") is None
+
+
+def test_invented_user_names_are_not_remembered_and_addresses_are_bounded():
+    from ui.access import LoginGuard
+
+    guard = LoginGuard(["ann"], tries=1, clock=Clock(), remember=100)
+    for i in range(1000):
+        guard.begin(f"10.0.{i // 250}.{i % 250}", f"user{i}")
+    assert len(guard._failures) == 100
+    assert guard.begin("9.9.9.9", "user5") is None  # an unknown name is only counted by its address
+
+
+def test_the_login_route_refuses_a_burst_of_wrong_passwords_without_sleeping():
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from ui.access import LoginGuard, LoginLimit
+
+    seen = []
+
+    async def login(request):  # gradio's /login: 200 for the right password, 400 otherwise
+        form = await request.form()
+        seen.append(form["username"])
+        ok = (form["username"], form["password"]) == ("ann", "right")
+        return JSONResponse({"success": True} if ok else {"detail": "Incorrect credentials."}, 200 if ok else 400)
+
+    guard = LoginGuard(["ann"], tries=5, clock=Clock())
+    app = Starlette(routes=[Route("/login", login, methods=["POST"])],
+                    middleware=[Middleware(LoginLimit, guard=guard)])
+    with TestClient(app) as client:
+        # The page sends a multipart form (gradio's Login.svelte); gradio_client an urlencoded one.
+        codes = [client.post("/login", files={"username": (None, "ann"), "password": (None, f"wrong{i}")}).status_code
+                 for i in range(200)]
+        assert codes[:5] == [400] * 5 and set(codes[5:]) == {429} and len(seen) == 5
+        refused = client.post("/login", data={"username": "ann", "password": "right"})
+        assert refused.status_code == 429 and len(seen) == 5  # even the right password waits
+        assert refused.json()["detail"].startswith("too many failed sign-ins")
+        assert refused.headers["retry-after"] == "1"
+        guard.clock.now += 1
+        assert client.post("/login", data={"username": "ann", "password": "right"}).status_code == 200
+        assert client.post("/login", data={"username": "ann", "password": "wrong"}).status_code == 400
+        assert client.get("/login").status_code == 405  # anything but a sign-in passes through untouched

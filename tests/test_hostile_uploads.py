@@ -3,7 +3,10 @@ refused before any pixel is decoded; the odd-but-valid ones accepted as plain RG
 metadata (tests/hostile_corpus.py). How fast the intake answers is in BENCHMARKS.md."""
 
 import io
+import os
+import time
 import zlib
+from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
@@ -125,6 +128,10 @@ def test_fuzzed_files_are_either_pictures_or_plain_refusals(which, cuts, keep, c
 
 @pytest.mark.process  # serves the app on a port
 def test_every_corpus_file_through_the_api(engine, tmp_path, decodes):
+    from gradio.processing_utils import hash_bytes
+    from gradio.utils import get_upload_folder
+    from gradio_client.utils import strip_invalid_filename_characters
+
     sessions = Sessions(engine, Store(tmp_path / "sessions"))
     with running_app(sessions, tmp_path) as url:
         c = Client(url, verbose=False)
@@ -136,14 +143,18 @@ def test_every_corpus_file_through_the_api(engine, tmp_path, decodes):
             path = tmp_path / name
             path.write_bytes(data)
             decodes.clear()
+            # Where gradio keeps the upload: its folder, the bytes' hash, the name (gradio/route_utils.py).
+            kept = Path(get_upload_folder()) / hash_bytes(data) / strip_invalid_filename_characters(name)
             if expected == "refused":
                 with pytest.raises(Exception, match=r"image: ") as info:
                     c.predict(key, handle_file(str(path)), api_name="/upload")
                 assert "upstream" not in str(info.value) and "&#x27;" not in str(info.value)
+                assert not kept.exists(), f"{name}: the refused upload was left in gradio's folder"
             else:
                 _, h = c.predict(key, handle_file(str(path)), api_name="/upload")
                 accepted += 1
                 assert len(h["steps"]) == accepted
+                assert kept.exists()  # an accepted one stays until the sweep (ui/uploads.py)
             if expected == "refused" and name.startswith(SIZE_REFUSALS):
                 assert decodes == [], f"{name}: the server decoded pixels before refusing it"
             # The reference input goes through the same intake.
@@ -174,3 +185,99 @@ def test_text_chunks_that_together_pass_the_limit_are_called_so(monkeypatch):
     with pytest.raises(UserError) as raised:
         open_image(buf.getvalue(), "image")
     assert str(raised.value) == "image: its text chunks together hold more than 1 MB (a decompression bomb)"
+
+
+class FakeApp:
+    """What ui/uploads.py reads of a gradio Blocks: its upload list and its blocks' cached files."""
+
+    def __init__(self, kept=()):
+        from types import SimpleNamespace
+
+        self.upload_file_set: set[str] = set()
+        self.blocks = {1: SimpleNamespace(keep_in_cache=set(kept), temp_files=set())}
+
+    def upload(self, folder, name: str, data: bytes = b"x", age_s: float = 0) -> str:
+        import os
+        import time
+
+        path = folder / name[:4] / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        past = time.time() - age_s
+        os.utime(path, (past, past))
+        self.upload_file_set.add(str(path))
+        return str(path)
+
+
+def test_a_refused_upload_is_deleted_at_once_and_nothing_else(tmp_path):
+    from gradio.context import LocalContext
+
+    from ui.events import friendly
+
+    example = tmp_path / "cache" / "example.png"
+    example.parent.mkdir()
+    example.write_bytes(b"x")
+    blocks = FakeApp(kept={str(example)})
+    refused = blocks.upload(tmp_path, "big.png")
+    other = blocks.upload(tmp_path, "other.png")
+    blocks.upload_file_set.add(str(example))  # an upload of the same bytes and name as an example picture
+
+    def upload(key, value, layers):
+        raise UserError("image: file is larger than 50 MB")
+
+    token = LocalContext.blocks.set(blocks)
+    try:
+        with pytest.raises(Exception, match="larger than 50 MB"):
+            friendly(upload)("k", {"path": refused, "orig_name": "big.png"},
+                             {"layers": [{"path": str(example)}], "background": None})
+    finally:
+        LocalContext.blocks.reset(token)
+    assert not Path(refused).exists() and not Path(refused).parent.exists()
+    assert Path(other).exists() and example.exists()  # another upload and the app's own file stay
+    assert blocks.upload_file_set == {other, str(example)}
+
+
+def test_uploads_left_behind_go_after_the_keep_time(tmp_path):
+    from ui import uploads
+
+    blocks = FakeApp()
+    old = blocks.upload(tmp_path, "old1.png", age_s=400)
+    new = blocks.upload(tmp_path, "new1.png", age_s=10)
+    partial = tmp_path / "tmpab_cd123"  # a client that went away mid-upload
+    partial.write_bytes(b"half")
+    past = time.time() - 400
+    os.utime(partial, (past, past))
+    fresh_partial = tmp_path / "tmpzzzzzzzz"  # still being written
+    fresh_partial.write_bytes(b"x")
+    mine = tmp_path / "kontext-exports"
+    mine.mkdir()
+    os.utime(mine, (past, past))
+    assert uploads.sweep(blocks, keep_s=300, folder=tmp_path) == 2
+    assert not Path(old).exists() and Path(new).exists() and not partial.exists() and fresh_partial.exists()
+    assert mine.exists() and blocks.upload_file_set == {new}
+
+
+def test_the_server_sweeps_uploads_while_it_runs(tmp_path, monkeypatch):
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from ui import uploads
+
+    swept = threading.Event()
+    seen = []
+
+    def sweep(blocks, keep_s):
+        seen.append((blocks, keep_s))
+        swept.set()
+        return 0
+
+    monkeypatch.setattr(uploads, "sweep", sweep)
+    blocks = FakeApp()
+
+    async def serve():
+        async with uploads.sweeper(keep_s=120, every_s=0)(SimpleNamespace(get_blocks=lambda: blocks)):
+            assert await asyncio.to_thread(swept.wait, 10)
+
+    asyncio.run(serve())
+    assert seen[0] == (blocks, 120)

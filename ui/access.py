@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kontext.errors import UserError
@@ -42,3 +47,111 @@ def uploaded_name(value: Any) -> str:
         path = value.get("path") if isinstance(value, dict) else value
         name = os.path.basename(path) if isinstance(path, str) else ""
     return "" if re.fullmatch(r"file(\.[A-Za-z0-9]+)?", name) else name
+
+
+class LoginGuard:
+    """Failed sign-ins counted per address and per user: after `tries` failures, each further try
+    must wait, 1 s after the first failure over and doubling with each one up to `max_wait_s`; a
+    refused try is not counted. A success clears its address and user. A try counts as failed from
+    when it starts, so a burst of tries at once is held to `tries` too.
+
+    Only users of the password list are counted by name (others only by address), so invented names
+    cannot grow it; addresses are bounded by `remember` (the least recently failed are forgotten)."""
+
+    def __init__(self, users: Iterable[str], tries: int = 5, max_wait_s: float = 900.0, *,
+                 clock: Callable[[], float] = time.monotonic, remember: int = 10_000):
+        self.users = set(users)
+        self.tries, self.max_wait_s, self.clock, self.remember = tries, max_wait_s, clock, remember
+        self._failures: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()  # -> (count, until)
+        self._lock = threading.Lock()
+
+    def _keys(self, address: str, user: str) -> list[tuple[str, str]]:
+        return [("address", address)] + ([("user", user)] if user in self.users else [])
+
+    def begin(self, address: str, user: str) -> tuple[str, int] | None:
+        """Before a try: None if it may go ahead (it is counted as failed until `succeeded`), else why
+        not and the seconds to wait."""
+        now = self.clock()
+        with self._lock:
+            for kind, name in self._keys(address, user):
+                count, until = self._failures.get((kind, name), (0, 0.0))
+                if until > now:
+                    who = "from this address" if kind == "address" else f"for the user {name!r}"
+                    wait = math.ceil(until - now)
+                    return (f"too many failed sign-ins {who}: try again in {wait} s (after {self.tries} "
+                            f"failures each further one doubles the wait, up to {self.max_wait_s / 60:g} "
+                            "minutes)"), wait
+            for key in self._keys(address, user):
+                count, _ = self._failures.pop(key, (0, 0.0))
+                count += 1
+                wait = 0.0 if count < self.tries else min(self.max_wait_s, 2.0 ** (count - self.tries))
+                self._failures[key] = (count, now + wait)
+            while len(self._failures) > self.remember:
+                self._failures.popitem(last=False)
+        return None
+
+    def succeeded(self, address: str, user: str) -> None:
+        with self._lock:
+            for key in self._keys(address, user):
+                self._failures.pop(key, None)
+
+
+class LoginLimit:
+    """ASGI middleware in front of gradio's POST /login: refuses a try while `guard` says to wait
+    (429 with the reason and Retry-After) and tells it how each try ended. Nothing sleeps: a refused
+    try is answered at once. Behind a proxy every visitor has the proxy's address, so the address
+    count then holds everyone back together; the per-user count still tells users apart."""
+
+    MAX_BODY = 64 * 1024  # a login form is a few hundred bytes
+
+    def __init__(self, app: Any, guard: LoginGuard):
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.MAX_BODY:
+                await JSONResponse({"detail": "the sign-in form is too large"}, status_code=413)(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(scope, replay).form()
+            user = form.get("username")
+            user = user.strip() if isinstance(user, str) else ""  # as gradio reads it
+            await form.close()
+        except Exception:  # noqa: BLE001 - a malformed form: gradio answers it; counted by address
+            user = ""
+        address = (scope.get("client") or ("?", 0))[0]
+        refusal = self.guard.begin(address, user)
+        if refusal:
+            reason, wait = refusal
+            await JSONResponse({"detail": reason}, status_code=429,
+                               headers={"Retry-After": str(wait)})(scope, receive, send)
+            return
+        replayed = False
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                self.guard.succeeded(address, user)
+            await send(message)
+
+        await self.app(scope, replay, watch)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
+from kontext.core import images
 from kontext.hosting import Settings, Startup, browser_secret
 from kontext.sessions import Sessions
 from kontext.showcase import Catalog, load_catalog
 
-from . import mcp
+from . import mcp, uploads
+from .access import LoginGuard, LoginLimit
 from .api import Api
 from .events import Wiring
 from .layout import (
@@ -108,10 +111,21 @@ def launch_kwargs(settings: Settings, public_dir: Path | None = None) -> dict:
     kw = dict(LAUNCH_KWARGS, css_paths=[ASSETS / "style.css"], js=(ASSETS / "shortcuts.js").read_text("utf-8"),
               blocked_paths=[str(data / ".browser-secret"), str(data / "shares.json"), str(data / "shares.jsonl")],
               theme=theme(settings.branding.accent))
+    # The largest file any input takes: a picture (kontext.core.images) or an export ZIP to import,
+    # which may be as large as a session's share of the disk (kontext.sessions.transfer).
+    kw["max_file_size"] = max(images.MAX_FILE_BYTES, settings.max_session_bytes)
+    app_kwargs: dict = {"lifespan": uploads.sweeper(settings.upload_keep_s)}  # gradio chains its own
     if settings.auth:
         kw["auth"] = list(settings.auth)  # self-hosted: the whole app and its API need a password
+        guard = LoginGuard([user for user, _ in settings.auth], settings.login_tries, settings.login_max_wait_s)
+        app_kwargs["middleware"] = [Middleware(LoginLimit, guard=guard)]
+        # gradio's login page shows nothing for a refused try (429): it says the rule up front.
+        kw["auth_message"] = (f"After {settings.login_tries} wrong passwords from one address or for one user, "
+                              "each further try must wait longer (1 s, doubling, up to "
+                              f"{settings.login_max_wait_s / 60:g} minutes).")
     if public_dir is not None:
-        kw["app_kwargs"] = {"routes": [image_route(Path(public_dir).resolve())]}
+        app_kwargs["routes"] = [image_route(Path(public_dir).resolve())]
+    kw["app_kwargs"] = app_kwargs
     return kw
 
 
@@ -155,7 +169,6 @@ def readable(t: gr.themes.Base) -> gr.themes.Base:
 LAUNCH_KWARGS = dict(
     ssr_mode=False,
     run_history=False,
-    max_file_size="1gb",  # exported ZIPs of long sessions; images are capped in kontext.core.images
     footer_links=["api"],
     # Errors gradio raises before our handlers (too few arguments, a file path outside its upload
     # folder) reach the client with their words; our handlers raise only gr.Error (ui/events.py).

@@ -26,7 +26,7 @@ from kontext.files import check_key
 from kontext.model import Done, stream
 from kontext.sessions import EditOptions, Sessions
 
-from . import share, view
+from . import share, uploads, view
 from .access import check_signed_in, uploaded_name, uploaded_path
 from .layout import Page
 
@@ -73,6 +73,7 @@ def friendly(fn: Callable) -> Callable:
             try:
                 yield from fn(*args, **kw)
             except Exception as e:  # noqa: BLE001
+                uploads.discard(*args, *kw.values())  # a refused upload is not kept (ui/uploads.py)
                 raise convert(e) from e
         return gen
 
@@ -81,6 +82,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kw)
         except Exception as e:  # noqa: BLE001
+            uploads.discard(*args, *kw.values())
             raise convert(e) from e
     return plain
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from kontext.env import setting
 from kontext.errors import UserError
 from kontext.files.sharing import MAX_PER_SESSION, PER_ADDRESS
-from kontext.files.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_IDLE_S
+from kontext.files.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_IDLE_S, DEFAULT_MAX_SESSION_BYTES
 from kontext.showcase.branding import Branding
 
 
@@ -22,6 +22,8 @@ class Settings:
     data_dir: Path = Path("sessions")
     max_idle_s: float = DEFAULT_MAX_IDLE_S
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES  # one session's share of max_bytes (imports count)
+    upload_keep_s: float = 300.0  # uploads gradio holds for us go after this (ui/uploads.py)
     max_steps: int = 200
     mcp: bool = False
     offload: str = "none"
@@ -35,6 +37,8 @@ class Settings:
     mirror_every_s: float = 60.0
     login: str = "none"  # "hf": editing needs a Hugging Face sign-in (the owner pays for the GPU)
     auth: tuple[tuple[str, str], ...] = ()  # self-hosted: user/password pairs for the whole app
+    login_tries: int = 5  # failed sign-ins per address or user before each further try must wait
+    login_max_wait_s: float = 900.0  # that wait doubles per failure up to this (ui/access.py)
     branding: Branding = field(default_factory=Branding)  # title, logo, accent, hidden controls, examples
     # Per-visitor limits: one visitor (a session) may not fill what all share; an address (where new
     # sessions cost nothing) gets `per_address` visitors' worth, 0 for no cap per address.
@@ -80,6 +84,8 @@ def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
         user, sep, password = item.partition(":")
         if not sep or not user or not password:
             raise UserError(f"--auth wants user:password pairs separated by commas, got {item.split(':')[0]!r}:…")
+        if any(user == known for known, _ in pairs):  # gradio would keep only the last password
+            raise UserError(f"--auth names the user {user!r} twice: give each user one password")
         pairs.append((user, password))
     return tuple(pairs)
 
