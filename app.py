@@ -37,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="delete sessions unused this long")
     p.add_argument("--max-disk-gb", type=float, default=float(setting("MAX_DISK_GB")),
                    help="disk budget for all sessions; the least recently used go first")
+    p.add_argument("--max-session-mb", type=float, default=float(setting("MAX_SESSION_MB")),
+                   help="what one session may keep on disk, imports included; also the largest ZIP import "
+                        "and so the largest upload")
+    p.add_argument("--upload-keep-minutes", type=float, default=float(setting("UPLOAD_KEEP_MINUTES")),
+                   help="uploads left in gradio's upload folder (used, refused or abandoned) are deleted after this")
     p.add_argument("--mode", default=setting("MODE"),
                    help="speed mode: auto (pick from GPU memory), eager, compile, fp8+compile, fast, int8, "
                         "offload-model, offload-group, ... (see BENCHMARKS.md)")
@@ -106,6 +111,11 @@ def add_page_flags(p: argparse.ArgumentParser) -> None:
                    help="with --safety prompt: a file of words or phrases to refuse, one per line")
     p.add_argument("--auth", default=setting("AUTH"),
                    help="self-hosted: user:password[,user:password...] for the whole app and its API")
+    p.add_argument("--login-tries", type=int, default=int(setting("LOGIN_TRIES")),
+                   help="with --auth: failed sign-ins from one address or for one user before each further "
+                        "try must wait (1 s, doubling per failure)")
+    p.add_argument("--login-max-wait-minutes", type=float, default=float(setting("LOGIN_MAX_WAIT_MINUTES")),
+                   help="with --auth: the longest that wait grows to")
 
 
 def prepare_aot_on_zerogpu(engine, zero) -> tuple[str, str | None]:
@@ -160,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     settings, safety = read_settings(args, zerogpu)
     mirror = start_mirror(settings)
     engine, gpu, queue, startup, settings = start_model(args, settings, zerogpu)
-    store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes)
+    store = Store(settings.data_dir, max_idle_s=settings.max_idle_s, max_bytes=settings.max_bytes,
+                  max_session_bytes=settings.max_session_bytes)
     store.sweep()
     if mirror is not None:
         mirror.start()
@@ -202,6 +213,8 @@ def read_settings(args, zerogpu: bool):
     settings = Settings(
         model=args.model, host=args.host, port=args.port, data_dir=Path(args.data_dir),
         max_idle_s=args.max_idle_hours * 3600, max_bytes=int(args.max_disk_gb * 2**30),
+        max_session_bytes=int(args.max_session_mb * 2**20), upload_keep_s=args.upload_keep_minutes * 60,
+        login_tries=args.login_tries, login_max_wait_s=args.login_max_wait_minutes * 60,
         mcp=args.mcp, offload=args.offload, device=args.device or ("cuda" if zerogpu else None),
         gpu_slots=args.gpu_slots, max_waiting=args.max_waiting, zerogpu=zerogpu,
         on_space=on_space(), mirror=args.mirror, mirror_every_s=args.mirror_every,

@@ -14,10 +14,11 @@ DEFAULTS: dict[str, str | None] = {
     "WORKER_THREADS": "1", "WORKER_WARMUP": "1",
     # serving
     "HOST": None, "PORT": None, "MCP": None, "GPU_SLOTS": "1", "MAX_WAITING": "16", "LOGIN": "none",
-    "AUTH": None, "SECRET": None,
+    "AUTH": None, "SECRET": None, "LOGIN_TRIES": "5", "LOGIN_MAX_WAIT_MINUTES": "15", "UPLOAD_KEEP_MINUTES": "5",
     "EXPORT_MB": "640", "LINKS_PER_SESSION": "20", "PER_ADDRESS": "2",  # per-visitor limits (README)
     # storage and caches
-    "DATA": None, "MAX_IDLE_HOURS": "168", "MAX_DISK_GB": "20", "MIRROR": None, "MIRROR_EVERY": "60",
+    "DATA": None, "MAX_IDLE_HOURS": "168", "MAX_DISK_GB": "20", "MAX_SESSION_MB": "512", "MIRROR": None,
+    "MIRROR_EVERY": "60",
     "CACHE": None, "AOT_DIR": None,
     # the page
     "BRANDING": None, "TITLE": None, "ACCENT": None, "HIDE": None, "EXAMPLES": None,

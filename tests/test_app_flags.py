@@ -75,3 +75,43 @@ def test_the_limits_reach_the_share_links_and_the_exports(monkeypatch, tmp_path)
     app.apply_limits(Settings(export_bytes=5 * 2**20, links_per_session=3, per_address=1.5), sessions)
     assert (sessions.shares.per_session, sessions.shares.per_address) == (3, 1.5)
     assert share.LIMITS == share.ExportLimits(per_visitor=5 * 2**20, per_address=1.5)
+
+
+def test_upload_session_and_login_limits_from_flags_and_environment(monkeypatch):
+    import pytest
+
+    for var in ("KONTEXT_MAX_SESSION_MB", "KONTEXT_UPLOAD_KEEP_MINUTES", "KONTEXT_LOGIN_TRIES",
+                "KONTEXT_LOGIN_MAX_WAIT_MINUTES", "KONTEXT_AUTH", "SPACE_ID"):
+        monkeypatch.delenv(var, raising=False)
+    settings, _ = app.read_settings(app.parse_args([]), zerogpu=False)
+    assert (settings.max_session_bytes, settings.upload_keep_s, settings.login_tries,
+            settings.login_max_wait_s) == (512 * 2**20, 300, 5, 900)
+    monkeypatch.setenv("KONTEXT_LOGIN_TRIES", "3")
+    settings, _ = app.read_settings(app.parse_args(["--max-session-mb", "100", "--upload-keep-minutes", "2",
+                                                    "--login-max-wait-minutes", "1"]), zerogpu=False)
+    assert (settings.max_session_bytes, settings.upload_keep_s, settings.login_tries,
+            settings.login_max_wait_s) == (100 * 2**20, 120, 3, 60)
+    for flags, words in ((["--max-session-mb", "0"], "--max-session-mb must be more than 0"),
+                         (["--max-session-mb", "30000"], "at most --max-disk-gb"),
+                         (["--upload-keep-minutes", "0"], "--upload-keep-minutes must be more than 0"),
+                         (["--login-tries", "0"], "--login-tries must be at least 1"),
+                         (["--auth", "ann:a,bob:b,ann:c"], "--auth names the user 'ann' twice")):
+        with pytest.raises(SystemExit, match=words):
+            app.read_settings(app.parse_args(flags), zerogpu=False)
+
+
+def test_raw_uploads_are_as_large_as_a_picture_or_an_import_may_be(tmp_path):
+    from starlette.middleware import Middleware
+
+    from kontext.core.images import MAX_FILE_BYTES
+    from kontext.hosting.config import Settings
+    from ui import launch_kwargs
+    from ui.access import LoginLimit
+
+    kw = launch_kwargs(Settings(data_dir=tmp_path))
+    assert kw["max_file_size"] == 512 * 2**20  # an import of a full session's share
+    assert "auth" not in kw and "middleware" not in kw["app_kwargs"] and callable(kw["app_kwargs"]["lifespan"])
+    kw = launch_kwargs(Settings(data_dir=tmp_path, max_session_bytes=10 * 2**20, auth=(("ann", "pw"),)))
+    assert kw["max_file_size"] == MAX_FILE_BYTES  # a picture may still be 50 MB
+    [guard] = kw["app_kwargs"]["middleware"]
+    assert isinstance(guard, Middleware) and guard.cls is LoginLimit and "wrong passwords" in kw["auth_message"]

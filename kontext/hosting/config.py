@@ -72,6 +72,14 @@ def check_limits(settings: Settings) -> None:
         raise UserError(f"--links-per-session must be at least 1, got {settings.links_per_session}")
     if not settings.per_address >= 0:
         raise UserError(f"--per-address must be 0 (no cap per address) or more, got {settings.per_address:g}")
+    if not 0 < settings.max_session_bytes <= settings.max_bytes:
+        raise UserError(f"--max-session-mb must be more than 0 and at most --max-disk-gb, got "
+                        f"{settings.max_session_bytes / 2**20:g} MB")
+    if not settings.upload_keep_s > 0:
+        raise UserError(f"--upload-keep-minutes must be more than 0, got {settings.upload_keep_s / 60:g}")
+    if settings.login_tries < 1 or not settings.login_max_wait_s > 0:
+        raise UserError(f"--login-tries must be at least 1 and --login-max-wait-minutes more than 0, got "
+                        f"{settings.login_tries} and {settings.login_max_wait_s / 60:g}")
 
 
 def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
