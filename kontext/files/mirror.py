@@ -6,7 +6,7 @@ to that dataset repo (created private if missing) within `every_s` seconds, and 
 shuts down; at start-up it brings back what the dataset holds before anything is read. Off by default.
 
 What is copied is what the store has committed: each session's history.json and the images it
-names (images are written before their history and never change, so a history is never copied
+names (images are written before their history and never change their pixels, so a history is never copied
 without its images); half-written files, orphans and temp files are not. A session deleted here
 (start over, expiry, the disk budget) is deleted there at the next push. `.browser-secret` goes
 along, so the keys browsers hold still open their sessions after the restart.
@@ -166,7 +166,10 @@ class Mirror:
             digests: dict[str, str] = {}
             for rel, path in local.items():
                 if rel.endswith(".png") and rel in self._pushed:
-                    continue  # images never change once written
+                    # Images never change their pixels once written. A turn's PNG is compressed a
+                    # moment after its answer (kontext/files/compactor.py): a push in that moment
+                    # sends the larger, equally complete form, and it is not sent again.
+                    continue
                 try:
                     digests[rel] = _digest(path)
                 except OSError:
