@@ -338,3 +338,72 @@ def test_share_through_gradio_client_gives_a_link_that_opens_the_view(client, so
     with urllib.request.urlopen(app[0].rstrip("/") + shared["link"], timeout=60) as page:
         assert page.status == 200
     assert client.predict(shared["token"], api_name="/shared_history")["path"] == [1]
+
+
+def call_raw(url, api, data):
+    """One call through gradio's HTTP API, as any client may send it; the event stream's text."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(req, timeout=10).read())["event_id"]
+    return urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=30).read().decode()
+
+
+def test_hostile_calls_get_plain_words_and_never_put_the_key_in_the_log(app, capfd, caplog):
+    """Too few inputs, too many, wrong types: each caller is told what was wrong, and neither gradio's
+    output (stderr) nor our log has the key (gradio used to print 'Received inputs: [key, ...]')."""
+    import logging
+
+    url = app[0]
+    key = Client(url, verbose=False).predict(api_name="/new_session")
+    rest = ["x", "random", 0, 0, 2, 0, 0, None, False, "", None, None, "", None]
+    cases = [("edit", [key, "x"], "enough input values (needed: 15, got: 2)"),
+             ("ui_cmp_a", [key], "enough input values"),  # a page event, as a script may call it
+             ("undo", [key, "more", 3], "event: complete"),  # extras are ignored
+             ("edit", [{"$gt": ""}, *rest], "session key is missing or malformed"),  # before it queues
+             ("ui_undo", [{"$gt": ""}], "session key is missing or malformed"),
+             ("edit", [key, "x", "random", key, *rest[3:]], "seed must be a whole number"),
+             ("jump", [key, key], "step must be a whole number"),
+             ("upload", [key, key], "validation error"),  # gradio's own check of a file payload
+             ("upload", [key, {"path": key}], "file not found")]
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO, logger="kontext"):
+        for api, data, words in cases:
+            body = call_raw(url, api, data)
+            assert words in body and "went wrong" not in body, (api, body[:300])
+    printed = capfd.readouterr()
+    assert "refused" in caplog.text  # the refusals are logged, keys withheld
+    assert key not in printed.out + printed.err + caplog.text
+
+
+def test_monitoring_answers_no_visitor(app):
+    """gradio's traffic dashboard is off without a password (tests/test_access.py: behind one)."""
+    import urllib.error
+    import urllib.request
+
+    for path in ("monitoring", "monitoring/summary"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(app[0] + path, timeout=10)
+        assert refused.value.code == 403
+
+
+def test_a_removed_session_says_so_and_the_page_starts_a_new_one(client, source, app):
+    import json
+    import os
+    import time
+
+    url, sessions = app
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    then = time.time() - sessions.store.max_idle_s - 60  # idle past the limit: the next sweep removes it
+    for path in [*sessions.store.folder(key).rglob("*"), sessions.store.folder(key)]:
+        os.utime(path, (then, then))
+    sessions.sweep(every_s=0)
+    for api in ("/history", "/undo"):
+        with pytest.raises(Exception, match="removed from the server to free space"):
+            client.predict(key, api_name=api)
+    loaded = json.loads(call_raw(url, "ui_load", [key]).split("data: ", 1)[1])
+    assert loaded[0] != key and sessions.history(loaded[0]).empty
+    assert any(isinstance(v, str) and "removed from the server to free space" in v for v in loaded)

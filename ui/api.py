@@ -71,6 +71,7 @@ class Api:
              reference_3: Any = None, roles: str = "", mask: Any = None, profile: gr.OAuthProfile | None = None,
              progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 - gradio's injection marker
         check_signed_in(self.login, profile)
+        session = check_key(session)  # every argument is checked before anything is stored or queued
         mask_path = uploaded_path(mask, "mask")
         paths = [uploaded_path(r, n) for r, n in ((reference, "reference"), (reference_2, "reference_2"),
                                                    (reference_3, "reference_3"))]
@@ -96,7 +97,8 @@ class Api:
         def run(self: Api, session: str, profile: gr.OAuthProfile | None = None,
                 progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
             check_signed_in(self.login, profile)
-            yield from self._stream(session, lambda **kw: getattr(self.s, name)(session, **kw), progress)
+            key = check_key(session)
+            yield from self._stream(key, lambda **kw: getattr(self.s, name)(key, **kw), progress)
 
         run.__name__ = run.__qualname__ = name
         return run

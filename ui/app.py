@@ -15,7 +15,7 @@ from kontext.showcase import Catalog, load_catalog
 from . import mcp, uploads
 from .access import LoginGuard, LoginLimit
 from .api import Api
-from .events import Wiring
+from .events import Wiring, withhold_inputs
 from .layout import (
     Page,
     engine_status_text,
@@ -99,6 +99,7 @@ def build_ui(sessions: Sessions, settings: Settings, startup: Startup | None = N
         viewer = Viewer(sessions)
         viewer.render(brand.title)
         viewer.wire(demo)
+    withhold_inputs(demo)  # gradio's refusals of malformed calls would print their inputs, keys among them
     demo.kontext_public = public  # for ui/mcp.py's links (launch_kwargs serves them at ui/public.ROUTE)
     return demo
 
@@ -115,6 +116,9 @@ def launch_kwargs(settings: Settings, public_dir: Path | None = None) -> dict:
     # which may be as large as a session's share of the disk (kontext.sessions.transfer).
     kw["max_file_size"] = max(images.MAX_FILE_BYTES, settings.max_session_bytes)
     app_kwargs: dict = {"lifespan": uploads.sweeper(settings.upload_keep_s)}  # gradio chains its own
+    # gradio's traffic dashboard is the host's: /monitoring/summary answers anyone who reaches the app,
+    # so it is on only behind the password (None: on, without printing its secret URL at start-up).
+    kw["enable_monitoring"] = None if settings.auth else False
     if settings.auth:
         kw["auth"] = list(settings.auth)  # self-hosted: the whole app and its API need a password
         guard = LoginGuard([user for user, _ in settings.auth], settings.login_tries, settings.login_max_wait_s)

@@ -12,6 +12,7 @@ import functools
 import html
 import inspect
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -24,13 +25,17 @@ from kontext.core import params as P
 from kontext.errors import Cancelled, UserError
 from kontext.files import check_key
 from kontext.model import Done, stream
-from kontext.sessions import EditOptions, Sessions
+from kontext.sessions import EditOptions, SessionRemoved, Sessions
 
 from . import share, uploads, view
 from .access import check_signed_in, uploaded_name, uploaded_path
 from .layout import Page
 
 log = logging.getLogger("kontext.ui")
+# Session keys (kontext.files.store: 32 to 64 of these characters) and share tokens are bearer keys:
+# any run that long is withheld from a log line (image names and hashes too; they identify nothing).
+BEARER = re.compile(r"[A-Za-z0-9_-]{32,}")
+WITHHELD = "<withheld>"
 PREVIEW_EVERY = 2  # steps between live previews
 # After a turn: empty the instruction box only if it still holds the instruction that ran.
 CLEAR_IF_UNCHANGED = "(now, ran) => (ran !== null && ran !== undefined && now === ran) ? '' : now"
@@ -48,6 +53,59 @@ def inputs_by_name(handler: Callable, page: Page, besides: tuple[str, ...] = ("m
     `besides`: parameters that are not page inputs (bound with functools.partial, or gradio's own)."""
     names = [n for n in inspect.signature(handler).parameters if n not in besides]
     return [getattr(page, n) for n in names]
+
+
+def withheld(text: str) -> str:
+    """`text` with every key-shaped run replaced (see BEARER)."""
+    return BEARER.sub(WITHHELD, text)
+
+
+class NoKeys(logging.Filter):
+    """Keys never reach a log line: the message, its arguments and the traceback, with keys withheld.
+    Handlers see the record after this logger's filters, so the text they print is already clean."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.msg, record.args = withheld(record.getMessage()), None
+        except Exception:  # noqa: BLE001 - a malformed log call: say so, quote nothing
+            record.msg, record.args = f"(a log line of {record.pathname}:{record.lineno} did not format)", None
+        if record.exc_info:
+            record.exc_text = withheld(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = withheld(record.stack_info)
+        return True
+
+
+if not any(isinstance(f, NoKeys) for f in log.filters):
+    log.addFilter(NoKeys())
+
+
+def withhold_inputs(demo: gr.Blocks) -> None:
+    """Gradio refuses a call whose inputs it cannot take (too few values; a value its component cannot
+    read) with a message that quotes the values, a session key among them, and prints it with a
+    traceback to the server's log. Here such a call gets a gr.Error that says what was wrong, which
+    gradio does not print; our one log line (kontext.ui, NoKeys) says what it was, keys withheld."""
+    validate, preprocess = demo.validate_inputs, demo.preprocess_data
+
+    def validate_inputs(block_fn: Any, inputs: list[Any]) -> None:
+        if len(inputs) < len(block_fn.inputs):
+            name = f" ({block_fn.name})" if block_fn.name and block_fn.name != "<lambda>" else ""
+            raise gr.Error(f"An event handler{name} didn't receive enough input values (needed: "
+                           f"{len(block_fn.inputs)}, got: {len(inputs)})", print_exception=False)
+        validate(block_fn, inputs)
+
+    async def preprocess_data(block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
+        try:
+            return await preprocess(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - an input gradio could not take: the caller's to fix
+            log.info("refused the inputs of %s: %s: %s", block_fn.name, type(e).__name__, str(e)[:300])
+            # The message goes to the caller alone, who sent the values; escaped as toasts render HTML.
+            raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
+
+    demo.validate_inputs, demo.preprocess_data = validate_inputs, preprocess_data
 
 
 def friendly(fn: Callable) -> Callable:
@@ -165,11 +223,17 @@ class Wiring:
         """Page load: reuse the browser's session key if it is ours, else make a new one.
 
         A session that cannot be read (a damaged file) must not lock its owner out: start afresh.
+        One the server removed to free space is said so, on the page's status line.
         """
+        removed = None
         try:
             key = check_key(key)
             self.s.store.touch(key)
             self.s.history(key)
+        except SessionRemoved:
+            removed = ("Your earlier session was removed from the server to free space (sessions unused the "
+                       "longest go first); this is a new one.")
+            key = self.s.new()
         except Exception:  # noqa: BLE001 - logged; the user gets a working page
             if key and isinstance(key, str):
                 log.exception("session could not be read; starting a new one")
@@ -177,6 +241,8 @@ class Wiring:
         # Outside the try: a failure while drawing is a bug to report, not a reason to hand the
         # browser a new key (that would lose its session).
         view_values = self.redraw(key)
+        if removed:
+            view_values[self.p.status] = removed
         try:
             self.s.sweep(keep=key)
         except Exception:  # noqa: BLE001 - housekeeping must never stop the page from loading
@@ -209,6 +275,7 @@ class Wiring:
 
         mode: edit, reroll, combine, refine, reanchor or text. `profile` is gradio's: the signed-in HF user."""
         check_signed_in(self.login, profile)
+        key = check_key(key)  # before anything queues: the page's key is whatever the browser sent
         p = self.p
         if self.s.queue.has_turn(key) or key in self.active:
             # This session's turn (or chain) runs, started by this tab or another: keep the words, and
@@ -288,7 +355,7 @@ class Wiring:
     def watch(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """A tick of the tab's timer while a turn of its session runs elsewhere: nothing while it runs;
         once it has ended (and been committed), its result, the Edit button, and the timer off."""
-        if self.s.queue.has_turn(key) or key in self.active:
+        if self.s.queue.has_turn(check_key(key)) or key in self.active:
             return {}
         return {**self.redraw(key), **self.idle(), self.p.watch: gr.Timer(active=False)}
 

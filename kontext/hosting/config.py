@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ class Settings:
     mcp: bool = False
     offload: str = "none"
     device: str | None = None
-    secret: str | None = None  # gr.BrowserState's secret (sent to the page: it hides nothing from a visitor)
+    secret: str | None = None  # for gr.BrowserState: the page gets a value derived from it (browser_secret)
     gpu_slots: int = 1  # edits that run at once
     max_waiting: int = 16  # edits that may wait for a slot
     zerogpu: bool = False  # on a ZeroGPU Space: the GPU is lent per edit
@@ -101,12 +103,14 @@ def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
 def browser_secret(settings: Settings) -> str:
     """A stable secret for gr.BrowserState, so keys in browsers survive a server restart.
 
-    Taken from settings/$KONTEXT_SECRET, else kept in a file beside the sessions (mode 0600).
+    It is sent to every page (gradio's /config): the browser reads back the key it keeps with it, so
+    it hides nothing from a visitor. A host's own value (settings/$KONTEXT_SECRET) is therefore never
+    sent as it is, only a value derived from it (HMAC-SHA256) that tells nothing about it; else a
+    value made for the page alone is kept in a file beside the sessions.
     """
-    if settings.secret:
-        return settings.secret
-    if setting("SECRET"):
-        return setting("SECRET")
+    given = settings.secret or setting("SECRET")
+    if given:
+        return hmac.new(given.encode(), b"kontext gr.BrowserState secret", hashlib.sha256).hexdigest()
     path = Path(settings.data_dir) / ".browser-secret"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file():

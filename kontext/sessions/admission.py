@@ -21,6 +21,15 @@ from kontext.errors import Busy, Cancelled, UserError
 SESSION_BUSY = "an edit of this session is already running or waiting: wait for it to finish, or press Stop"
 
 
+def session_name(session: object) -> str:
+    """`session` as the queue's record names it: text, or a UserError before anything queues (a key
+    sent as a JSON object or list would otherwise fail deep inside as a bug)."""
+    if not isinstance(session, str) or not session:
+        got = "empty text" if isinstance(session, str) else type(session).__name__
+        raise UserError(f"session must be the session key from new_session (text), got {got}")
+    return session
+
+
 class TurnQueue:
     def __init__(self, slots: int = 1, max_waiting: int = 16):
         if slots < 1:
@@ -36,6 +45,7 @@ class TurnQueue:
 
     def has_turn(self, session: str) -> bool:
         """Whether `session` has a turn running or waiting now."""
+        session = session_name(session)
         with self._cond:
             return session in self._cancels
 
@@ -52,6 +62,7 @@ class TurnQueue:
     def stop(self, session: str) -> bool:
         """Set the cancel flag of `session`'s running or waiting turn; False if it has none (or the
         turn was started without a flag)."""
+        session = session_name(session)
         with self._cond:
             cancel = self._cancels.get(session)
             if cancel is None:
@@ -70,6 +81,7 @@ class TurnQueue:
         Raises Busy when the session already has a turn running or waiting, or when the queue is
         full; raises Cancelled when `cancelled()` turns true or `cancel` is set while waiting.
         """
+        session = session_name(session)
         me = object()
         with self._cond:
             if session in self._cancels:

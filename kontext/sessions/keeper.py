@@ -8,10 +8,11 @@ so undo/redo/jump stay instant while an edit runs.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from PIL import Image
@@ -21,7 +22,7 @@ from kontext.core.lru import BoundedCache
 from kontext.errors import UserError
 from kontext.files.compactor import Compactor
 from kontext.files.sharing import Shares
-from kontext.files.store import Store, new_key
+from kontext.files.store import HISTORY_FILE, Store, new_key
 from kontext.model.engine import Engine
 from kontext.model.safety import Check
 from kontext.model.turns import LocalGpu
@@ -33,6 +34,16 @@ MAX_CACHED = 1000  # session histories kept in memory
 # decoding its PNG again (0.05 s at 1 MP). Names are unique and files never change their pixels.
 MAX_PICTURES = 16
 LOCK_STRIPES = 256
+# Sessions the sweep deleted (expired, or least recently used when the disk was full), remembered by
+# folder name so that their keys are told so instead of reading as new, empty sessions. Bounded: about
+# 100 bytes each; beyond it the oldest are forgotten (and read as empty again), as after a restart.
+MAX_EVICTED = 20_000
+REMOVED = ("this session was removed from the server to free space (sessions unused the longest go first): "
+           "its steps are gone; start a new session")
+
+
+class SessionRemoved(UserError):
+    """The key names a session the sweep deleted (see MAX_EVICTED)."""
 
 
 def step_dict(node: Node, engine: Engine | None = None) -> dict[str, Any]:
@@ -67,6 +78,7 @@ class Keeper:
         self._references = BoundedCache(MAX_CACHED)  # (key, sha256 of the PNG) -> stored name
         self._drift = BoundedCache(20_000)  # (session folder, original, step image) -> Drift
         self._pictures = BoundedCache(MAX_PICTURES)  # (key, image name) -> decoded picture
+        self._evicted = BoundedCache(MAX_EVICTED)  # folder names of sessions the sweep deleted
         self.compactor = Compactor()  # compresses each turn's PNG after the turn is acknowledged
         self._last_sweep = 0.0
 
@@ -91,6 +103,8 @@ class Keeper:
         h = self.store.load(key, max_nodes=self.max_nodes)
         if not h.empty:  # an unknown key costs nothing to remember
             self._remember(key, h)
+        elif self._evicted.get(self.store.folder(key).name):
+            raise SessionRemoved(REMOVED)
         return h
 
     def _remember(self, key: str, h: History) -> None:
@@ -113,8 +127,19 @@ class Keeper:
         if now - self._last_sweep < every_s:
             return
         self._last_sweep = now
-        removed = {p.name for p in self.store.sweep(now=now, keep=keep, lock_for=self._stripe, room=room)}
+        had_steps: set[str] = set()
+
+        @contextlib.contextmanager
+        def lock_for(name: str) -> Iterator[None]:
+            with self._stripe(name):  # noted under the lock, where no commit can race the deletion
+                if (self.store.root / name / HISTORY_FILE).is_file():
+                    had_steps.add(name)
+                yield
+
+        removed = {p.name for p in self.store.sweep(now=now, keep=keep, lock_for=lock_for, room=room)}
         self._cache.drop(lambda k: self.store.folder(k).name in removed)
+        for name in removed & had_steps:  # a leftover folder with no steps was no session anyone saw
+            self._evicted.put(name, True)
 
     def make_room(self, key: str, nbytes: int, what: str = "the new picture") -> None:
         """Before writing `nbytes` for `key` (outside any session lock: the sweep takes them): refuse
@@ -183,4 +208,5 @@ class Keeper:
         with self._lock(key):
             self.store.delete(key)
             self._forget(key)
+            self._evicted.pop(self.store.folder(key).name)  # starting over: the key is a new, empty session
         self.shares.revoke(key)  # a link to deleted steps must not show a later picture
