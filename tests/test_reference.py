@@ -93,7 +93,7 @@ def test_export_import_and_replay_carry_the_reference(sessions, with_reference, 
     zip_path = tmp_path / "export.zip"
     zip_path.write_bytes(buf.getvalue())
     code = run_replay(SimpleNamespace(export=str(zip_path), out=str(tmp_path / "out"), model="tiny",
-                                      device="cpu", dtype=None, offload="none"))
+                                      device="cpu", dtype=None, offload="none", branding=None))
     assert code == 0  # bit-identical, reference included
 
 
