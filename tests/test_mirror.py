@@ -22,6 +22,7 @@ def test_a_restarted_space_gets_every_committed_step_back(engine, tmp_path, phot
     data = tmp_path / "disk"
     sessions = Sessions(engine, Store(data))
     key = session_with_steps(sessions, photo)
+    sessions.compactor.wait_idle()  # the steps' PNGs as they stay (compressed after each answer)
     (data / ".browser-secret").write_text("s3cret")
     mirror = Mirror(data, remote)
     added, deleted = mirror.push()

@@ -38,6 +38,7 @@ def test_history_is_not_served_by_folder_name_and_images_need_their_names(engine
         key = c.predict(api_name="/new_session")
         c.predict(key, handle_file(str(src)), api_name="/upload")
         sessions.edit(key, "secret plans", EditOptions(steps=2))
+        sessions.compactor.wait_idle()  # the step's PNG as it stays (compressed after the answer)
         folder = sessions.store.folder(key).resolve()
         history = folder / "history.json"
         assert b"secret plans" in history.read_bytes()
