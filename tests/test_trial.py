@@ -36,6 +36,9 @@ def test_one_visitor_at_full_size_edits_undoes_and_rerolls(tmp_path, capsys):
     assert rows["undo"]["step"] == 3 and rows["re-roll"]["step"] == 5
     table = capsys.readouterr().out
     assert "| edit 1 | " in table and "| re-roll | " in table and "model random-small on cpu" in table
+    turns = ("edit 1", "edit 2", "edit 3", "re-roll")
+    outside = sorted(rows[n]["client_s"] - rows[n]["engine_s"] for n in turns)  # four turns: the middle two
+    assert f"outside the engine per turn (client s - engine s): median {(outside[1] + outside[2]) / 2:.3f} s" in table
 
 
 def test_the_measured_app_ignores_the_callers_app_settings(monkeypatch):

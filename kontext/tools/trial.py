@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -201,6 +202,10 @@ def format_report(report: dict[str, Any]) -> str:
         ok = "yes" if r["ok"] else "NO" + (f": {' '.join(r['error'].split())}" if r["error"] else "")
         lines.append(f"| {r['action']} | {r['client_s']} | {_fmt(r['first_preview_s'])} | {_fmt(r['engine_s'])} | "
                      f"{r['step']} | {r['size'] or '-'} | {ok.replace('|', '/')} |")
+    outside = sorted(r["client_s"] - r["engine_s"] for r in report["actions"] if r.get("engine_s") is not None)
+    if outside:
+        lines.append(f"\noutside the engine per turn (client s - engine s): median {statistics.median(outside):.3f} s "
+                     f"({outside[0]:.3f}-{outside[-1]:.3f})")
     if report["error"]:
         lines.append(f"\nerror: {report['error']}")
         if report.get("app_log_tail"):
