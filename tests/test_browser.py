@@ -17,6 +17,9 @@ from kontext.sessions.session import Sessions
 CHROMIUM = os.environ.get("KONTEXT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 WAIT_MS = int(WAIT_S * 1000)  # generous, for every wait on the page: a busy 2-core machine is slow
+# expect() has its own timeout (5 s), which the contexts' default does not change: a page's final state
+# came later than that under CI's load (the Stop of a waiting example turn, its seed mode given back).
+expect.set_options(timeout=WAIT_MS)
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
