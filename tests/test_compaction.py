@@ -2,6 +2,7 @@
 zlib's), then compressed in the background; the file is a whole PNG of the same picture throughout."""
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ def test_the_stored_form_is_the_same_png(mode):
 
 def test_a_turn_is_answered_stored_and_compressed_after(sessions, photo, monkeypatch):
     jobs = []
-    monkeypatch.setattr(sessions.compactor, "submit", jobs.append)  # hold the compression back
+    # hold the compression back
+    monkeypatch.setattr(sessions.compactor, "submit", lambda job, name="": jobs.append(job))
     key = sessions.new()
     sessions.upload(key, Image.new("RGB", (96, 64), (200, 120, 40)))
     _, node = sessions.edit(key, "make it blue", FAST)
@@ -52,7 +54,7 @@ def test_a_turn_is_answered_stored_and_compressed_after(sessions, photo, monkeyp
 
 def test_a_removed_picture_is_not_brought_back(sessions, photo, monkeypatch):
     jobs = []
-    monkeypatch.setattr(sessions.compactor, "submit", jobs.append)
+    monkeypatch.setattr(sessions.compactor, "submit", lambda job, name="": jobs.append(job))
     key = sessions.new()
     sessions.upload(key, photo)
     _, node = sessions.edit(key, "x", FAST)
@@ -82,3 +84,35 @@ def test_the_next_edit_starts_from_the_picture_in_memory(sessions, photo, monkey
     sessions._pictures.drop(lambda k: True)
     sessions.edit(key, "three", FAST, parent=second.parent)
     assert len(read) == 1  # forgotten: read from disk, as after a restart
+
+
+def test_an_export_waits_for_its_own_pictures_only(sessions, photo):
+    from kontext.files.compactor import Compactor
+
+    c = Compactor()
+    mine = threading.Event()
+    c.submit(mine.set, "mine.png")
+    assert mine.wait(60)
+    held = threading.Event()
+    c.submit(held.wait, "other-session.png")  # another session's compression, held
+    c.submit(lambda: None, "other-session-2.png")  # ...and one queued behind it
+    c.wait_for(["mine.png"])  # returns although the other session's two are still pending
+    assert not held.is_set()
+    held.set()
+    c.wait_idle()
+    c.wait_for(["other-session.png", "other-session-2.png"])
+
+
+def test_a_large_picture_is_neither_kept_in_memory_nor_queued(sessions, monkeypatch):
+    from kontext.sessions import keeper
+
+    monkeypatch.setattr(keeper, "KEEP_PIXELS", 32 * 32)
+    monkeypatch.setattr("kontext.sessions.running.KEEP_PIXELS", 32 * 32)
+    queued = []
+    monkeypatch.setattr(sessions.compactor, "submit", lambda job, name="": queued.append(job))
+    key = sessions.new()
+    sessions.upload(key, Image.new("RGB", (96, 64), (10, 20, 30)))
+    _, node = sessions.edit(key, "x", FAST)
+    assert queued == [] and len(sessions._pictures) == 0  # compressed at once, read from its file next time
+    data = sessions.store.image_path(key, node.image).read_bytes()
+    assert data == metadata.png_bytes(Image.open(io.BytesIO(data)), metadata.read_metadata(data)["step"])

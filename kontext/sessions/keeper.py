@@ -33,6 +33,9 @@ MAX_CACHED = 1000  # session histories kept in memory
 # Finished turns' pictures kept decoded: the next edit of the session starts from one without
 # decoding its PNG again (0.05 s at 1 MP). Names are unique and files never change their pixels.
 MAX_PICTURES = 16
+# ...and only pictures up to the model's working size (16 x 4.2 MP x 3 bytes: 200 MB at most); a
+# larger one (a 40 MP upload, a masked edit of one) is read from its file when it is needed.
+KEEP_PIXELS = 2048 * 2048
 LOCK_STRIPES = 256
 # Sessions the sweep deleted (expired, or least recently used when the disk was full), remembered by
 # folder name so that their keys are told so instead of reading as new, empty sessions. Bounded: about
@@ -171,8 +174,9 @@ class Keeper:
         return Image.open(io.BytesIO(self.store.read_image_bytes(key, name)))
 
     def keep_picture(self, key: str, name: str, picture: Image.Image) -> None:
-        """Remember a just-stored picture decoded (see MAX_PICTURES)."""
-        self._pictures.put((key, name), picture)
+        """Remember a just-stored picture decoded (see MAX_PICTURES and KEEP_PIXELS)."""
+        if picture.width * picture.height <= KEEP_PIXELS:
+            self._pictures.put((key, name), picture)
 
     def image_path(self, key: str, node_id: int | None = None, thumbnail: bool = False) -> str:
         """A path the web server may serve for a step's PNG (or its timeline thumbnail)."""

@@ -26,7 +26,7 @@ from kontext.model.engine import EditResult
 from kontext.model.safety import enforce
 from kontext.model.turns import Progress
 from kontext.sessions.admission import SESSION_BUSY
-from kontext.sessions.keeper import step_dict
+from kontext.sessions.keeper import KEEP_PIXELS, step_dict
 from kontext.sessions.planning import EditOptions, Planning, Turn
 from kontext.showcase.examples import ResultCache
 
@@ -152,4 +152,7 @@ class Running(Planning):
             with self._lock(key):
                 self.store.replace_image(key, name, png)
 
-        self.compactor.submit(compact)
+        if image.width * image.height > KEEP_PIXELS:
+            compact()  # a picture this large is not held in memory for later: compress it now
+        else:
+            self.compactor.submit(compact, name)

@@ -61,8 +61,9 @@ class Transfer(Keeper):
         `history`: export this view of the session (a shared tree, as checked) instead of reading it."""
         h = self.history(key) if history is None else history
         # The ZIP carries the compressed PNGs (smaller, and the same bytes a later export gets): the
-        # turns just answered may still be stored uncompressed (kontext/files/compactor.py).
-        self.compactor.wait_idle()
+        # turns just answered may still be stored uncompressed (kontext/files/compactor.py). Only this
+        # history's pictures are waited for, not other sessions' turns.
+        self.compactor.wait_for(n.image for n in h.nodes.values())
         return write_export(h, lambda name: self.store.read_image_bytes(key, name), dest, scope=scope,
                             engine=self.engine, extras=extras)
 
