@@ -352,6 +352,15 @@ def test_an_export_names_a_steps_loras_without_server_paths():
     step = manifest_step(node, b"png")
     assert step["extra"] == {"loras": [{"name": "style", "scale": 0.8}], "speed": "off"}
     assert node.extra["loras"][0]["source"]  # the stored step is left as it is
+    # Nor does the API's view of the history (/history, and a share link's) carry it.
+    from dataclasses import replace
+
+    from kontext.core import History
+    from ui.view import history_json
+
+    h = History().add(replace(node, kind="upload"), parent=None)
+    api = history_json(None, "k", h)
+    assert api["step"]["extra"]["loras"] == [{"name": "style", "scale": 0.8}] and "/srv" not in repr(api)
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
@@ -472,6 +481,14 @@ def test_an_owner_and_a_links_viewers_have_their_own_shares(sessions, tmp_path, 
     monkeypatch.setattr(share, "LIMITS", share.ExportLimits(per_visitor=need * 3 // 2, per_address=1))
     client = SimpleNamespace(client=SimpleNamespace(host="10.0.0.1"))
     assert share.client_address(client) == "10.0.0.1" and share.client_address(None) is None
+    # On a Space every request comes from its proxy; the visitor is named in X-Forwarded-For.
+    monkeypatch.setenv("SPACE_ID", "someone/kontext")
+    proxied = SimpleNamespace(client=SimpleNamespace(host="10.16.3.80"),
+                              headers={"x-forwarded-for": "6.6.6.6, 93.184.216.34, 10.1.2.3"})
+    assert share.client_address(proxied) == "93.184.216.34"  # 6.6.6.6 is the client's own word
+    assert share.client_address(client) == "10.0.0.1"  # no header: the address as seen
+    monkeypatch.delenv("SPACE_ID")
+    assert share.client_address(proxied) == "10.16.3.80"  # not on a Space: the header is not trusted
     api = Api(sessions)
     api.export(key, "path", client)
     with pytest.raises(UserError, match="one visitor may have at most"):

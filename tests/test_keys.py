@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kontext.errors import UserError
+from kontext.errors import UnknownShare, UserError
 from kontext.sessions.admission import TurnQueue
 from kontext.sessions.keeper import MAX_EVICTED, SessionRemoved
 
@@ -50,8 +50,11 @@ def test_a_session_the_sweep_removed_says_so_and_a_new_key_reads_empty(sessions,
     gone, kept, unknown = sessions.new(), sessions.new(), sessions.new()
     for key in (gone, kept):
         sessions.upload(key, png(photo))
+    link = sessions.share(gone).token
     age(sessions, gone, sessions.store.max_idle_s + 60)
     sessions.sweep(every_s=0)
+    with pytest.raises(UnknownShare, match="shows nothing any more"):  # what a link's viewer is told
+        sessions.shared(link)
     for call in (lambda: sessions.history(gone), lambda: sessions.undo(gone),
                  lambda: sessions.upload(gone, png(photo)), lambda: sessions.edit(gone, "x")):
         with pytest.raises(SessionRemoved, match="removed from the server to free space.*start a new session"):

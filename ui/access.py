@@ -11,7 +11,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kontext.env import on_space
 from kontext.errors import UserError
+from ui.share import visitor_address
 
 
 def check_signed_in(login: str, profile: Any) -> None:
@@ -50,13 +52,15 @@ def uploaded_name(value: Any) -> str:
 
 
 class LoginGuard:
-    """Failed sign-ins counted per address and per user: after `tries` failures, each further try
-    must wait, 1 s after the first failure over and doubling with each one up to `max_wait_s`; a
-    refused try is not counted. A success clears its address and user. A try counts as failed from
-    when it starts, so a burst of tries at once is held to `tries` too.
+    """Failed sign-ins counted per address and per user at that address: after `tries` failures,
+    each further try must wait, 1 s after the first failure over and doubling with each one up to
+    `max_wait_s`; a refused try is not counted. A success clears its address and user. A try counts
+    as failed from when it starts, so a burst of tries at once is held to `tries` too.
 
-    Only users of the password list are counted by name (others only by address), so invented names
-    cannot grow it; addresses are bounded by `remember` (the least recently failed are forgotten)."""
+    A user is counted per address, not across addresses: a count across addresses would let anyone
+    lock a listed user out by failing on purpose with that name. Only users of the password list are
+    counted by name (others only by address), so invented names cannot grow it; entries are bounded
+    by `remember` (the least recently failed are forgotten)."""
 
     def __init__(self, users: Iterable[str], tries: int = 5, max_wait_s: float = 900.0, *,
                  clock: Callable[[], float] = time.monotonic, remember: int = 10_000):
@@ -66,7 +70,7 @@ class LoginGuard:
         self._lock = threading.Lock()
 
     def _keys(self, address: str, user: str) -> list[tuple[str, str]]:
-        return [("address", address)] + ([("user", user)] if user in self.users else [])
+        return [("address", address)] + ([("user", f"{user}\0{address}")] if user in self.users else [])
 
     def begin(self, address: str, user: str) -> tuple[str, int] | None:
         """Before a try: None if it may go ahead (it is counted as failed until `succeeded`), else why
@@ -76,7 +80,8 @@ class LoginGuard:
             for kind, name in self._keys(address, user):
                 count, until = self._failures.get((kind, name), (0, 0.0))
                 if until > now:
-                    who = "from this address" if kind == "address" else f"for the user {name!r}"
+                    who = ("from this address" if kind == "address"
+                           else f"for the user {name.split(chr(0))[0]!r} from this address")
                     wait = math.ceil(until - now)
                     return (f"too many failed sign-ins {who}: try again in {wait} s (after {self.tries} "
                             f"failures each further one doubles the wait, up to {self.max_wait_s / 60:g} "
@@ -99,8 +104,8 @@ class LoginGuard:
 class LoginLimit:
     """ASGI middleware in front of gradio's POST /login: refuses a try while `guard` says to wait
     (429 with the reason and Retry-After) and tells it how each try ended. Nothing sleeps: a refused
-    try is answered at once. Behind a proxy every visitor has the proxy's address, so the address
-    count then holds everyone back together; the per-user count still tells users apart."""
+    try is answered at once. The address is the one `client_address` gives (ui/share.py): behind a
+    proxy it trusts, the visitor's own."""
 
     MAX_BODY = 64 * 1024  # a login form is a few hundred bytes
 
@@ -140,7 +145,8 @@ class LoginLimit:
             await form.close()
         except Exception:  # noqa: BLE001 - a malformed form: gradio answers it; counted by address
             user = ""
-        address = (scope.get("client") or ("?", 0))[0]
+        forwarded = dict(scope.get("headers") or []).get(b"x-forwarded-for", b"").decode("latin-1") or None
+        address = visitor_address((scope.get("client") or ("?", 0))[0], forwarded, on_space()) or "?"
         refusal = self.guard.begin(address, user)
         if refusal:
             reason, wait = refusal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import tempfile
 import threading
 import time
@@ -14,6 +15,7 @@ from typing import Any
 from gradio.utils import get_upload_folder
 
 from kontext.core import History
+from kontext.env import on_space
 from kontext.errors import UserError
 from kontext.files import ANIMATION, CONTACT_SHEET, file_name, select
 from kontext.hosting import Settings
@@ -47,10 +49,28 @@ def configure(per_visitor: int, per_address: float) -> None:
 
 
 def client_address(request: Any) -> str | None:
-    """The client's address as gradio's server (uvicorn) sees it: behind a proxy that is the
-    proxy's, unless the proxy is trusted by FORWARDED_ALLOW_IPS; None outside a request."""
+    """The client's address, None outside a request. Locally, as gradio's server (uvicorn) sees it;
+    on a Space every request arrives from the Space's proxy (an internal 10.x address), which names
+    the visitor in X-Forwarded-For, so there the visitor's address comes from that header."""
     host = getattr(getattr(request, "client", None), "host", None)
-    return host if isinstance(host, str) and host else None
+    headers = getattr(request, "headers", None)
+    forwarded = headers.get("x-forwarded-for") if headers is not None else None
+    return visitor_address(host if isinstance(host, str) else None, forwarded, on_space())
+
+
+def visitor_address(host: str | None, forwarded: str | None, behind_proxy: bool) -> str | None:
+    """Behind a proxy: the rightmost public address of X-Forwarded-For. A client may write anything
+    into the header, but each proxy appends the address it was reached from, so entries to the right
+    of the visitor's are the proxies' own (private); entries to its left are the client's word."""
+    if behind_proxy and isinstance(forwarded, str):
+        for entry in reversed(forwarded.split(",")):
+            try:
+                address = ipaddress.ip_address(entry.strip())
+            except ValueError:
+                break  # not an address: stop at what the client wrote
+            if not (address.is_private or address.is_loopback or address.is_link_local):
+                return str(address)
+    return host or None
 
 
 def export_dir() -> Path:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kontext.core import History, Node
+from kontext.model import public_step
 from kontext.sessions import Sessions
 
 _PUNCTUATION = frozenset(string.punctuation)
@@ -161,7 +162,8 @@ def history_json(sessions: Sessions, key: str, h: History | None = None) -> dict
     """The API's view of a session: the current step, every step, the current path, and what undo/redo
     would do (ui/apidoc.py describes it to clients)."""
     h = sessions.history(key) if h is None else h
-    step = lambda n: {k: v for k, v in n.to_dict().items() if k != "image"}  # noqa: E731
+    # Steps made before LoRA records held names only also stored a server path: never sent.
+    step = lambda n: {k: v for k, v in public_step(n.to_dict()).items() if k != "image"}  # noqa: E731
     return {
         "step": step(h.current_node) if h.current_node is not None else None,  # first: what an agent reads
         "current": h.current,

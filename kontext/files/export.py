@@ -25,7 +25,7 @@ from kontext.core.history import History, Node, attached_images
 from kontext.core.metadata import APP_NAME
 from kontext.errors import UserError
 from kontext.files import sheets
-from kontext.model.loras import names_only
+from kontext.model.loras import public_step
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -108,9 +108,7 @@ def engine_info(engine: Any | None) -> dict[str, str]:
 
 
 def manifest_step(node: Node, png: bytes) -> dict[str, Any]:
-    d = node.to_dict()
-    if "loras" in d.get("extra", {}):  # preset names and strengths; where weights lie is the host's own
-        d["extra"] = {**d["extra"], "loras": names_only(d["extra"]["loras"])}
+    d = public_step(node.to_dict())  # preset names and strengths; where weights lie is the host's own
     d.update(image=step_file(node.id), sha256=hashlib.sha256(png).hexdigest(), bytes=len(png))
     return d
 

@@ -7,6 +7,6 @@ It knows nothing of sessions or the UI. May import: kontext.core, kontext.errors
 from kontext.lazy import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
-    "engine": "Engine EditResult", "loras": "parse_active", "speed": "memory_hint",
+    "engine": "Engine EditResult", "loras": "parse_active public_step", "speed": "memory_hint",
     "turns": "Done Progress TurnRequest stream LocalGpu",
 })

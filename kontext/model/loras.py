@@ -130,6 +130,13 @@ def names_only(entries: Any) -> Any:
     return [{k: v for k, v in d.items() if k in ("name", "scale")} if isinstance(d, dict) else d for d in entries]
 
 
+def public_step(d: dict[str, Any]) -> dict[str, Any]:
+    """A step's dict (Node.to_dict) with its LoRA record by names only (see names_only)."""
+    if isinstance(d.get("extra"), dict) and "loras" in d["extra"]:
+        d = {**d, "extra": {**d["extra"], "loras": names_only(d["extra"]["loras"])}}
+    return d
+
+
 class LoraSet:
     """The host's presets and the adapters loaded so far into one pipeline."""
 

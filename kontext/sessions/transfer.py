@@ -24,7 +24,7 @@ from kontext.files.importer import (
 from kontext.files.sharing import Share, nameless_view
 from kontext.files.store import check_key
 from kontext.model.safety import enforce
-from kontext.sessions.keeper import Keeper
+from kontext.sessions.keeper import Keeper, SessionRemoved
 
 
 class Transfer(Keeper):
@@ -46,7 +46,10 @@ class Transfer(Keeper):
         """What a share link shows: its tree as a read-only History, at `current` (a step the viewer
         chose, if it is in the tree) or else at the owner's step in it or the tree's latest tip."""
         share = self.shares.resolve(token)
-        h = self.history(share.key)
+        try:
+            h = self.history(share.key)
+        except SessionRemoved:
+            raise UnknownShare("this share link shows nothing any more: its session expired") from None
         root = h.nodes.get(share.root)
         if root is None or root.parent is not None or root.image != share.image:
             raise UnknownShare("this share link shows nothing any more: its owner deleted that picture's "
