@@ -172,6 +172,7 @@ def history_json(sessions: Sessions, key: str, h: History | None = None) -> dict
         "can_undo": h.can_undo,
         "can_redo": h.can_redo,
         "branch": branch_text(h),
+        "group": [n.id for n in h.group()],  # the current step's variations (pick one with /pick), else []
         "steps": [step(n) for n in sorted(h.nodes.values(), key=lambda n: n.id)],
     }
 

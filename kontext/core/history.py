@@ -72,6 +72,13 @@ def attached_images(extra: Mapping[str, Any]) -> list[str]:
     return [n for n in names if isinstance(n, str)]
 
 
+def group_first(node: Node) -> int | None:
+    """The id of the first candidate of the variations group `node` belongs to (None: no group)."""
+    v = node.extra.get("variations")
+    first = v.get("first") if isinstance(v, Mapping) else None
+    return first if isinstance(first, int) and not isinstance(first, bool) else None
+
+
 def _frozen(d: dict) -> Mapping:
     return MappingProxyType(d)
 
@@ -135,6 +142,18 @@ class History:
             return []
         return self.children(self.node(nid).parent)
 
+    def group(self, node_id: int | None = None) -> list[Node]:
+        """The candidates made by one instruction with variations (kontext.sessions.running), in
+        their order, that `node_id` (default: the current step) is one of; [] for a single step."""
+        nid = self.current if node_id is None else node_id
+        if nid is None:
+            return []
+        first = group_first(self.node(nid))
+        if first is None:
+            return []
+        return sorted((n for n in self.siblings(nid) if group_first(n) == first),
+                      key=lambda n: n.extra["variations"].get("index", 0))
+
     @property
     def can_undo(self) -> bool:
         return self.current is not None and self.nodes[self.current].parent is not None
@@ -148,11 +167,12 @@ class History:
         """The id the next added step will get."""
         return max(self.nodes, default=0) + 1
 
-    def check_room(self) -> None:
-        """Raise the plain "history is full" error if one more step would exceed the bound."""
-        if len(self.nodes) >= self.max_nodes:
+    def check_room(self, more: int = 1) -> None:
+        """Raise the plain "history is full" error if `more` steps would exceed the bound."""
+        if len(self.nodes) + more > self.max_nodes:
+            room = f"; {self.max_nodes - len(self.nodes)} more fit: ask for fewer variations" if more > 1 else ""
             raise UserError(
-                f"history is full: at most {self.max_nodes} steps per session; "
+                f"history is full: at most {self.max_nodes} steps per session{room}; "
                 "export it and start a new session to go on"
             )
 

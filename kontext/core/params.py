@@ -76,6 +76,29 @@ def check_steps(steps: object) -> int:
     return steps
 
 
+MAX_VARIATIONS = 4  # candidates one instruction may make to pick from
+
+
+def check_variations(n: object) -> int:
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_VARIATIONS:
+        raise UserError(f"variations must be a whole number from 1 to {MAX_VARIATIONS}, got {n!r}")
+    return n
+
+
+def check_group_seed(seed: int, n: int) -> int:
+    """Candidates take the seeds seed, seed+1, ...: the last must still be a seed."""
+    if seed + n - 1 > MAX_SEED:
+        raise UserError(f"with {n} variations the seed must be at most {MAX_SEED - n + 1} (they use "
+                        f"seed, seed+1, ...), got {seed}")
+    return seed
+
+
+def new_group_seed(n: int) -> int:
+    return secrets.randbelow(MAX_SEED + 2 - n)
+
+
 def check_guidance(guidance: object) -> float:
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
         raise UserError(f"guidance must be a number from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}, got {guidance!r}")

@@ -46,8 +46,10 @@ def step_seconds(req: TurnRequest, sms: int | None = None) -> float:
 
 
 def needed_seconds(req: TurnRequest) -> int:
-    """Whole seconds of GPU time one turn needs on ZeroGPU, with start-up and a margin, uncapped."""
-    return math.ceil((FIXED_S + req.steps * step_seconds(req)) * MARGIN)
+    """Whole seconds of GPU time one turn needs on ZeroGPU, with start-up and a margin, uncapped.
+    Variations are one GPU call: each candidate adds its steps (a batch costs about as many
+    token-steps as the same candidates one after another; what it saves is launch overhead)."""
+    return math.ceil((FIXED_S + req.variations * req.steps * step_seconds(req)) * MARGIN)
 
 
 def turn_seconds(req: TurnRequest) -> int:
@@ -60,8 +62,10 @@ def check_fits(req: TurnRequest) -> None:
     need = needed_seconds(req)
     if need > MAX_TURN_S:
         raise UserError(
-            f"this edit ({req.steps} steps at {req.width}x{req.height}) needs about {need} s of GPU time; "
-            f"a ZeroGPU call may ask for at most {MAX_TURN_S} s: use fewer steps or a smaller output size")
+            f"this edit ({req.steps} steps at {req.width}x{req.height}"
+            f"{f', {req.variations} variations' if req.variations > 1 else ''}) needs about {need} s of GPU time; "
+            f"a ZeroGPU call may ask for at most {MAX_TURN_S} s: use fewer "
+            f"{'variations, ' if req.variations > 1 else ''}steps or a smaller output size")
 
 
 # --- the GPU function ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ callback and a cancel flag. The seed is decided before the call, so it is always
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import threading
@@ -54,6 +55,8 @@ class StepEvent:
     width: int
     height: int
     estimate: Any = None  # packed latents of the predicted result (x0 estimate), when kept
+    first: int = 0  # candidates run one after another: the candidate these latents belong to
+    count: int = 1  # candidates in the group (a batch's latents hold count - first of them)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class EditResult:
     seconds: float
     model: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # Variations: every candidate's picture (the first is `image`), seeds seed, seed+1, ...
+    candidates: tuple[Image.Image, ...] = ()
 
 
 def default_model() -> str:
@@ -133,13 +138,15 @@ class Engine:
             raise UserError(f"preview must be one of {PREVIEW_MODES}, got {mode!r}")
         self.preview_mode = mode
 
-    def preview(self, ev: StepEvent, max_side: int = 512) -> Image.Image:
+    def preview(self, ev: StepEvent, max_side: int = 512, index: int = 0) -> Image.Image:
         """A cheap RGB preview of a running edit (a linear projection, no VAE decode): the predicted
-        result, or the noisy state in mode "noisy" (and for a scheduler the estimate cannot tap)."""
+        result, or the noisy state in mode "noisy" (and for a scheduler the estimate cannot tap).
+        `index`: which picture of a batch (variations made in one call)."""
         if self._previewer is None:
             self._previewer = LatentPreviewer(self.pipe)
         use_estimate = self.preview_mode == "estimate" and ev.estimate is not None
-        return self._previewer(ev.estimate if use_estimate else ev.latents, ev.width, ev.height, max_side=max_side)
+        latents = ev.estimate if use_estimate else ev.latents
+        return self._previewer(latents[index:index + 1], ev.width, ev.height, max_side=max_side)
 
     # --- loading -------------------------------------------------------------------------------
     @classmethod
@@ -285,6 +292,8 @@ class Engine:
         fit_context: bool = False,
         mask: Image.Image | None = None,
         loras: Any = (),
+        variations: int = 1,
+        batched: bool = True,
     ) -> EditResult:
         """Edit `image` (or generate from text when it is None). Raises Cancelled if `cancel` is set.
 
@@ -293,7 +302,11 @@ class Engine:
         `mask` (kontext.core.masks.check_mask, the image's size): only that part may change; the result
         keeps the image's size and every pixel outside the mask (kontext.core.masks.paste).
         `loras`: (name, strength) pairs of the host's presets (kontext/model/loras.py), the only LoRAs loaded.
+        `variations`: N candidates with seeds seed, seed+1, ...: in one pipeline call (a batch with one
+        generator each) when `batched`, else one call after another (what fits a smaller GPU, or
+        keeps a compiled transformer on its compiled batch size); all land in `candidates`.
         """
+        n = P.check_variations(variations)
         # 1. every value checked (LoRAs, mask, sizes, seed, guidance, steps), before the lock
         lora_items = self.lora.resolve(loras)
         if mask is not None:
@@ -304,6 +317,8 @@ class Engine:
             mask = check_mask(mask, image.size)
             width, height = self.masked_size(image)
         args = self.validate(image, prompt, seed, guidance, steps, width, height)
+        if n > 1:
+            args["seed"] = P.check_group_seed(P.new_group_seed(n) if seed is None else args["seed"], n)
         w, h = args["width"], args["height"]
         auto_resize = self.profile.auto_resize and not fit_context
         # 2. the context at the size the pipeline will keep
@@ -315,19 +330,38 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()  # stopped while waiting for another edit to finish
             used_loras = self.lora.apply(lora_items)
-            run = self._run(context, args, auto_resize, mask, on_step, cancel)
+            if n == 1 or batched:
+                run = self._run(context, args, auto_resize, mask, on_step, cancel, count=n)
+            else:
+                run = self._one_by_one(context, args, auto_resize, mask, on_step, cancel, n)
         # 4. the result, with what the page and the PNG record about how it was made
-        out, extra = run["image"], {"speed": self.speed.label, **run["extra"]}
+        outs, extra = run["images"], {"speed": self.speed.label, **run["extra"]}
         if used_loras:
             extra["loras"] = used_loras
         if mask is not None:
-            out = paste(to_rgb(image), out, mask)  # outside the mask: the parent's pixels, exactly
-            w, h = out.size
+            outs = [paste(to_rgb(image), out, mask) for out in outs]  # outside the mask: the parent's pixels
+            w, h = outs[0].size
             extra["masked"] = round(coverage(mask), 4)
         return EditResult(
-            image=out, seed=args["seed"], guidance=args["guidance"], steps=args["steps"],
+            image=outs[0], seed=args["seed"], guidance=args["guidance"], steps=args["steps"],
             width=w, height=h, seconds=run["seconds"], model=self.model_id, extra=extra,
+            candidates=tuple(outs) if n > 1 else (),
         )
+
+    def _one_by_one(self, context: Image.Image | None, args: dict[str, Any], auto_resize: bool,
+                    mask: Image.Image | None, on_step: Callable[[StepEvent], None] | None,
+                    cancel: threading.Event | None, n: int) -> dict[str, Any]:
+        """Candidate after candidate, seeds seed, seed+1, ...: each the call a single edit makes."""
+        images, seconds, extra = [], 0.0, {}
+        for i in range(n):
+            report = None if on_step is None else (
+                lambda ev, i=i: on_step(dataclasses.replace(ev, first=i, count=n)))
+            run = self._run(context, {**args, "seed": args["seed"] + i}, auto_resize, mask, report, cancel)
+            images += run["images"]
+            seconds += run["seconds"]
+            for k, v in run["extra"].items():  # compiled and eager calls add up; the cause is kept
+                extra[k] = extra.get(k, 0) + v if isinstance(v, int) else v
+        return {"images": images, "seconds": seconds, "extra": extra}
 
     def _context(self, image: Image.Image, w: int, h: int, masked: bool, auto_resize: bool) -> Image.Image:
         """The context image as the pipeline should get it for a (w, h) output."""
@@ -343,9 +377,11 @@ class Engine:
         return context if context.size == target else context.resize(target, Image.LANCZOS)
 
     def _run(self, context: Image.Image | None, args: dict[str, Any], auto_resize: bool, mask: Image.Image | None,
-             on_step: Callable[[StepEvent], None] | None, cancel: threading.Event | None) -> dict[str, Any]:
-        """The pipeline call itself (under the engine's lock): the image, its seconds, and how the
-        transformer ran (compiled calls, eager fallbacks). Out of memory becomes a UserError."""
+             on_step: Callable[[StepEvent], None] | None, cancel: threading.Event | None,
+             count: int = 1) -> dict[str, Any]:
+        """The pipeline call itself (under the engine's lock): the `count` images (one per seed from
+        args["seed"] on), its seconds, and how the transformer ran (compiled calls, eager fallbacks).
+        Out of memory becomes a UserError."""
         import torch
 
         w, h = args["width"], args["height"]
@@ -355,13 +391,16 @@ class Engine:
                 raise Cancelled()  # before the VAE decode: a half-denoised image never leaves
             if on_step is not None:
                 estimate = self._tap.take() if self._tap is not None else None
-                on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h, estimate))
+                on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h, estimate, count=count))
             return {}
 
         start = time.perf_counter()
         aot_before = (self.aot.calls, self.aot.fallbacks) if self.aot is not None else (0, 0)
         if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
             self._tap.keep = on_step is not None and self.preview_mode == "estimate"
+        # Noise drawn on the CPU: the same seed gives the same start on any device. A batch gets one
+        # generator per candidate, so candidate i starts from the noise a single call with seed+i does.
+        generators = [torch.Generator("cpu").manual_seed(args["seed"] + i) for i in range(count)]
         try:
             masked = {} if mask is None else dict(mask_image=mask.resize((w, h), Image.NEAREST), strength=1.0)
             out = (self.pipe if mask is None else self.inpaint_pipe)(
@@ -375,10 +414,10 @@ class Engine:
                 num_inference_steps=args["steps"],
                 guidance_scale=args["guidance"],
                 max_sequence_length=self.profile.max_sequence_length,
-                # Noise drawn on the CPU: the same seed gives the same start on any device.
-                generator=torch.Generator("cpu").manual_seed(args["seed"]),
+                num_images_per_prompt=count,
+                generator=generators[0] if count == 1 else generators,
                 callback_on_step_end=callback,
-            ).images[0]
+            ).images
             oom = False
         except torch.OutOfMemoryError:
             oom = True
@@ -391,8 +430,9 @@ class Engine:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+            many = f" for {count} variations at once: ask for fewer, or" if count > 1 else ":"
             raise UserError(
-                f"out of GPU memory at {w}x{h}: choose a smaller output size or start the app with --offload model"
+                f"out of GPU memory at {w}x{h}{many} choose a smaller output size or start the app with --offload model"
             )
         extra: dict[str, Any] = {}
         if self.aot is not None:  # transformer calls that ran the compiled package (kontext/model/aot.py)
@@ -400,12 +440,11 @@ class Engine:
             eager_calls = self.aot.fallbacks - aot_before[1]
             if eager_calls:  # said on the step, also when it ran in another process (ZeroGPU, a pool worker)
                 extra["eager_calls"], extra["eager_cause"] = eager_calls, self.aot.cause
-        return {"image": out, "seconds": time.perf_counter() - start, "extra": extra}
+        return {"images": list(out), "seconds": time.perf_counter() - start, "extra": extra}
 
 
 def _merge_offload(speed: SpeedOptions | None, offload: str) -> SpeedOptions:
     """The one SpeedOptions to apply, given the older `offload` argument as well."""
-    import dataclasses
 
     if speed is None:
         return SpeedOptions(offload=offload)

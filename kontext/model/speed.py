@@ -346,6 +346,40 @@ def speed_context(pipe: Any) -> Iterator[None]:
         yield
 
 
+# GPU memory one more picture in a batch takes, per megapixel of output (activations of the
+# transformer at ~8.7k tokens per 1 MP edit, and the VAE decode of one more picture, in bf16): an
+# estimate from the architecture's sizes, not a measurement; issue 27 asks for the figure on a GPU.
+BATCH_BYTES_PER_MP = 3 * 2**30
+
+
+def batch_plan(engine: Any, pixels: int, n: int) -> tuple[bool, str]:
+    """Whether `n` candidates of `pixels` each are made in one pipeline call, and if not, why (said
+    on the step and the page): a compiled transformer keeps its one-picture shapes, offloading has
+    room for one picture, and a GPU must have the batch's extra memory free."""
+    if n <= 1:
+        return True, ""
+    speed = getattr(engine, "speed", None) or SpeedOptions()
+    after = f"the {n} variations run one after another"
+    if speed.aot:
+        return False, f"the ahead-of-time package is compiled for one picture per call: {after}"
+    if speed.compile:
+        return False, ("the compiled transformer is traced for one picture per call (a batch would compile "
+                       f"again): {after}")
+    if speed.offload != "none":
+        return False, f"with offloading the GPU holds one picture's work at a time: {after}"
+    device = str(getattr(engine, "device", "cpu"))
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            free, _ = torch.cuda.mem_get_info()
+            need = (n - 1) * BATCH_BYTES_PER_MP * pixels / 2**20
+            if need > 0.8 * free:
+                return False, (f"a batch of {n} needs about {need / 2**30:.0f} GB more GPU memory and "
+                               f"{free / 2**30:.0f} GB are free: {after}")
+    return True, ""
+
+
 def draft_profile(profile: Any) -> Any:
     """The profile for draft mode: a quarter of the default area, and the context image resized to the
     output size instead of snapped to a 1 MP Kontext resolution (else half the tokens would remain)."""

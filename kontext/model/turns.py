@@ -37,6 +37,9 @@ class TurnRequest:
     preview_every: int = 0  # steps between live previews; 0 for none
     mask: Image.Image | None = None  # L, the context's size: only there may the picture change
     loras: tuple = ()  # (name, strength) of the host's LoRA presets, a replay's too
+    variations: int = 1  # candidates to pick from, seeds seed, seed+1, ...
+    batched: bool = True  # ...made in one pipeline call (planned: kontext.model.speed.batch_plan)
+    batch_note: str = ""  # why they are not, said on the steps and the page
 
     @property
     def tokens(self) -> int:
@@ -55,6 +58,7 @@ class Progress:
     total: int
     preview: Any = None  # a small PIL image, or None
     waiting: int = 0  # turns ahead of this one in the GPU queue (step 0 while waiting)
+    previews: tuple = ()  # variations: one small picture (or None) per candidate; `preview` is the first's
 
 
 @dataclass
@@ -72,7 +76,7 @@ class Failed:
 def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: int, guidance: float | None,
               steps: int | None, width: int | None, height: int | None, reference: Image.Image | None = None,
               draft: bool = False, preview_every: int = 0, mask: Image.Image | None = None,
-              loras: tuple = (), more_references: tuple = ()) -> TurnRequest:
+              loras: tuple = (), more_references: tuple = (), variations: int = 1) -> TurnRequest:
     """The one rule for turning a step into a pipeline call, used by the app and by replay alike.
 
     A draft without a size gets a quarter of the default area; a reference is placed to the right
@@ -85,6 +89,9 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
 
     if more_references and reference is None:
         raise UserError("more references need a first one")
+    variations = P.check_variations(variations)
+    if variations > 1:
+        seed = P.check_group_seed(P.check_seed(seed), variations)
     if getattr(engine, "lora", None) is not None:  # LoRA names and strengths, before the turn queues
         engine.lora.resolve(loras)  # (a pool's workers check theirs again)
     if mask is not None:
@@ -101,7 +108,8 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
         run_w, run_h = engine.masked_size(context)
         return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
                            steps=args["steps"], width=run_w, height=run_h, fit_context=True,
-                           preview_every=preview_every, mask=mask, loras=tuple(loras))
+                           preview_every=preview_every, mask=mask, loras=tuple(loras),
+                           variations=variations, **_batch(engine, run_w * run_h, variations))
     if width is None and getattr(engine.speed, "aot", False):
         # Compiled ahead of time for the buckets: "match input" is the nearest one (kontext/core/buckets.py).
         from kontext.core.buckets import nearest
@@ -122,29 +130,46 @@ def plan_step(engine: Any, context: Image.Image | None, prompt: str, *, seed: in
     return TurnRequest(context=context, prompt=args["prompt"], seed=args["seed"], guidance=args["guidance"],
                        steps=args["steps"], width=args["width"], height=args["height"],
                        fit_context=draft or reference is not None, preview_every=preview_every,
-                       loras=tuple(loras))
+                       loras=tuple(loras), variations=variations,
+                       **_batch(engine, args["width"] * args["height"], variations))
+
+
+def _batch(engine: Any, pixels: int, n: int) -> dict[str, Any]:
+    from kontext.model.speed import batch_plan
+
+    batched, why = batch_plan(engine, pixels, n)
+    return {"batched": batched, "batch_note": why}
 
 
 def run_turn(engine: Any, req: TurnRequest, report: Callable[[Progress], None] | None = None,
              cancel: threading.Event | None = None) -> Any:
     """Run `req` on `engine` (an Engine); report each step, with a preview every `preview_every`."""
 
+    n = req.variations
+    shown: list = [None] * n  # each candidate's newest preview (one after another: those done stay)
+
     def on_step(ev: Any) -> None:
         if report is None:
             return
-        img = None
+        batch = ev.count - ev.first if n > 1 and req.batched else 1
+        fresh = False
         if req.preview_every and (ev.step == 1 or ev.step % req.preview_every == 0) and ev.step < ev.total:
-            try:
-                img = engine.preview(ev)
-            except Exception:  # noqa: BLE001 - a preview must never break an edit
-                img = None
-        report(Progress(ev.step, ev.total, img))
+            fresh = True
+            for i in range(batch):
+                try:
+                    shown[ev.first + i] = engine.preview(ev, index=i)
+                except Exception:  # noqa: BLE001 - a preview must never break an edit
+                    shown[ev.first + i] = None
+        # Candidates one after another count as one run of n x steps.
+        step, total = (ev.step, ev.total) if req.batched else (ev.first * ev.total + ev.step, n * ev.total)
+        report(Progress(step, total, shown[0] if fresh and ev.first == 0 else None,
+                        previews=tuple(shown) if fresh and n > 1 else ()))
 
     masked = req.mask is not None  # the engine picks a masked edit's size (the picture's own, pasted back)
     return engine.edit(req.context, req.prompt, seed=req.seed, guidance=req.guidance, steps=req.steps,
                        width=None if masked else req.width, height=None if masked else req.height,
                        fit_context=req.fit_context, on_step=on_step, cancel=cancel, mask=req.mask,
-                       loras=req.loras)
+                       loras=req.loras, variations=n, batched=req.batched)
 
 
 def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],
@@ -189,7 +214,7 @@ def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],
                 last = progress[-1]
                 if last.preview is None:
                     preview = next((x.preview for x in reversed(progress) if x.preview is not None), None)
-                    last = Progress(last.step, last.total, preview, last.waiting)
+                    last = Progress(last.step, last.total, preview, last.waiting, last.previews)
                 yield last
             if done is not None:
                 yield done

@@ -197,6 +197,18 @@ class Keeper:
             raise UserError(f"step must be a step number, got {node_id!r}")
         return self._update(key, lambda h: h.jump(node_id))
 
+    def pick(self, key: str, node_id: int) -> History:
+        """Make one candidate of a variations group the current step: the next instruction continues
+        from it (the others stay in the tree, as siblings)."""
+        if isinstance(node_id, bool) or not isinstance(node_id, int):
+            raise UserError(f"step must be a step number, got {node_id!r}")
+
+        def op(h: History) -> History:
+            if not h.group(node_id):
+                raise UserError(f"step {node_id} is not one of a group of variations: to go to any step, use jump")
+            return h.jump(node_id)
+        return self._update(key, op)
+
     def switch_branch(self, key: str, offset: int) -> History:
         """Move to the previous (-1) or next (+1) sibling branch, at the tip it was left at."""
         def op(h: History) -> History:

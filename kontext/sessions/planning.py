@@ -33,6 +33,7 @@ class EditOptions:
     loras: tuple[tuple[str, float], ...] = ()  # (name, strength) of the engine's LoRA presets
     more_references: tuple[str, ...] = ()  # up to two more stored references, right of the first
     roles: tuple[str, ...] = ()  # what each reference is (kontext.core.compose.ROLES), shown on the page
+    variations: int = 1  # candidates to pick from (seeds seed, seed+1, ...), stored as sibling steps
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ def check_painted_on(history: History, parent: int | None, painted_on: int | Non
 
 class Planning(Uploads):
     def resolve_seed(self, history: History, parent: int | None, opts: EditOptions) -> int:
+        n = P.check_variations(opts.variations)
+        seed = self._seed(history, parent, opts, n)
+        return P.check_group_seed(seed, n) if n > 1 else seed
+
+    def _seed(self, history: History, parent: int | None, opts: EditOptions, n: int) -> int:
         if opts.seed_mode not in SEED_MODES:
             raise UserError(f"seed_mode must be one of {SEED_MODES}, got {opts.seed_mode!r}")
         if opts.seed_mode == "fixed":
@@ -84,8 +90,8 @@ class Planning(Uploads):
             node = None if parent is None else history.node(parent)
             if node is not None and node.seed is not None:
                 return node.seed
-            return P.check_seed(opts.seed) if opts.seed is not None else P.new_seed()
-        return P.new_seed()
+            return P.check_seed(opts.seed) if opts.seed is not None else P.new_group_seed(n)
+        return P.new_group_seed(n)
 
     def plan(self, key: str, prompt: str, opts: EditOptions = EditOptions(), *,
              parent: int | None | type[...] = ..., preview_every: int = 0) -> Turn:
@@ -98,7 +104,7 @@ class Planning(Uploads):
         parent_id = snapshot.current if parent is ... else parent
         if self.safety is not None and getattr(self.safety, "checks_images", True):
             preview_every = 0  # a preview would show what the content check has not seen yet
-        snapshot.check_room()
+        snapshot.check_room(P.check_variations(opts.variations))
         context = None
         if parent_id is not None:
             context = self.image(key, parent_id).convert("RGB")
@@ -129,11 +135,11 @@ class Planning(Uploads):
         request = plan_step(self.engine, context, prompt, seed=self.resolve_seed(snapshot, parent_id, opts),
                             guidance=opts.guidance, steps=opts.steps, width=opts.width, height=opts.height,
                             reference=reference, draft=opts.draft, preview_every=preview_every, mask=mask,
-                            loras=opts.loras, more_references=tuple(more))
+                            loras=opts.loras, more_references=tuple(more), variations=opts.variations)
         if opts.width is None and self.engine.speed.aot and opts.mask is None:
             extra["bucket"] = f"{request.width}×{request.height}"  # the nearest compiled size, said on the page
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
         from_example = parent_id is not None and bool(snapshot.path(parent_id)[0].extra.get("example"))
-        cacheable = (from_example and opts.seed_mode == "fixed" and self.results is not None
+        cacheable = (from_example and opts.seed_mode == "fixed" and opts.variations == 1 and self.results is not None
                      and self.results.covers(request.prompt))
         return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra, cacheable=cacheable)

@@ -98,22 +98,38 @@ class Running(Planning):
 
     def commit(self, key: str, turn: Turn, result: EditResult,
                cancel: threading.Event | None = None) -> tuple[History, Node]:
-        """Store the finished turn's PNG and add its step to the latest history, under the lock."""
+        """Store the finished turn's PNG (each candidate's, for variations) and add its step (the
+        candidates as sibling steps, the first one current) to the latest history, under the lock."""
         parent_id = turn.parent
+        pictures = result.candidates or (result.image,)
+        n = len(pictures)
         node = Node(
             id=0, parent=parent_id, kind="edit" if turn.request.context is not None else "text", image="",
             prompt=turn.request.prompt, seed=result.seed, guidance=result.guidance,
             steps=result.steps, width=result.width, height=result.height, model=result.model,
-            seconds=round(result.seconds, 3), created=time.time(), extra={**result.extra, **turn.extra},
+            seconds=round(result.seconds / n, 3), created=time.time(), extra={**result.extra, **turn.extra},
         )
         if cancel is not None and cancel.is_set():
             raise Cancelled()  # stopped after the last step: still never committed
-        # Encode the PNG outside the lock (it can take a while at 1 MP) with the id the step will
+
+        def group(first: int) -> list[Node]:
+            """The steps with ids from `first` on: candidate i has seed + i and knows its group."""
+            if n == 1:
+                return [replace(node, id=first)]
+            record = {"size": n, "first": first, "batched": turn.request.batched,
+                      "seconds": round(result.seconds, 3)}
+            if turn.request.batch_note:
+                record["note"] = turn.request.batch_note
+            return [replace(node, id=first + i, seed=result.seed + i,
+                            extra={**node.extra, "variations": {**record, "index": i}}) for i in range(n)]
+
+        # Encode the PNGs outside the lock (it can take a while at 1 MP) with the ids the steps will
         # most likely get; re-encode under the lock only if another turn landed meanwhile.
-        node = replace(node, id=self.history(key).next_id())
+        nodes = group(self.history(key).next_id())
         # Stored uncompressed: the turn waits for this write; compression follows it (_compact).
-        png = metadata.stored_png_bytes(result.image, step_dict(node, self.engine))
-        self.make_room(key, len(png))
+        pngs = [metadata.stored_png_bytes(p, step_dict(x, self.engine))
+                for p, x in zip(pictures, nodes, strict=True)]
+        self.make_room(key, sum(map(len, pngs)))
         with self._lock(key):
             latest = self._load(key)
             # The parent must still be the picture this edit started from: after "start over" or
@@ -122,19 +138,25 @@ class Running(Planning):
                                           or latest.nodes[parent_id].image != turn.parent_image):
                 raise UserError("the step this edit started from is gone (the session was cleared "
                                  "meanwhile); nothing was added")
-            latest.check_room()
-            if latest.next_id() != node.id:
-                node = replace(node, id=latest.next_id())
-                png = metadata.stored_png_bytes(result.image, step_dict(node, self.engine))
+            latest.check_room(n)
+            if latest.next_id() != nodes[0].id:
+                nodes = group(latest.next_id())
+                pngs = [metadata.stored_png_bytes(p, step_dict(x, self.engine))
+                for p, x in zip(pictures, nodes, strict=True)]
             if cancel is not None and cancel.is_set():
                 raise Cancelled()  # Stop pressed while the PNG was encoded: still nothing committed
-            name = self.store.save_image(key, png)
+            names: list[str] = []
             try:
-                committed = self._commit(key, latest.add(replace(node, image=name), parent=parent_id))
+                h = latest
+                for png, x in zip(pngs, nodes, strict=True):
+                    names.append(self.store.save_image(key, png))
+                    h = h.add(replace(x, image=names[-1]), parent=parent_id)
+                committed = self._commit(key, h.jump(nodes[0].id) if n > 1 else h)
             except BaseException:
-                self.store.discard_images(key, [name])
+                self.store.discard_images(key, names)
                 raise
-        self._after_commit(key, name, node, result.image)
+        for name, x, picture in zip(names, nodes, pictures, strict=True):
+            self._after_commit(key, name, x, picture)
         return committed, committed.current_node
 
     def _after_commit(self, key: str, name: str, node: Node, image: Image.Image) -> None:
