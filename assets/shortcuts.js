@@ -40,6 +40,12 @@
       if (id && click(id)) e.preventDefault();
       return;
     }
+    // 1-4 pick the first..fourth variation while the grid of the current step's candidates shows.
+    if (/^[1-4]$/.test(e.key) && !(e.ctrlKey || e.metaKey || e.altKey) && visible("variants")) {
+      const cell = document.querySelectorAll("#variants .thumbnail-item")[Number(e.key) - 1];
+      if (cell) { cell.click(); e.preventDefault(); }
+      return;
+    }
     // Ctrl/Cmd+Z undo, Ctrl/Cmd+Shift+Z or Ctrl+Y redo, outside text fields (where they edit text).
     if (!(e.ctrlKey || e.metaKey)) return;
     const k = e.key.toLowerCase();

@@ -166,8 +166,55 @@ def test_mcp_server_lists_the_tools(engine, tmp_path):
     with running_app(sessions, tmp_path, mcp=True) as url:
         schema = httpx.get(url + "gradio_api/mcp/schema", timeout=30).json()
     names = {t["name"] for t in schema}
-    assert {"new_session", "upload", "edit", "reroll", "undo", "redo", "jump", "history"} <= names
+    assert {"new_session", "upload", "edit", "reroll", "undo", "redo", "jump", "pick", "history"} <= names
+    (edit,) = [t for t in schema if t["name"] == "edit"]
+    assert edit["meta"]["endpoint_name"] == "edit_variations"  # every candidate as an image (ui/mcp.py)
+    assert "edit_variations" not in names and len(names) == len(schema)
     assert not any(n.startswith("ui_") for n in names)  # the page's own events are not tools
+
+
+def test_variations_answer_every_candidate_and_pick_makes_one_current(client, source):
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    gallery, h = client.predict(key, "add a hat", "fixed", 11, 0, 2, 0, 0, variations=3,
+                                api_name="/edit_variations")
+    group = h["group"]
+    steps = {s["id"]: s for s in h["steps"]}
+    assert len(group) == 3 and h["current"] == group[0] and [steps[i]["seed"] for i in group] == [11, 12, 13]
+    files = [item["image"] for item in gallery]
+    assert len(set(files)) == 3 and [item["caption"] for item in gallery] == [f"step {i}" for i in group]
+    for file, step in zip(files, group, strict=True):  # each picture is its candidate's own PNG
+        assert Image.open(file).size == (steps[step]["width"], steps[step]["height"])
+        assert read_metadata(file)["step"]["id"] == step
+    pixels = [np.asarray(Image.open(f)).tobytes() for f in files]
+    assert len(set(pixels)) == 3
+
+    img, h = client.predict(key, group[2], api_name="/pick")
+    assert h["current"] == group[2] and h["group"] == group and read_metadata(img)["step"]["id"] == group[2]
+    assert client.predict(key, api_name="/history")["current"] == group[2]
+    # /edit answers as it always did (the current candidate and the history), with the group in the history.
+    img, h = client.predict(key, "and a scarf", "random", 0, 0, 2, 0, 0, variations=2, api_name="/edit")
+    assert len(h["group"]) == 2 and h["current"] == h["group"][0] and h["step"]["parent"] == group[2]
+    assert read_metadata(img)["step"]["id"] == h["current"]
+
+
+def test_bad_variations_and_picks_are_refused_in_words(client, source):
+    from kontext.core.params import MAX_SEED
+
+    key = client.predict(api_name="/new_session")
+    client.predict(key, source, api_name="/upload")
+    before = client.predict(key, api_name="/history")
+    for api in ("/edit", "/edit_variations"):
+        for bad in (0, 5, "two", 2.5):
+            with pytest.raises(Exception, match=r"variations must be a whole number from 1 to 4, got"):
+                client.predict(key, "x", "random", 0, 0, 2, 0, 0, variations=bad, api_name=api)
+    with pytest.raises(Exception, match=f"with 3 variations the seed must be at most {MAX_SEED - 2}"):
+        client.predict(key, "x", "fixed", MAX_SEED, 0, 2, 0, 0, variations=3, api_name="/edit_variations")
+    with pytest.raises(Exception, match="step 1 is not one of a group of variations: to go to any step, use jump"):
+        client.predict(key, 1, api_name="/pick")
+    with pytest.raises(Exception, match="step must be a whole number"):
+        client.predict(key, "two", api_name="/pick")
+    assert client.predict(key, api_name="/history") == before
 
 
 def test_export_then_import_into_a_new_session(client, source):
@@ -296,9 +343,9 @@ def test_malformed_payloads_get_a_message(app):
     key = Client(url, verbose=False).predict(api_name="/new_session")
     server_file = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
     cases = [("edit", [key, "x"], "enough input values"),
-             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False, "", None, None, "", None],
+             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, server_file, False, "", None, None, "", None, 1],
               "not uploaded by a user"),
-             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, None, False, "", None, None, "", server_file],
+             ("edit", [key, "x", "random", 0, 0, 2, 0, 0, None, False, "", None, None, "", server_file, 1],
               "not uploaded by a user"),  # a server file as the mask
              ("upload", [key, server_file], "not uploaded by a user")]
     for api, data, words in cases:
@@ -358,8 +405,8 @@ def test_hostile_calls_get_plain_words_and_never_put_the_key_in_the_log(app, cap
 
     url = app[0]
     key = Client(url, verbose=False).predict(api_name="/new_session")
-    rest = ["x", "random", 0, 0, 2, 0, 0, None, False, "", None, None, "", None]
-    cases = [("edit", [key, "x"], "enough input values (needed: 15, got: 2)"),
+    rest = ["x", "random", 0, 0, 2, 0, 0, None, False, "", None, None, "", None, 1]
+    cases = [("edit", [key, "x"], "enough input values (needed: 16, got: 2)"),
              ("ui_cmp_a", [key], "enough input values"),  # a page event, as a script may call it
              ("undo", [key, "more", 3], "event: complete"),  # extras are ignored
              ("edit", [{"$gt": ""}, *rest], "session key is missing or malformed"),  # before it queues

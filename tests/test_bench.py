@@ -58,6 +58,24 @@ def test_edit512_is_scaled_to_the_model(tiny_dir, tmp_path):
     assert draft["diff_max"] is None  # different sizes are not compared
 
 
+def test_variations_table_costs_each_candidate_against_one(tiny_dir, tmp_path, capsys):
+    """--variations: one instruction's N candidates, batched and one after another, per candidate and
+    against N = 1 (always timed as the baseline)."""
+    out = tmp_path / "v.json"
+    assert main(bench_args(tiny_dir, "--modes", "eager", "--sizes", "edit512", "--runs", "1", "--steps", "2",
+                           "--variations", "4,2", "--json", str(out))) == 0
+    rows = json.loads(out.read_text())["variations"]
+    assert [(r["n"], r["way"]) for r in rows] == [(1, "single"), (2, "batch"), (2, "one by one"), (4, "batch"),
+                                                  (4, "one by one")]
+    for r in rows:
+        assert r["error"] is None and (r["mode"], r["size"], r["width"], r["steps"]) == ("eager", "edit512", 64, 2)
+        assert r["per_candidate_s"] == pytest.approx(r["edit_s_median"] / r["n"], abs=1e-4)
+        assert r["all_vs_one"] == pytest.approx(r["per_candidate_vs_one"] * r["n"], rel=0.01)
+    assert rows[0]["all_vs_one"] == 1.0 and {r["plan"] for r in rows[1:]} == {"batch"}  # eager on a CPU batches
+    table = capsys.readouterr().out.split("| mode | size | candidates |")[1].splitlines()
+    assert len(table) == 2 + len(rows) and table[4].startswith("| eager | edit512 64x64, 2 steps | 2 | one by one |")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
 def test_a_failing_mode_is_reported_and_the_rest_still_runs(tiny_dir, tmp_path, capsys):
     out = tmp_path / "b.json"
@@ -74,6 +92,9 @@ def test_a_failing_mode_is_reported_and_the_rest_still_runs(tiny_dir, tmp_path, 
     (["--runs", "0"], "--runs"),
     (["--steps", "0"], "steps"),
     (["--model", "random-full", "--device", "cpu"], "CUDA"),
+    (["--variations", "2,5"], "--variations: variations must be a whole number from 1 to 4, got 5"),
+    (["--variations", "two"], "--variations must be candidate counts"),
+    (["--variations", "4", "--seed", "4294967295"], "with 4 variations the seed must be at most"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tiny_dir, extra, says, capsys):
     assert main(bench_args(tiny_dir) + extra) == 2

@@ -2,6 +2,7 @@
 Where a test acts during an edit, the edit is held at a step (tests/gates.py), not slowed down."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -351,4 +352,59 @@ def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path, monkeypatc
     page.locator("#ref-image input[type=file]").set_input_files(str(bomb))
     page.wait_for_selector(".toast-body:has-text('reference: ')", timeout=WAIT_MS)
     page.screenshot(path=str(ARTIFACTS / "browser-desktop-bad-upload.png"), full_page=True)
+    page.close()
+
+
+def cells(page):
+    return page.locator("#variants .thumbnail-item")
+
+
+def variations(page, n):
+    """Set Variations per instruction, and wait until the server has the choice (the turns read a State)."""
+    with page.expect_response("**/gradio_api/run/predict"):
+        page.locator(f"#variations label:has-text('{n}')").click()
+
+
+def test_variations_pick_undo_and_keys(served, browser, tmp_path):
+    """Four candidates: their live previews fill the grid while they are made, then their pictures;
+    a click picks one, an edit from it hides the grid, undo brings it back with that one selected,
+    and the key 2 picks the second."""
+    app, sessions = served
+    page = started_page(app, browser, tmp_path)
+    variations(page, 4)
+    page.fill("#prompt textarea", "four candidates")
+    with hold_edits(sessions.engine) as gate:  # held after the first step, whose previews are sent
+        page.click("#edit-btn")
+        gate.wait_reached()
+        expect(page.locator("#variants .caption-label", has_text="preview")).to_have_count(4)
+        gate.release()
+    wait_status(page, "variation 1 of 4")
+    expect(page.locator("#variants .caption-label", has_text="seed")).to_have_count(4)
+    expect(cells(page).nth(0)).to_have_class(re.compile(r"\bselected\b"))
+    captions = page.locator("#variants .caption-label").all_inner_texts()
+    seeds = [int(c.rsplit(" ", 1)[1]) for c in captions]
+    assert seeds == list(range(seeds[0], seeds[0] + 4))  # seeds s, s+1, ...
+
+    cells(page).nth(2).click()  # the third candidate: step #4 (the upload is #1)
+    wait_status(page, "variation 3 of 4")
+    assert status(page).startswith("Step #4") and f"seed {seeds[2]}" in status(page)
+    expect(cells(page).nth(2)).to_have_class(re.compile(r"\bselected\b"))
+
+    variations(page, 1)
+    page.fill("#prompt textarea", "from the third")
+    page.click("#edit-btn")
+    wait_status(page, "Step #6 · seed")
+    expect(page.locator("#variants")).to_be_hidden()  # a single step: no grid
+
+    page.click("#undo-btn")
+    wait_status(page, "variation 3 of 4")
+    expect(page.locator("#variants")).to_be_visible()
+    expect(cells(page)).to_have_count(4)
+    expect(cells(page).nth(2)).to_have_class(re.compile(r"\bselected\b"))
+
+    page.keyboard.press("2")  # focus is on the Undo button, not in a text field
+    wait_status(page, "variation 2 of 4")
+    assert status(page).startswith("Step #3") and f"seed {seeds[1]}" in status(page)
+    expect(cells(page).nth(1)).to_have_class(re.compile(r"\bselected\b"))
+    assert not_an_error(page)
     page.close()

@@ -88,6 +88,12 @@ async def transcript(url: str) -> dict:
             out["undo"] = await s.call_tool("undo", {"session": key})
             out["bad"] = await s.call_tool("jump", {"session": key, "step": 99})
             out["export"] = await s.call_tool("export", {"session": key, "scope": "path"})
+            out["variants"] = await s.call_tool("edit", {"session": key, "prompt": "add a hat", "steps": 2,
+                                                         "variations": 3})
+            group = json.loads([c.text for c in out["variants"].content if c.type == "text"][-1])["group"]
+            out["picked"] = await s.call_tool("pick", {"session": key, "step": group[1]})
+            out["bad_variations"] = await s.call_tool("edit", {"session": key, "prompt": "x", "variations": 5})
+            out["bad_pick"] = await s.call_tool("pick", {"session": key, "step": 1})
     return out
 
 
@@ -108,6 +114,29 @@ def test_every_tool_and_parameter_is_described(mcp_run):
             assert schema.get("description"), f"{name}.{param} has no description"
     steps = tools["edit"].inputSchema["properties"]["steps"]["description"]
     assert "0: the model's default, 4" in steps and "1 to 100" in steps  # the tiny model's default
+
+
+def test_edit_with_variations_answers_every_candidate_and_pick_makes_one_current(mcp_run):
+    tools = mcp_run["tools"]
+    assert "variations" in tools["edit"].inputSchema["properties"] and "pick" in tools
+    assert "edit_variations" not in tools and not any(n.startswith("edit_") for n in tools)  # one edit tool
+    r = mcp_run["variants"]
+    assert not r.isError and kinds(r) == ["image", "text"] * 3 + ["text"], kinds(r)
+    h = json_of(r)
+    group = h["group"]
+    steps = {s["id"]: s for s in h["steps"]}
+    assert len(group) == 3 and h["current"] == group[0]
+    images = [Image.open(io.BytesIO(base64.b64decode(c.data))) for c in r.content if c.type == "image"]
+    for image, step in zip(images, group, strict=True):  # one image per candidate, in the group's order
+        assert image.size == (steps[step]["width"], steps[step]["height"])
+    assert len({i.tobytes() for i in images}) == 3
+    picked = mcp_run["picked"]
+    assert not picked.isError and kinds(picked) == ["image", "text", "text"]
+    assert json_of(picked)["current"] == group[1] and json_of(picked)["group"] == group
+    for name, words in (("bad_variations", "variations must be a whole number from 1 to 4, got 5"),
+                        ("bad_pick", "step 1 is not one of a group of variations")):
+        bad = mcp_run[name]
+        assert bad.isError and words in bad.content[0].text, bad.content
 
 
 def test_upload_from_a_data_url_answers_with_the_image_and_json(mcp_run):

@@ -154,3 +154,54 @@ def test_texts_an_import_may_carry_show_as_text_in_the_status():
     html, tags = rendered(status_text(SimpleNamespace(current_node=node), "tiny"))
     assert tags <= {"p", "strong", "code"}, tags  # `seed` is ours; nothing of theirs becomes markup
     assert "![t](http://host/t.png)" in shown_text(html) and "<img src=x>" in shown_text(html)
+
+
+def test_the_variations_grid_shows_the_current_steps_group(engine, tmp_path):
+    """The grid under the canvas: the candidates of the current step's group, captioned with their
+    number and seed, the current one selected; hidden for a single step; back with undo."""
+    from ui import view
+
+    store = Store(tmp_path / "s")
+    sessions = Sessions(engine, store)
+    key = chain(store, 1)
+    sessions.edit(key, "four", EditOptions(steps=2, variations=4))
+    snap = view.snapshot(sessions, key)
+    group = sessions.history(key).group()
+    assert [c for _, c in snap.variants] == [f"{i} · seed {n.seed}" for i, n in enumerate(group, 1)]
+    assert snap.variant == 0 and "variation 1 of 4" in snap.status and "made together" in snap.status
+    sessions.pick(key, group[2].id)
+    sessions.edit(key, "from the third", EditOptions(steps=2))
+    assert view.snapshot(sessions, key).variants == []
+    demo = build_ui(sessions, Settings(data_dir=tmp_path / "s"))
+    tab = SessionState(demo)
+    grid = call(demo, "ui_undo", [key, None], tab)[-1]  # the grid is the last of the page's outputs
+    assert grid["visible"] and len(grid["value"]) == 4 and grid["selected_index"] == 2
+    assert [c["caption"] for c in grid["value"]] == [c for _, c in snap.variants]
+    grid = call(demo, "ui_redo", [key, None], tab)[-1]
+    assert grid["visible"] is False and not grid.get("value")
+    grid = call(demo, "ui_undo", [key, None], tab)[-1]
+    assert grid["visible"] and grid["selected_index"] == 2
+    grid = call(demo, "ui_undo", [key, None], tab)[-1]  # to the original: no group, nothing to send again
+    assert grid["visible"] is False and "value" in grid
+    grid = call(demo, "ui_redo", [key, None], tab)[-1]
+    assert grid["selected_index"] == 2
+
+
+def test_candidates_made_one_after_another_say_so_and_why():
+    from types import SimpleNamespace
+
+    from ui.view import preview_cells, status_text
+
+    record = {"size": 2, "first": 2, "batched": False, "seconds": 3.0,
+              "note": "with offloading the GPU holds one picture's work at a time: the 2 variations run one "
+                      "after another"}
+    nodes = [Node(id=2 + i, parent=1, kind="edit", image="", width=64, height=64, prompt="x", seed=7 + i,
+                  guidance=2.5, steps=2, model="tiny", seconds=1.5, created=0.0,
+                  extra={"variations": {**record, "index": i}}) for i in range(2)]
+    h = SimpleNamespace(current_node=nodes[1], group=lambda node_id=None: nodes)
+    text = status_text(h, "tiny")
+    assert "**variation 2 of 2**" in text and "**made one after another** (3.00 s for all 2)" in text
+    assert "with offloading the GPU holds one picture" in text
+    preview = Image.new("RGB", (40, 30))
+    cells = preview_cells((None, preview))
+    assert [c for _, c in cells] == ["1 · waiting", "2 · preview"] and cells[0][0].size == (40, 30)

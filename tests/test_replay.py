@@ -178,3 +178,45 @@ def test_a_lora_is_loaded_from_the_hosts_presets_never_from_the_export(chain, tm
                  "--branding", str(tmp_path / "b.toml")]) == 2
     assert loads == [str((tmp_path / "mine.safetensors").resolve())]  # the host's preset, not /etc/passwd
     assert "step 2 cannot be replayed with this model: LoRA evil could not be loaded" in capsys.readouterr().err
+
+
+def test_a_picked_candidate_of_a_group_and_the_steps_after_it_replay_bit_exactly(engine, tmp_path, monkeypatch):
+    """Variations (issue 27): a batched candidate is made again by its batch (size, seeds from seed -
+    index) and taken out; one made one after another is the single call with its own seed. The steps
+    edited from a picked candidate start from its replayed picture."""
+    s = Sessions(engine, Store(tmp_path / "s"))
+    key = s.new()
+    rng = np.random.default_rng(1)
+    s.upload(key, Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)), name="src.png")
+    h, _ = s.edit(key, "add a red hat", EditOptions(seed_mode="fixed", seed=60, steps=2, variations=3))
+    batch = [n.id for n in h.group()]  # 2, 3, 4 (seeds 60-62), made in one call
+    s.pick(key, batch[2])
+    s.edit(key, "make it night", EditOptions(seed_mode="fixed", seed=5, steps=2))  # 5, from candidate 2
+    with monkeypatch.context() as m:  # as where a batch does not fit: one call per candidate
+        m.setattr("kontext.model.speed.batch_plan", lambda engine, pixels, n: (n <= 1, "one after another"))
+        h, _ = s.edit(key, "add snow", EditOptions(seed_mode="fixed", seed=70, steps=2, variations=2))
+    apart = [n.id for n in h.group()]  # 6, 7 (seeds 70, 71)
+    assert [h.node(i).extra["variations"]["batched"] for i in batch + apart] == [True] * 3 + [False] * 2
+    s.pick(key, apart[1])
+    s.edit(key, "add a lighthouse", EditOptions(seed_mode="fixed", seed=8, steps=2))  # 8, from candidate 1
+    path, tree = tmp_path / "path.zip", tmp_path / "tree.zip"
+    s.export(key, path, scope="path", extras=False)
+    s.export(key, tree, scope="tree", extras=False)
+
+    calls = []
+    real = engine.edit
+    monkeypatch.setattr(engine, "edit", lambda *a, **kw: calls.append(kw.get("variations", 1)) or real(*a, **kw))
+    # This replay's own plan would run the batch one candidate at a time: the record decides instead.
+    monkeypatch.setattr("kontext.model.speed.batch_plan", lambda engine, pixels, n: (n <= 1, "no room"))
+    for zip_path, steps, runs in ((path, [1, 4, 5, 7, 8], [3, 1, 1, 1]),
+                                  (tree, [1, 2, 3, 4, 5, 6, 7, 8], [3, 1, 1, 1, 1])):
+        out = tmp_path / zip_path.stem
+        out.mkdir()
+        calls.clear()
+        with open_export(zip_path) as reader:
+            rows = replay(reader, engine, out)
+        assert [r.step for r in rows] == steps
+        assert all(r.identical and r.max_diff == 0 for r in rows[1:]), [(r.step, r.max_diff) for r in rows]
+        assert calls == runs  # the batch of 3 once (for each of its candidates), the others one call each
+        seeds = {r.step: r.seed for r in rows}
+        assert seeds[4] == 62 and seeds[7] == 71

@@ -11,12 +11,13 @@ from typing import Any
 
 import gradio as gr
 
+from kontext.core import params as P
 from kontext.errors import UserError
 from kontext.files import check_key
 from kontext.model import Done, parse_active, stream
 from kontext.sessions import EditOptions, Sessions
 
-from . import apidoc, share, view
+from . import apidoc, mcp, share, view
 from .access import check_signed_in, uploaded_name, uploaded_path
 from .events import friendly
 
@@ -41,6 +42,13 @@ class Api:
         image = self.s.image_path(key) if h.current is not None else None
         return image, view.history_json(self.s, key, h)
 
+    def _candidates(self, key: str) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+        """Every candidate of the current step's variations group as (PNG, "step <id>"), in the order
+        of the history's "group"; the current step alone when it is in no group."""
+        h = self.s.history(key)
+        nodes = h.group() or ([h.current_node] if h.current_node is not None else [])
+        return [(self.s.image_path(key, n.id), f"step {n.id}") for n in nodes], view.history_json(self.s, key, h)
+
     def new_session(self) -> str:
         return self.s.new()
 
@@ -51,12 +59,12 @@ class Api:
         self.s.upload(session, path, name=uploaded_name(image))
         return self._result(session)
 
-    def _stream(self, session: str, run: Any, progress: Any) -> Any:
+    def _stream(self, session: str, run: Any, progress: Any, result: Any = None) -> Any:
         """Yield progress (also reported to gradio's progress, which MCP clients receive as
-        notifications), then the result."""
+        notifications), then the result (`result(session)`, default the current image and history)."""
         for item in stream(lambda report, cancel: run(on_step=report, cancel=cancel)):
             if isinstance(item, Done):
-                yield self._result(session)
+                yield (result or self._result)(session)
                 return
             if item.total == 0:
                 progress(None, desc=f"waiting for the GPU: {item.waiting} ahead")
@@ -68,10 +76,32 @@ class Api:
     def edit(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
              guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0,
              reference: Any = None, draft: bool = False, loras: str = "", reference_2: Any = None,
-             reference_3: Any = None, roles: str = "", mask: Any = None, profile: gr.OAuthProfile | None = None,
+             reference_3: Any = None, roles: str = "", mask: Any = None, variations: float = 1,
+             profile: gr.OAuthProfile | None = None,
              progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 - gradio's injection marker
+        key, run = self._edit_turn(session, prompt, seed_mode, seed, guidance, steps, width, height, reference,
+                                   draft, loras, reference_2, reference_3, roles, mask, variations, profile)
+        yield from self._stream(key, run, progress)
+
+    def edit_variations(self, session: str, prompt: str, seed_mode: str = "random", seed: float = 0,
+                        guidance: float = 0, steps: float = 0, width: float = 0, height: float = 0,
+                        reference: Any = None, draft: bool = False, loras: str = "", reference_2: Any = None,
+                        reference_3: Any = None, roles: str = "", mask: Any = None, variations: float = 1,
+                        profile: gr.OAuthProfile | None = None,
+                        progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+        """edit, answering with every candidate's picture (a gallery) instead of the current one's."""
+        key, run = self._edit_turn(session, prompt, seed_mode, seed, guidance, steps, width, height, reference,
+                                   draft, loras, reference_2, reference_3, roles, mask, variations, profile)
+        yield from self._stream(key, run, progress, self._candidates)
+
+    def _edit_turn(self, session: str, prompt: str, seed_mode: str, seed: float, guidance: float, steps: float,
+                   width: float, height: float, reference: Any, draft: bool, loras: str, reference_2: Any,
+                   reference_3: Any, roles: str, mask: Any, variations: float,
+                   profile: gr.OAuthProfile | None) -> tuple[str, Any]:
+        """Check edit's arguments and store its pictures: the session key and the turn to run."""
         check_signed_in(self.login, profile)
         session = check_key(session)  # every argument is checked before anything is stored or queued
+        count = P.check_variations(variations)
         mask_path = uploaded_path(mask, "mask")
         paths = [uploaded_path(r, n) for r, n in ((reference, "reference"), (reference_2, "reference_2"),
                                                    (reference_3, "reference_3"))]
@@ -88,8 +118,8 @@ class Api:
                            width=whole("width", width) or None, height=whole("height", height) or None,
                            reference=stored[0] if stored else None, more_references=tuple(stored[1:]),
                            roles=tuple(r.strip() for r in roles.split(",") if r.strip()),
-                           draft=bool(draft), loras=parse_active(loras), mask=masked)
-        yield from self._stream(session, lambda **kw: self.s.edit(session, prompt, opts, **kw), progress)
+                           draft=bool(draft), loras=parse_active(loras), mask=masked, variations=count)
+        return session, lambda **kw: self.s.edit(session, prompt, opts, **kw)
 
     def _again(name: str) -> Any:  # noqa: N805 - builds the four methods below, at class creation
         """An endpoint that makes a new step from the current one (Sessions.<name>): same arguments."""
@@ -115,6 +145,10 @@ class Api:
 
     def jump(self, session: str, step: float) -> tuple[str | None, dict[str, Any]]:
         self.s.jump(session, whole("step", step))
+        return self._result(session)
+
+    def pick(self, session: str, step: float) -> tuple[str | None, dict[str, Any]]:
+        self.s.pick(session, whole("step", step))
         return self._result(session)
 
     def branch(self, session: str, offset: float) -> tuple[str | None, dict[str, Any]]:
@@ -177,7 +211,9 @@ class Api:
             reference3_in = gr.Image(label="reference_3", type="filepath", format="png", image_mode=None)
             roles_in = gr.Textbox(label="roles", value="")
             mask_in = gr.Image(label="mask", type="filepath", format="png", image_mode=None)
+            variations_in = gr.Number(label="variations", value=1)  # kontext checks it (no gradio bounds)
             image_out = gr.Image(label="image", type="filepath", format="png")
+            candidates_out = gr.Gallery(label="candidates", type="filepath", format="png")
             info = gr.JSON(label="history")
             scope = gr.Textbox(label="scope", value="path")
             zip_in = gr.File(label="file", file_types=[".zip"])
@@ -194,9 +230,12 @@ class Api:
         trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
         # preprocess=False: images reach kontext.core.images as uploaded (see ui/events.py).
         trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", preprocess=False, **common)
-        trigger.click(f(self.edit), [key, text, mode, *nums, reference_in, draft_in, loras_in, reference2_in,
-                                     reference3_in, roles_in, mask_in], pair, api_name="edit",
-                      preprocess=False, **gpu)
+        edit_in = [key, text, mode, *nums, reference_in, draft_in, loras_in, reference2_in, reference3_in, roles_in,
+                   mask_in, variations_in]  # new inputs go last: gradio_client fills the defaults of those left out
+        trigger.click(mcp.tool(f(self.edit), None), edit_in, pair, api_name="edit", preprocess=False, **gpu)
+        # MCP's edit tool: every candidate as an image item (ui/mcp.py names the tools).
+        trigger.click(mcp.tool(f(self.edit_variations), "edit"), edit_in, [candidates_out, info],
+                      api_name="edit_variations", preprocess=False, **gpu)
         trigger.click(f(self.refine), [key], pair, api_name="refine", **gpu)
         trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)
         trigger.click(f(self.combine), [key], pair, api_name="combine", **gpu)
@@ -204,6 +243,7 @@ class Api:
         trigger.click(f(self.undo), [key], pair, api_name="undo", **common)
         trigger.click(f(self.redo), [key], pair, api_name="redo", **common)
         trigger.click(f(self.jump), [key, step], pair, api_name="jump", **common)
+        trigger.click(f(self.pick), [key, step], pair, api_name="pick", **common)
         trigger.click(f(self.branch), [key, step], pair, api_name="branch", **common)
         trigger.click(f(self.history), [key], info, api_name="history", **common)
         trigger.click(f(self.drift), [key], info, api_name="drift", **common)

@@ -19,7 +19,13 @@ from kontext.sessions import SEED_MODES
 SESSION = "The session key returned by new_session (keep it: it is the only handle on the session)."
 STEP = "A step number, as in the history's steps[].id (the original upload is usually 1)."
 RESULT = ("the current image (PNG) and the session's history as JSON: {step: the current step (id, prompt, "
-          "seed, width, height, seconds, ...), current, path, timeline, can_undo, can_redo, branch, steps}")
+          "seed, width, height, seconds, ...), current, path, timeline, can_undo, can_redo, branch, group, steps}")
+EDIT = ("Edit the current image with an instruction (with no image yet, generate one from text). The new step "
+        "becomes current; an edit from an earlier step starts a new branch. One turn per session at a time: a "
+        "second call while one runs or waits is refused. Cancelling the call stops the edit at its next step "
+        "and leaves the history unchanged.")
+STREAMS = ("While running, the JSON output streams {progress: {step, total}} (or {progress: {waiting: n}} while "
+           "n turns are ahead in the GPU queue)")
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class Doc:
     summary: str
     args: dict[str, str] = field(default_factory=dict)
     returns: str = ""
+    # The README's shorter text of an endpoint that takes another's arguments: (summary, that endpoint).
+    readme: tuple[str, str] | None = None
 
     def docstring(self) -> str:
         """The format gradio parses: summary, `Args:` (one line each), `Returns:`."""
@@ -40,8 +48,12 @@ class Doc:
     def markdown(self, name: str) -> str:
         """One list item; `session` and the common result are said once, above the list."""
         args = [f"`{k}`: {v}" for k, v in self.args.items() if k != "session"]
+        summary = self.summary
+        if self.readme is not None:
+            summary, like = self.readme
+            args = [f"takes the arguments of `/{like}`"]
         returns = self.returns.replace(RESULT, "*the result*")
-        out = [f"- **`/{name}`**: {self.summary}"]
+        out = [f"- **`/{name}`**: {summary}"]
         out += [f"  - {a}" for a in args]
         if returns:
             out.append(f"  - returns {returns}")
@@ -55,6 +67,11 @@ SESSION_DOCS: dict[str, Doc] = {
     "redo": Doc("Go forward again along the branch undo came back from.", {"session": SESSION}, RESULT),
     "jump": Doc("Make any step current. The next edit from there starts a new branch; nothing is lost.",
                 {"session": SESSION, "step": STEP}, RESULT),
+    "pick": Doc("Make one candidate of an edit with variations the current step: the next edit continues from it; "
+                "the others stay as sibling branches.",
+                {"session": SESSION, "step": "A candidate's step number, as in the history's group (to go to any "
+                                             "step, use jump)."},
+                RESULT),
     "branch": Doc("Switch to a sibling branch of the current step (another edit of the same parent).",
                   {"session": SESSION,
                    "offset": ("-1 for the previous sibling, +1 for the next (wraps around); each at the step "
@@ -109,13 +126,17 @@ def docs(profile: P.Profile) -> dict[str, Doc]:
                       {"session": SESSION,
                        "image": "The picture, as an uploaded file (MCP clients may send a data: URL)."},
                       RESULT),
-        "edit": Doc("Edit the current image with an instruction (with no image yet, generate one from text). "
-                    "The new step becomes current; an edit from an earlier step starts a new branch. One turn "
-                    "per session at a time: a second call while one runs or waits is refused. Cancelling the "
-                    "call stops the edit at its next step and leaves the history unchanged.",
-                    _edit_args(profile),
-                    RESULT + ". While running, the JSON output streams {progress: {step, total}} (or "
-                    "{progress: {waiting: n}} while n turns are ahead in the GPU queue)"),
+        "edit": Doc(EDIT, _edit_args(profile),
+                    RESULT + "; with variations, the current step is the first candidate and the history's "
+                    "group lists every candidate's step id (edit_variations answers with all their pictures). "
+                    + STREAMS),
+        "edit_variations": Doc(  # MCP's edit tool (ui/mcp.py): its text reads as the edit tool's
+            EDIT + " Answers with every candidate's picture, in the order of the history's group.",
+            _edit_args(profile),
+            "every candidate's picture (PNG; a gallery, each captioned 'step <id>'), in the order of the history's "
+            "group (one picture when variations is 1), and the session's history as JSON (as edit's). " + STREAMS,
+            readme=("The same edit, answering with every candidate's picture instead of the current one's (MCP's "
+                    "edit tool is this endpoint).", "edit")),
         "refine": Doc("Re-run the current draft at full size with the same seed, prompt and settings "
                       "(a sibling branch of the draft).", {"session": SESSION}, RESULT),
         "reroll": Doc("Repeat the current step's instruction from the same parent with a new random seed "
@@ -163,6 +184,10 @@ def _edit_args(pr: P.Profile) -> dict[str, str]:
                  "picture change, every other pixel stays exactly as it is. Painted means opaque in a "
                  "picture with an alpha channel, else light (white may change, black stays). A masked "
                  "edit keeps the size: give no width, height, reference or draft with it. Empty: none."),
+        "variations": (f"How many candidates to make from the same picture and instruction, 1 to "
+                       f"{P.MAX_VARIATIONS} (default 1); they take the seeds seed, seed+1, ... (so with n the "
+                       f"seed is at most {P.MAX_SEED} - n + 1), each is a sibling step, the first becomes "
+                       "current, and pick makes another current. Time grows with their number."),
     }
 
 

@@ -29,7 +29,7 @@ from kontext.sessions import EditOptions, SessionRemoved, Sessions
 
 from . import share, uploads, view
 from .access import check_signed_in, uploaded_name, uploaded_path
-from .layout import Page
+from .layout import VARIANTS_LIVE_LABEL, Page, variants_label
 
 log = logging.getLogger("kontext.ui")
 # Session keys (kontext.files.store: 32 to 64 of these characters) and share tokens are bearer keys:
@@ -148,7 +148,7 @@ def friendly(fn: Callable) -> Callable:
 def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any, steps: Any,
             size: str | None, reference: str | None = None, draft: bool = False,
             mask: str | None = None, loras: Any = (), more_references: tuple = (),
-            roles: tuple = ()) -> EditOptions:
+            roles: tuple = (), variations: Any = 1) -> EditOptions:
     """Build EditOptions from the page's controls (sizes by menu label)."""
     wh = None if draft else dict(P.size_choices(engine_profile)).get(size or "Match input", None)
     return EditOptions(
@@ -164,6 +164,7 @@ def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any,
         loras=tuple((str(n), float(v)) for n, v in (loras or ()) if float(v) > 0),
         more_references=tuple(r for r in more_references if r),
         roles=tuple(r for r in roles if r),
+        variations=1 if variations is None or variations == "" else int(variations),
     )
 
 
@@ -180,6 +181,7 @@ class Wiring:
                              p.undo_btn, p.redo_btn, p.goto, p.tree, p.slider, p.cmp_a, p.cmp_b, p.drift, p.shown]
         if p.drift_plot is not None:
             self.view_outputs.append(p.drift_plot)
+        self.view_outputs.append(p.variants)
 
     # --- drawing -------------------------------------------------------------------------------
     def redraw(self, key: str, shown: dict | None = None) -> dict[Any, Any]:
@@ -192,7 +194,9 @@ class Wiring:
         multi = bool(snap.branch)
         shown = shown if isinstance(shown, dict) else {}
         line, choices = tuple(map(tuple, snap.gallery)), tuple(map(tuple, snap.choices))
+        group = tuple(map(tuple, snap.variants))
         fresh_line, fresh_choices = shown.get("timeline") != line, shown.get("choices") != choices
+        fresh_group = shown.get("group") != group
 
         def menu(value: Any) -> Any:
             return gr.Dropdown(choices=snap.choices, value=value) if fresh_choices else gr.Dropdown(value=value)
@@ -214,7 +218,10 @@ class Wiring:
             p.cmp_a: menu(snap.compare_ids[0]),
             p.cmp_b: menu(snap.compare_ids[1]),
             p.drift: f"⚠️ {snap.drift}" if snap.drift else "",
-            p.shown: {"timeline": line, "choices": choices},
+            p.variants: gr.Gallery(value=snap.variants, selected_index=snap.variant, visible=bool(group),
+                                   label=variants_label(len(group) or P.MAX_VARIATIONS)) if fresh_group
+            else gr.Gallery(selected_index=snap.variant, visible=bool(group)),
+            p.shown: {"timeline": line, "choices": choices, "group": group},
             **({p.drift_plot: view.drift_svg(self.s.drift_curve(key))} if p.drift_plot is not None else {}),
         }
 
@@ -269,11 +276,13 @@ class Wiring:
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, ref_name: str | None = None, draft: bool = False, mask_name: str | None = None,
              loras: Any = (), ref2_name: str | None = None, ref3_name: str | None = None, role1: str | None = None,
-             role2: str | None = None, role3: str | None = None, seed_before: Any = None, mode: str = "edit",
-             profile: gr.OAuthProfile | None = None) -> Any:
+             role2: str | None = None, role3: str | None = None, variations: Any = 1, seed_before: Any = None,
+             mode: str = "edit", profile: gr.OAuthProfile | None = None) -> Any:
         """Stream one turn: progress and previews, then the redrawn page.
 
-        mode: edit, reroll, combine, refine, reanchor or text. `profile` is gradio's: the signed-in HF user."""
+        mode: edit, reroll, combine, refine, reanchor or text; `variations` (candidates to pick from)
+        counts for a new instruction (edit, text) only: the others repeat a step, one picture each.
+        `profile` is gradio's: the signed-in HF user."""
         check_signed_in(self.login, profile)
         key = check_key(key)  # before anything queues: the page's key is whatever the browser sent
         p = self.p
@@ -288,7 +297,8 @@ class Wiring:
             refs = [r for r in slots if r]  # the filled slots, in order
             used_roles = [role for r, role in zip(slots, (role1, role2, role3), strict=True) if r]
             updates = self._turn(key, prompt, seed_mode, seed, guidance, steps, size, refs[0] if refs else None,
-                                 draft, mask_name, loras, mode, tuple(refs[1:]), tuple(used_roles))
+                                 draft, mask_name, loras, mode, tuple(refs[1:]), tuple(used_roles),
+                                 variations if mode in ("edit", "text") else 1)
             if not seed_before:
                 yield from updates
                 return
@@ -304,7 +314,7 @@ class Wiring:
 
     def _turn(self, key: str, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any, size: str,
               reference: str | None, draft: bool, mask: str | None, loras: Any, mode: str,
-              more: tuple = (), roles: tuple = ()) -> Any:
+              more: tuple = (), roles: tuple = (), variations: Any = 1) -> Any:
         p = self.p
         if mode in ("text", "combine"):
             reference = mask = None  # nothing to put it beside or paint on / the combined steps had their own
@@ -313,7 +323,7 @@ class Wiring:
             reference, draft, size = None, False, None  # a masked edit keeps the picture, alone, at its size
             more = roles = ()
         opts = options(self.s.engine.profile, seed_mode, seed, guidance, steps, size, reference,
-                       draft and mode != "refine", mask, loras, more, roles)  # refine: size from the menu
+                       draft and mode != "refine", mask, loras, more, roles, variations)  # refine: size from the menu
         call = {"reroll": self.s.reroll, "combine": self.s.combine, "refine": self.s.refine,
                 "reanchor": self.s.reanchor}.get(mode)
         if call is not None:
@@ -321,7 +331,13 @@ class Wiring:
         else:
             run = functools.partial(self.s.edit, key, prompt, opts, **({"parent": None} if mode == "text" else {}))
         busy = {p.edit_btn: gr.Button(visible=False), p.stop_btn: gr.Button(visible=True)}
-        yield {p.status: "Starting…", p.note: "", **busy}
+        n = opts.variations
+        # The grid makes room for the candidates to come (their live previews fill it), or goes while
+        # a single picture is made; the turn's end (or Stop) draws it again. The tab's record of what
+        # it shows is dropped: the grid no longer shows the step's group.
+        grid = (gr.Gallery(value=view.preview_cells((None,) * n), selected_index=None, visible=True,
+                           label=VARIANTS_LIVE_LABEL) if n > 1 else gr.Gallery(visible=False))
+        yield {p.status: "Starting…", p.note: "", **busy, p.variants: grid, p.shown: None}
 
         def turn(report: Any, cancel: Any) -> Any:
             return run(on_step=report, cancel=cancel, preview_every=PREVIEW_EVERY)
@@ -339,8 +355,10 @@ class Wiring:
                     ahead = "1 edit" if item.waiting == 1 else f"{item.waiting} edits"
                     status = f"Waiting for the GPU: {ahead} ahead of this one…"
                 else:
-                    status = f"Step {item.step} of {item.total}…"
-                yield {p.status: status, **busy, **({p.canvas: item.preview} if item.preview is not None else {})}
+                    status = f"Step {item.step} of {item.total}…" + (f" ({n} variations)" if n > 1 else "")
+                yield {p.status: status, **busy, **({p.canvas: item.preview} if item.preview is not None else {}),
+                       **({p.variants: gr.Gallery(value=view.preview_cells(item.previews), selected_index=None)}
+                          if n > 1 and item.previews else {})}
         except Cancelled:
             # Stop is a normal end, not an error: the committed state and the Edit button come back, and
             # the Stop handler (this tab's or another's) says "Stopped" once.
@@ -407,6 +425,17 @@ class Wiring:
         if evt.index is None or not 0 <= int(evt.index) < len(line):
             return self.redraw(key)
         self.s.jump(key, line[int(evt.index)].id)
+        return self.redraw(key)
+
+    def select_variation(self, key: str, shown: Any, evt: gr.SelectData) -> dict[Any, Any]:
+        """A cell of the variations grid clicked (or a key 1-4): that candidate becomes the current step.
+        While a turn of the session runs, the grid shows the coming candidates' previews: nothing to pick."""
+        if self.s.queue.has_turn(check_key(key)) or key in self.active:
+            return {}
+        group = self.s.history(key).group()
+        if evt.index is None or not 0 <= int(evt.index) < len(group):
+            return self.redraw(key)
+        self.s.pick(key, group[int(evt.index)].id)
         return self.redraw(key)
 
     def goto(self, key: str, shown: Any, node_id: Any) -> dict[Any, Any]:
@@ -552,6 +581,7 @@ class Wiring:
         p.prev_branch.click(f(self.branch(-1)), [p.key, p.shown], views, api_name="ui_prev_branch", **nav)
         p.next_branch.click(f(self.branch(+1)), [p.key, p.shown], views, api_name="ui_next_branch", **nav)
         p.gallery.select(f(self.select_timeline), [p.key, p.shown], views, api_name="ui_select", **nav)
+        p.variants.select(f(self.select_variation), [p.key, p.shown], views, api_name="ui_pick", **nav)
         p.goto.input(f(self.goto), [p.key, p.shown, p.goto], views, api_name="ui_goto", **nav)
         p.cmp_a.input(f(self.compare), [p.key, p.cmp_a, p.cmp_b], [p.slider], api_name="ui_cmp_a", **nav)
         p.cmp_b.input(f(self.compare), [p.key, p.cmp_a, p.cmp_b], [p.slider], api_name="ui_cmp_b", **nav)
@@ -580,6 +610,9 @@ class Wiring:
                                     preprocess=False, api_visibility="undocumented")
         ref.failure(lambda: (None, None, ""), None, [p.ref_image, p.ref_name, p.ref_status], queue=False,
                     api_visibility="private")  # drop the rejected picture
+        # Like the LoRA strengths: a State the turns read, so the page's edit endpoint keeps its parameters.
+        p.variations_choice.change(lambda n: n, [p.variations_choice], [p.variations], queue=False,
+                                   api_visibility="private")
         sliders = p.lora_sliders
         for slider in sliders:  # the strengths above 0, as one value the turns read
             slider.change(lambda *vs: [(n, v) for n, v in zip(p.lora_names, vs, strict=True) if v > 0], sliders,

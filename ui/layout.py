@@ -23,6 +23,7 @@ class Page:
     key: gr.BrowserState | None = None
     shown: gr.State | None = None  # per tab: the timeline and step menus it already shows (see Wiring.redraw)
     canvas: gr.Image | None = None
+    variants: gr.Gallery | None = None  # the current step's group of candidates (variations), under the canvas
     prompt: gr.Textbox | None = None
     edit_btn: gr.Button | None = None
     stop_btn: gr.Button | None = None
@@ -45,6 +46,8 @@ class Page:
     cmp_orig: gr.Button | None = None
     seed_mode: gr.Radio | None = None
     seed: gr.Number | None = None
+    variations_choice: gr.Radio | None = None
+    variations: gr.State | None = None  # the count the turns read, from variations_choice (no API parameter)
     guidance: gr.Slider | None = None
     steps: gr.Slider | None = None
     size: gr.Dropdown | None = None
@@ -200,6 +203,14 @@ def render_engine_status(engine: Engine, startup: Any) -> gr.Markdown:
     return status
 
 
+VARIANTS_LIVE_LABEL = "Variations being made: live previews"
+
+
+def variants_label(n: int = P.MAX_VARIATIONS) -> str:
+    """The grid's label for a group of `n` candidates (the keys 1 to n pick them)."""
+    return f"Variations: click one or press 1–{n}"
+
+
 def render_editor(page: Page, brand: Branding | None = None) -> None:
     brand = brand or Branding()
     page.canvas = gr.Image(
@@ -208,6 +219,12 @@ def render_editor(page: Page, brand: Branding | None = None) -> None:
         image_mode=None,  # hand us the file as sent: kontext.core.images validates and converts it
         sources=["upload", "clipboard"], interactive=True, height=520, elem_id="canvas",
         buttons=["download", "fullscreen"],
+    )
+    # Shown while the current step is one of a group of variations (and while one is made: each
+    # candidate's live preview); a click or the keys 1-4 (assets/shortcuts.js) pick one.
+    page.variants = gr.Gallery(
+        label=variants_label(), columns=4, height="auto",
+        allow_preview=False, object_fit="contain", format="jpeg", elem_id="variants", buttons=[], visible=False,
     )
     with gr.Row(equal_height=True):
         page.prompt = gr.Textbox(
@@ -341,6 +358,11 @@ def render_settings(page: Page, engine: Engine, brand: Branding | None = None) -
         )
         page.seed = gr.Number(label="Seed (shows the one used after each turn)", value=0, precision=0,
                               minimum=0, maximum=P.MAX_SEED, elem_id="seed")
+        page.variations_choice = gr.Radio(
+            list(range(1, P.MAX_VARIATIONS + 1)), value=1, label="Variations per instruction",
+            info="2 to 4: candidates with seeds s, s+1, … to pick from (each takes about an edit's time)",
+            elem_id="variations")
+        page.variations = gr.State(1)
     with gr.Accordion("Advanced", open=False, visible=brand.shows("advanced")):
         page.guidance = gr.Slider(1.0, 10.0, value=prof.default_guidance, step=0.1, label="Guidance",
                                   info="How strongly to follow the instruction (2.5 is the model card's value)",
@@ -376,7 +398,7 @@ def render_settings(page: Page, engine: Engine, brand: Branding | None = None) -
     gr.Markdown(
         f"Tip: after about {DRIFT_TURNS} edits in a row details can soften: *Redo path as one edit* applies all "
         "instructions at once to the original, or branch from an earlier step. "
-        "Ctrl+Z / Ctrl+Shift+Z undo and redo outside the text box.",
+        "Ctrl+Z / Ctrl+Shift+Z undo and redo outside the text box; 1 to 4 pick a variation.",
         elem_classes=["hint"],
     )
 

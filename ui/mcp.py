@@ -9,7 +9,11 @@ Python reprs that an agent would have to parse:
 And with a progress token, gradio's notifications count status messages and carry no total.
 `adapt()` fixes these on gradio's server class: it splits the tuple into its outputs and sends JSON
 values as JSON text (images keep gradio's own handling: image content plus the image's URL; lists
-of files are sent file by file), and progress is the turn's step of its step count.
+of files and galleries are sent file by file), and progress is the turn's step of its step count.
+It also names the tools: gradio names a tool after its handler function and makes every public
+endpoint one; `tool(fn, name)` gives an endpoint's tool another name, or none (the endpoint stays
+in the API). So MCP's `edit` is the API's `/edit_variations` (every candidate as an image item),
+and `/edit`, which answers with the current candidate only, is no tool.
 tests/test_mcp.py checks the result types with the `mcp` client, so a gradio that changes these
 methods fails there rather than in front of an agent.
 """
@@ -31,9 +35,22 @@ def _is_file(value: Any) -> bool:
     return isinstance(meta, dict) and meta.get("_type") == "gradio.FileData"
 
 
+def _gallery_file(value: Any) -> Any:
+    """The file of a gallery item ({"image": FileData, "caption": ...}), else None."""
+    image = value.get("image") if isinstance(value, dict) else None
+    return image if _is_file(image) else None
+
+
+def tool(fn: Any, name: str | None) -> Any:
+    """Give the MCP tool of an endpoint's handler `name` instead of the function's, or with None
+    make the endpoint no tool (adapt() reads it when gradio's MCP server lists its tools)."""
+    fn._kontext_tool = name
+    return fn
+
+
 def as_outputs(data: list[Any]) -> list[Any]:
     """Outputs as gradio's content conversion should see them: files as they are (one by one when
-    an output is a list of files), anything structured as JSON text."""
+    an output is a list of files or a gallery), anything structured as JSON text."""
     out: list[Any] = []
     for value in data:
         if hasattr(value, "model_dump"):  # gradio's JsonData and other pydantic roots
@@ -42,6 +59,8 @@ def as_outputs(data: list[Any]) -> list[Any]:
             out.append(value)
         elif isinstance(value, list) and value and all(_is_file(v) for v in value):
             out.extend(value)
+        elif isinstance(value, list) and value and all(_gallery_file(v) for v in value):
+            out.extend(_gallery_file(v) for v in value)  # captions dropped: the JSON names the steps
         else:
             out.append(json.dumps(value, ensure_ascii=False, default=str))
     return out
@@ -72,8 +91,10 @@ def adapt() -> bool:
     if getattr(GradioMCPServer, "_kontext_adapted", False):
         return True
     post = getattr(GradioMCPServer, "postprocess_output_data", None)
-    if post is None or not all(hasattr(GradioMCPServer, m) for m in (
-            "_execute_tool_without_progress", "_execute_tool_with_progress", "_format_progress_message")):
+    tools = getattr(GradioMCPServer, "get_tool_to_endpoint", None)
+    if post is None or tools is None or not all(hasattr(GradioMCPServer, m) for m in (
+            "_execute_tool_without_progress", "_execute_tool_with_progress", "_format_progress_message",
+            "get_block_fn_from_endpoint_name")):
         log.warning("gradio's MCP server has changed: tool results are sent as gradio makes them")
         return False
 
@@ -115,6 +136,19 @@ def adapt() -> bool:
                     item.text = f"{label}{sep}{public_link(url, Path(public).resolve())}"
         return items
 
+    def get_tool_to_endpoint(self: Any) -> dict[str, str]:
+        """gradio's tool names, with those tool() set: renamed in place, or left out."""
+        named: dict[str, str] = {}
+        for name, endpoint in tools(self).items():
+            block_fn = self.get_block_fn_from_endpoint_name(endpoint)
+            fn = getattr(block_fn, "fn", None)
+            if not hasattr(fn, "_kontext_tool"):
+                named.setdefault(name, endpoint)
+            elif fn._kontext_tool:
+                named[self.tool_prefix + fn._kontext_tool] = endpoint
+        return named
+
+    GradioMCPServer.get_tool_to_endpoint = get_tool_to_endpoint
     GradioMCPServer._execute_tool_without_progress = _execute_tool_without_progress
     GradioMCPServer._execute_tool_with_progress = _execute_tool_with_progress
     GradioMCPServer.postprocess_output_data = postprocess_output_data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,41 @@ def tree_markdown(h: History) -> str:
     return "\n".join(lines)
 
 
+def variation_caption(node: Node, position: int) -> str:
+    """A candidate's cell in the variations grid: '2 · seed 124' (position counts from 0)."""
+    return f"{position + 1} · seed {node.seed}"
+
+
+def variation_text(h: History, node: Node) -> str:
+    """The status line's words for a candidate: which one of how many, and how they were made.
+    Candidates made one after another say so and why (kontext.model.speed.batch_plan): never silently."""
+    v = node.extra.get("variations")
+    if not isinstance(v, Mapping):
+        return ""
+    group = [n.id for n in h.group(node.id)]
+    if node.id not in group:
+        return ""
+    n, i = len(group), group.index(node.id) + 1
+    total = v.get("seconds")
+    took = f"{float(total):.2f} s for all {n}" if isinstance(total, (int, float)) else f"all {n}"
+    words = f" · **variation {i} of {n}**"
+    if v.get("batched") is False:
+        note = v.get("note") or "the reason was not recorded"
+        return words + f" · **made one after another** ({took}): {plain(note)}"
+    return words + (f" · made together in one call, {took}" if v.get("batched") is True else "")
+
+
+def preview_cells(previews: tuple, side: int = 64) -> list[tuple[Any, str]]:
+    """The variations grid while an edit with several candidates runs: each candidate's newest live
+    preview, or a blank cell of the same size until it has one."""
+    from PIL import Image
+
+    size = next((p.size for p in previews if p is not None), (side, side))
+    blank = Image.new("RGB", size, (200, 200, 205))
+    return [(p if p is not None else blank, f"{i} · {'preview' if p is not None else 'waiting'}")
+            for i, p in enumerate(previews, 1)]
+
+
 def status_text(h: History, model: str) -> str:
     node = h.current_node
     if node is None:
@@ -107,6 +143,7 @@ def status_text(h: History, model: str) -> str:
             f"{plain(node.extra['eager_cause'])}" if node.extra.get("eager_cause") else "")
     ref += (" · **draft**: *Refine draft at full size* re-runs it with the same seed and settings (close to "
             "the draft, not identical: the noise depends on the size)") if node.extra.get("draft") else ""
+    ref += variation_text(h, node) if node.extra.get("variations") else ""
     return (f"**Step #{node.id}** · seed `{node.seed}` · {node.seconds:.2f} s · {node.width}×{node.height} · "
             f"{node.steps} steps · guidance {node.guidance:g} · {model}{ref}")
 
@@ -128,6 +165,8 @@ class Snapshot:
     compare_ids: tuple[int | None, int | None]
     drift: str
     current: int | None
+    variants: list[tuple[str, str]]  # the current step's group of candidates (thumbnail, caption); [] if none
+    variant: int | None  # which of them is the current step
 
 
 def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot:
@@ -141,6 +180,7 @@ def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot
         before = h.node(cur.parent) if cur.parent is not None else cur
         compare = (path(before), path(cur))
         ids = (before.id, cur.id)
+    group = h.group()
     return Snapshot(
         image=path(cur) if cur else None,
         gallery=[(sessions.store.public_path(key, n.image, thumbnail=True).as_posix(), caption(n)) for n in line],
@@ -155,6 +195,9 @@ def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot
         compare_ids=ids,
         drift=sessions.drift_warning(key, h) if cur else "",
         current=h.current,
+        variants=[(sessions.store.public_path(key, n.image, thumbnail=True).as_posix(), variation_caption(n, i))
+                  for i, n in enumerate(group)],
+        variant=next((i for i, n in enumerate(group) if n.id == h.current), None),
     )
 
 

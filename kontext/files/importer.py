@@ -304,7 +304,91 @@ def _step(i: int, d: object) -> tuple[Node, str]:
         raise UserError(f"{where}: {e}") from None
     if "loras" in node.extra:  # preset names and strengths only: a file never says where weights come from
         node = replace(node, extra={**node.extra, "loras": check_records(node.extra["loras"], where)})
+    if "variations" in node.extra:  # which candidate of a group it is: a replay reruns the group's call
+        node = replace(node, extra={**node.extra, "variations": check_variations_record(node, where)})
     return node, d["sha256"]
+
+
+VARIATION_KEYS = ("size", "index", "first", "batched", "seconds", "note")
+MAX_NOTE_CHARS = 300
+
+
+def check_variations_record(node: Node, where: str) -> dict[str, Any]:
+    """A step's record of the group of variations it is one of (kontext.sessions.running: candidate
+    `index` of `size`, made from seeds seed - index, ... in one call when `batched`), checked so that a
+    replay can run that call again; anything else is refused in words."""
+    v = node.extra["variations"]
+    if not isinstance(v, Mapping):
+        raise UserError(f"{where}: 'variations' must be an object with size, index, first and batched, "
+                        f"got {str(v)[:60]}")
+    unknown = sorted(set(v) - set(VARIATION_KEYS))
+    if unknown:
+        raise UserError(f"{where}: a variations record holds {', '.join(VARIATION_KEYS)} only, "
+                        f"not {unknown[0][:40]!r}")
+    if node.kind == "upload":
+        raise UserError(f"{where}: an uploaded picture is not one of a group of variations")
+
+    def need(name: str, ok: bool, what: str) -> None:
+        if not ok:
+            raise UserError(f"{where}: its variations' {name!r} must be {what}, got {v.get(name)!r:.40}")
+
+    size, index = v.get("size"), v.get("index")
+    need("size", _int(size) and 2 <= size <= P.MAX_VARIATIONS, f"a whole number from 2 to {P.MAX_VARIATIONS}")
+    need("index", _int(index) and 0 <= index < size, f"a whole number from 0 to {size - 1}")
+    need("first", _int(v.get("first")) and 1 <= v["first"] <= MAX_ID, "a step id")
+    need("batched", isinstance(v.get("batched"), bool), "true or false")
+    need("seconds", _num(v.get("seconds", 0)) and v.get("seconds", 0) >= 0, "a number of at least 0")
+    need("note", isinstance(v.get("note", ""), str) and len(v.get("note", "")) <= MAX_NOTE_CHARS,
+         f"text of at most {MAX_NOTE_CHARS} characters")
+    start = node.seed - index  # the generated step's seed was checked to be one
+    if start < 0 or start + size - 1 > P.MAX_SEED:
+        raise UserError(f"{where}: as candidate {index} of {size} its seed {node.seed} puts the group's seeds "
+                        f"outside 0 to {P.MAX_SEED}")
+    return {k: v[k] for k in VARIATION_KEYS if k in v}
+
+
+def _check_groups(nodes: dict[int, Node]) -> dict[int, Node]:
+    """The candidates of each group of variations (siblings with the same `first`) must agree on the
+    call that made them (size, batched, seeds) and be different candidates of it. A group's `first`
+    that the export does not hold (a path export holds the one candidate picked) becomes its earliest
+    candidate here, so the record names a step of the history it lands in (and is renumbered with it)."""
+    groups: dict[tuple[int | None, int], list[Node]] = {}
+    for n in nodes.values():
+        v = n.extra.get("variations")
+        if v is not None:
+            groups.setdefault((n.parent, v["first"]), []).append(n)
+    out = dict(nodes)
+    for (_, first), members in groups.items():
+        a = members[0]
+        va = a.extra["variations"]
+        for b in members[1:]:
+            vb = b.extra["variations"]
+            if (vb["size"], vb["batched"], b.seed - vb["index"]) != (va["size"], va["batched"], a.seed - va["index"]):
+                raise UserError(f"manifest steps {a.id} and {b.id} name the same group of variations but "
+                                "disagree on its size, seeds or how it was made")
+        taken: dict[int, int] = {}
+        for m in members:
+            i = m.extra["variations"]["index"]
+            if i in taken:
+                raise UserError(f"manifest steps {taken[i]} and {m.id} both claim to be candidate {i} of one group "
+                                "of variations")
+            taken[i] = m.id
+        if first in nodes and first not in {m.id for m in members}:
+            raise UserError(f"manifest step {a.id}: the first step of its group of variations, {first}, is not "
+                            "one of its candidates")
+        if first not in nodes:
+            earliest = min(m.id for m in members)
+            for m in members:
+                out[m.id] = replace(m, extra={**m.extra, "variations": {**m.extra["variations"], "first": earliest}})
+    return out
+
+
+def renumbered_extra(extra: Mapping[str, Any], ids: Mapping[int, int]) -> dict[str, Any]:
+    """A step's extra with the step ids it names (a group of variations' first) as renumbered."""
+    v = extra.get("variations")
+    if not isinstance(v, Mapping) or v.get("first") not in ids:
+        return dict(extra)
+    return {**extra, "variations": {**v, "first": ids[v["first"]]}}
 
 
 def parse_manifest(raw: bytes, limits: Limits) -> Export:
@@ -330,6 +414,7 @@ def parse_manifest(raw: bytes, limits: Limits) -> Export:
     if len(raw_steps) > limits.max_steps:
         raise UserError(f"the export has {len(raw_steps)} steps; a session holds at most {limits.max_steps}")
     nodes, shas = _steps(raw_steps)
+    nodes = _check_groups(nodes)
     current = m.get("current")
     if not _int(current) or current not in nodes:
         raise UserError(f"manifest.json 'current' must name one of its steps, got {current!r:.40}")
@@ -459,7 +544,8 @@ def renumbered_png(data: bytes, node: Node, ids: Mapping[int, int]) -> bytes:
     Only the text chunks are swapped; the pixel data (IDAT) is copied byte for byte, so the image is
     exactly the same, and nothing is re-encoded (that costs ~0.3 s per 1 MP image).
     """
-    step = replace(node, id=ids[node.id], parent=None if node.parent is None else ids[node.parent]).to_dict()
+    step = replace(node, id=ids[node.id], parent=None if node.parent is None else ids[node.parent],
+                   extra=renumbered_extra(node.extra, ids)).to_dict()
     step.pop("image")
     with Image.open(io.BytesIO(data)) as im:  # text before the pixels is read without decoding them
         try:
@@ -489,7 +575,8 @@ def merge(history: History, export: Export, ids: Mapping[int, int], images: Mapp
     added = {}
     for n in export.nodes:
         parent = None if n.parent is None else ids[n.parent]
-        extra = {k: v for k, v in n.extra.items() if k not in ("example", "cached")}  # the server's own marks
+        extra = {k: v for k, v in renumbered_extra(n.extra, ids).items()
+                 if k not in ("example", "cached")}  # the server's own marks
         stored = references or {}  # parse_manifest checked that every name is in it
         for k in ("reference", "mask"):
             if extra.get(k) is not None:

@@ -5,6 +5,9 @@ each size it measures: model load time, warm-up (compile) time, per-edit wall ti
 per denoising step, time to the first live preview, peak GPU memory, and how far the output is from
 the eager output of the same seed. It prints a markdown table and can write JSON.
 
+`--variations 1,2,4` also times one instruction that makes N candidates to pick from (issue 27), in
+one batched pipeline call and one after another, and prints the cost per candidate against N = 1.
+
 `--model random-full` builds the real FLUX.1 Kontext [dev] architecture with random weights in memory
 (no download; weights do not change the arithmetic, so timings are the real ones - but step caches
 decide what to skip from the weights' behaviour, so their speed-up on random weights is not the real one).
@@ -55,6 +58,9 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"])
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--cache-dir", default=None, help="folder for the tiny model (default: $KONTEXT_CACHE/...)")
+    p.add_argument("--variations", default=None, metavar="N,N",
+                   help="also time one instruction making N candidates (e.g. 1,2,4; 1 is always timed as the "
+                        "baseline), in one batch and one after another: seconds per candidate and the ratio to one")
     p.add_argument("--startup", action="store_true",
                    help="also time start-up per mode: a fresh process until the first edit is possible, "
                         "with empty compile caches (cold) and again with the caches it left (warm)")
@@ -75,6 +81,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if not 1 <= args.runs <= 100:
         raise UserError(f"--runs must be from 1 to 100, got {args.runs}")
     P.check_seed(args.seed)
+    counts = variation_counts(getattr(args, "variations", None))
+    if counts:
+        P.check_group_seed(args.seed, max(counts))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -85,16 +94,23 @@ def run_bench(args: argparse.Namespace) -> int:
 
     _import_models()  # once, so the first mode's load time is not the imports' time
     rows: list[dict[str, Any]] = []
+    varied: list[dict[str, Any]] = []  # --variations: one row per mode, size, count and way
     outputs: dict[tuple[str, str], Any] = {}
     meta = _meta(args, device)
+    report: dict[str, Any] = {"meta": meta, "results": rows}
+    if counts:
+        report["variations"] = varied
     for name, opts in modes:
         print(f"[bench] {name}: loading", file=sys.stderr, flush=True)
-        rows += bench_mode(args, name, opts, sizes, device, outputs)
+        rows += bench_mode(args, name, opts, sizes, device, outputs, counts, varied)
         _free(device)
         _fill_diffs(rows, outputs)
         if args.json:  # after every mode: a run stopped by a time limit still leaves its results
-            Path(args.json).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(rows))
+    if counts:
+        print()
+        print(format_variations(varied))
     starts: list[dict[str, Any]] = []
     if args.startup:
         for name, _ in modes:
@@ -103,10 +119,11 @@ def run_bench(args: argparse.Namespace) -> int:
         print()
         print(format_startup(starts))
         if args.json:
-            Path(args.json).write_text(json.dumps({"meta": meta, "results": rows, "startup": starts}, indent=2) + "\n")
+            report["startup"] = starts
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(f"wrote {args.json}", file=sys.stderr)
-    return 0 if all(r["error"] is None for r in rows + starts) else 1
+    return 0 if all(r["error"] is None for r in rows + starts + varied) else 1
 
 
 # --- start-up: a fresh process until an edit is possible --------------------------------------------
@@ -181,8 +198,9 @@ def _mode(name: str, device: str, gpu_memory_gb: float | None) -> SpeedOptions:
 
 
 def bench_mode(args: argparse.Namespace, name: str, opts: SpeedOptions, sizes: list[str], device: str,
-               outputs: dict) -> list[dict[str, Any]]:
-    """Load one mode, warm it up, time every size; rows carry the error instead if something fails."""
+               outputs: dict, counts: tuple[int, ...] = (), varied: list | None = None) -> list[dict[str, Any]]:
+    """Load one mode, warm it up, time every size; rows carry the error instead if something fails.
+    With `counts` (--variations), each size's edits making that many candidates go into `varied`."""
     import torch
 
     cuda = device.startswith("cuda")
@@ -209,6 +227,8 @@ def bench_mode(args: argparse.Namespace, name: str, opts: SpeedOptions, sizes: l
         error = f"{type(e).__name__}: {e}"
     if error is not None:
         del engine
+        if counts and varied is not None:
+            varied += [{"mode": name, "size": s, "n": 1, "way": "single", "error": error[:500]} for s in sizes]
         return [dict(base, size=s, error=error[:500]) for s in sizes]
     rows = []
     counter = _FullStepCounter(engine)
@@ -220,6 +240,8 @@ def bench_mode(args: argparse.Namespace, name: str, opts: SpeedOptions, sizes: l
         except Exception as e:  # noqa: BLE001
             row["error"] = f"{type(e).__name__}: {e}"[:500]
         rows.append(row)
+        if counts and varied is not None:
+            varied += time_variations(engine, name, case, steps, args.runs, args.seed, counts)
     del engine
     return rows
 
@@ -327,6 +349,88 @@ def _timed_edit(engine: Any, image: Any, w: int, h: int, steps: int, seed: int, 
     result = engine.edit(image, PROMPT, seed=seed, steps=steps, width=w, height=h, on_step=on_step)
     marks["wall"] = time.perf_counter() - start
     return result, marks
+
+
+# --- variations (issue 27): N candidates from one instruction ------------------------------------
+WAYS = (("batch", True), ("one by one", False))  # one pipeline call for all N; a call per candidate
+
+
+def variation_counts(text: str | None) -> tuple[int, ...]:
+    """--variations "2,4" as (1, 2, 4): 1 is always timed, as the baseline each ratio is against."""
+    if text is None:
+        return ()
+    try:
+        counts = {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise UserError(f"--variations must be candidate counts such as 1,2,4, got {text!r}") from None
+    for n in counts:
+        try:
+            P.check_variations(n)
+        except UserError as e:
+            raise UserError(f"--variations: {e}") from None
+    return tuple(sorted(counts | {1}))
+
+
+def time_variations(engine: Any, name: str, case: dict, steps: int, runs: int, seed: int,
+                    counts: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Per count N: one instruction's N candidates (seeds seed, seed+1, ...) in one batched call and
+    one after another; seconds per candidate and the ratios to N = 1. Each shape gets an untimed
+    call first (a batch's first call allocates, or compiles, for its size); then the timed runs go
+    round all shapes in turn, so a slow spell of a shared machine falls on every row alike and not
+    on the baseline alone. "plan" is what the app would do here (kontext.model.speed.batch_plan)."""
+    from kontext.model.speed import batch_plan
+
+    w, h = case["width"], case["height"]
+    image = fixed_picture(w, h) if case["edit"] else None
+    shapes: list[tuple[dict[str, Any], dict[str, Any], list[float]]] = []  # (row, call, walls)
+    for n in counts:
+        batched_here, why = batch_plan(engine, w * h, n)
+        for way, batched in WAYS[:1] if n == 1 else WAYS:
+            row: dict[str, Any] = {"mode": name, "size": case["size"], "width": w, "height": h, "steps": steps,
+                                   "runs": runs, "n": n, "way": "single" if n == 1 else way, "error": None,
+                                   "plan": "" if n == 1 else ("batch" if batched_here else "one by one"),
+                                   "plan_note": why}
+            shapes.append((row, dict(seed=seed, width=w, height=h, variations=n, batched=batched), []))
+    print(f"[bench] {name}: {case['size']} candidates {', '.join(map(str, counts))}", file=sys.stderr, flush=True)
+    for run in range(-1, runs):  # run -1: the untimed call of each shape
+        for row, call, walls in shapes:
+            if row["error"] is not None:
+                continue
+            try:
+                t0 = time.perf_counter()
+                engine.edit(image, PROMPT, steps=2 if run < 0 else steps, **call)
+                _sync(engine.device.startswith("cuda"))
+                if run >= 0:
+                    walls.append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 - a count that fails (out of memory) is a result too
+                row["error"] = f"{type(e).__name__}: {e}"[:500]
+    base = shapes[0][0] if shapes and shapes[0][0]["n"] == 1 and shapes[0][2] else None
+    one = statistics.median(shapes[0][2]) if base is not None and base["error"] is None else None
+    for row, _, walls in shapes:
+        if row["error"] is not None:
+            continue
+        med, n = statistics.median(walls), row["n"]
+        row.update(edit_s_median=round(med, 4), edit_s_min=round(min(walls), 4), edit_s_max=round(max(walls), 4),
+                   per_candidate_s=round(med / n, 4), per_candidate_vs_one=round(med / n / one, 3) if one else None,
+                   all_vs_one=round(med / one, 3) if one else None)
+    return [row for row, _, _ in shapes]
+
+
+def format_variations(rows: list[dict[str, Any]]) -> str:
+    """The per-candidate table: what one more candidate costs, batched and one after another."""
+    lines = ["| mode | size | candidates | how | edit s median (min-max) | s per candidate | per candidate vs one "
+             "| all vs one | the app's plan |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        size = f"{r['size']} {r['width']}x{r['height']}, {r['steps']} steps" if r.get("width") else r["size"]
+        if r["error"]:
+            error = " ".join(r["error"].split())[:160].replace("|", "/")
+            lines.append(f"| {r['mode']} | {size} | {r['n']} | {r['way']} | error: {error} |")
+            continue
+        edit = f"{_fmt(r['edit_s_median'])} ({_fmt(r['edit_s_min'])}-{_fmt(r['edit_s_max'])})"
+        ratio = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+        lines.append(f"| {r['mode']} | {size} | {r['n']} | {r['way']} | {edit} | {_fmt(r['per_candidate_s'], 4)} | "
+                     f"{ratio(r['per_candidate_vs_one'])} | {ratio(r['all_vs_one'])} | {r['plan'] or '-'} |")
+    return "\n".join(lines)
 
 
 class _FullStepCounter:

@@ -2,7 +2,10 @@
 
 Each generated step is run again with its recorded prompt, seed, guidance, steps and size. An edit
 starts from its parent's *replayed* image, not the recorded one, so a match at the last step
-vouches for the whole chain. Uploaded source images are taken as recorded. A step records its
+vouches for the whole chain. A candidate of a group of variations made in one batch is made by that
+batch again (its size, seeds from seed - index; once per group, whichever of its candidates the
+export holds) and its own picture taken out; one made one after another is the single call with its
+own seed, as it was. Uploaded source images are taken as recorded. A step records its
 LoRAs by preset name only: their weights come from this replay's presets (--branding, the host's
 file), never from the export, and a name they do not offer stops the replay before any step runs.
 Exit status: 0 when every step matches, 1 when any differs, 2 on bad input (the CLI turns
@@ -29,7 +32,7 @@ from kontext.errors import UserError
 from kontext.files.export import engine_info, library_versions
 from kontext.files.importer import ExportReader, Limits, open_export
 from kontext.model.loras import recorded as recorded_loras
-from kontext.model.turns import plan_step, run_turn
+from kontext.model.turns import TurnRequest, plan_step, run_turn
 from kontext.sessions.session import step_dict
 
 # A replay runs locally on a file the user chose; still read it with the same checks, but allow
@@ -100,6 +103,9 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
     export = reader.export
     check_loras(export.nodes, getattr(getattr(engine, "lora", None), "presets", {}))
     waiting = Counter(n.parent for n in export.nodes)  # children still to run, per step
+    batches = Counter(b for b in map(_batch_key, export.nodes) if b is not None)  # candidates still to take
+    made: dict[tuple, tuple[tuple[Image.Image, ...], float]] = {}  # a batch's pictures and seconds, until
+    # the last of its candidates in the export is taken
     outputs: dict[int, Image.Image] = {}
     references: dict[str, Image.Image] = {}
     rows = []
@@ -119,22 +125,35 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
                 if name not in references:
                     references[name] = reader.reference(name)[1]
             more = tuple(references[r] for r in node.extra.get("more_references") or ())
+            batch = _batch_key(node)
+            group = node.extra["variations"] if batch is not None else {"size": 1, "index": 0}
+            size, index = group["size"], group["index"]
             try:
                 # The app's own rule for a step (kontext.model.turns.plan_step), with the recorded values.
-                req = plan_step(engine, context, node.prompt, seed=node.seed, guidance=node.guidance,
+                req = plan_step(engine, context, node.prompt, seed=node.seed - index, guidance=node.guidance,
                                 steps=node.steps, width=node.width, height=node.height,
                                 reference=references.get(ref) if context is not None else None,
                                 draft=bool(node.extra.get("draft")),
                                 mask=references[mask_name].convert("L") if mask_name is not None else None,
                                 loras=recorded_loras(node.extra.get("loras")),
-                                more_references=more if context is not None else ())
-                result = run_turn(engine, req)
+                                more_references=more if context is not None else (), variations=size)
+                if batch is None:
+                    result = run_turn(engine, req)
+                    image, seconds = result.image, result.seconds
+                else:
+                    if batch not in made:
+                        result = run_turn(engine, _as_recorded(req))
+                        made[batch] = result.candidates, result.seconds
+                    pictures, seconds = made[batch]
+                    image = pictures[index]
+                    batches[batch] -= 1
+                    if not batches[batch]:
+                        del made[batch]  # every candidate of it the export holds is taken
             except UserError as e:
                 raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None
-            image = result.image
-            made = replace(node, model=result.model, seconds=round(result.seconds, 3), created=time.time(),
-                           extra={**node.extra, "replay_of_sha256": export.sha256[node.id]})
-            file.write_bytes(png_bytes(image, step_dict(made, engine)))
+            again = replace(node, model=engine.model_id, seconds=round(seconds, 3), created=time.time(),
+                            extra={**node.extra, "replay_of_sha256": export.sha256[node.id]})
+            file.write_bytes(png_bytes(image, step_dict(again, engine)))
             identical, diff = compare(image, recorded)
         if waiting[node.id]:
             outputs[node.id] = image
@@ -147,6 +166,21 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
         if on_row is not None:
             on_row(row)
     return rows
+
+
+def _batch_key(node: Node) -> tuple[int | None, int] | None:
+    """For a candidate made in one batch with others (its record, checked by the import): its group
+    (parent, first step), else None (a single step, or a candidate made on its own)."""
+    v = node.extra.get("variations") if node.kind != "upload" else None
+    if not isinstance(v, dict) or not v.get("batched"):
+        return None
+    return node.parent, v["first"]
+
+
+def _as_recorded(req: TurnRequest) -> TurnRequest:
+    """The batch as it was made: one pipeline call, whatever this replay's own plan would pick
+    (kontext.model.speed.batch_plan), since one after another the pictures differ in the last bits."""
+    return replace(req, batched=True, batch_note="")
 
 
 def check_loras(nodes: Sequence[Node], offered: Collection[str]) -> None:
