@@ -381,7 +381,9 @@ def test_share_through_gradio_client_gives_a_link_that_opens_the_view(client, so
     key = client.predict(api_name="/new_session")
     client.predict(key, source, api_name="/upload")
     shared = client.predict(key, api_name="/share")
-    assert set(shared) == {"token", "link", "root"} and shared["link"] == f"/view?share={shared['token']}"
+    assert set(shared) == {"token", "link", "root", "live"} and shared["link"] == f"/view?share={shared['token']}"
+    assert shared["live"] is False  # frozen unless asked; sharing again with live=true makes the same link live
+    assert client.predict(key, False, True, api_name="/share") == {**shared, "live": True}
     with urllib.request.urlopen(app[0].rstrip("/") + shared["link"], timeout=60) as page:
         assert page.status == 200
     assert client.predict(shared["token"], api_name="/shared_history")["path"] == [1]

@@ -237,6 +237,62 @@ def test_a_share_link_is_read_only_and_can_be_revoked(app, browser):
     viewer.context.close()
 
 
+def test_a_live_link_follows_the_owner_and_ends_when_revoked(app, browser):
+    """Viewers of a live link (a desktop and a phone) see each of the owner's edits and an undo
+    without reloading; revoking the link ends their stream at once and says so."""
+    import json
+    import time
+
+    from PIL import Image
+
+    from kontext.sessions.session import EditOptions
+
+    url, sessions = app
+    key = sessions.new()
+    sessions.upload(key, Image.effect_noise((64, 64), 40).convert("RGB"))
+    token = sessions.share(key, live=True).token
+    viewers = []
+    for size in ((1280, 900), (390, 844)):
+        v = browser.new_context(viewport={"width": size[0], "height": size[1]}).new_page()
+        v.set_default_timeout(WAIT_MS)
+        v.goto(url.rstrip("/") + "/view?share=" + token)
+        v.wait_for_selector("#view-live >> text=Live")
+        v.wait_for_function("() => document.querySelectorAll('#timeline .thumbnail-item').length === 1")
+        viewers.append(v)
+    assert sessions.changes._followed[key] == 2  # both streams are open before the owner acts
+    delays = {}
+
+    def seen(what, steps, step):
+        start = time.monotonic()
+        for v in viewers:
+            v.wait_for_function(f"() => document.querySelectorAll('#timeline .thumbnail-item').length === {steps} && "
+                                f"(document.querySelector('#view-status')?.innerText || '').includes('Step #{step}')")
+        delays[what] = round(time.monotonic() - start, 3)
+
+    sessions.edit(key, "make it blue", EditOptions(steps=2), preview_every=1)
+    seen("edit 1", 2, 2)
+    sessions.edit(key, "add a hat", EditOptions(steps=2), preview_every=1)
+    seen("edit 2", 3, 3)
+    sessions.undo(key)
+    seen("undo", 3, 2)
+    for v in viewers:  # never a control that changes the owner's session
+        for control in ("#prompt", "#edit-btn", "#undo-btn", "#share-btn"):
+            assert v.locator(control).count() == 0, control
+    viewers[1].screenshot(path=str(ARTIFACTS / "showcase-live-phone.png"), full_page=True)
+    viewers[0].screenshot(path=str(ARTIFACTS / "showcase-live-desktop.png"), full_page=True)
+    sessions.unshare(key)
+    for v in viewers:
+        v.wait_for_selector("#view-live >> text=This live link ended")
+    assert not sessions.changes.followed(key)  # the streams ended: nothing more reaches the viewers
+    sessions.edit(key, "make it red", EditOptions(steps=2))
+    assert all(v.locator("#timeline .thumbnail-item").count() == 3 for v in viewers)
+    # How long each change took to show, from the owner's call returning (a record, not a pass mark:
+    # scripts/bench_live_viewers.py measures it with 50 viewers).
+    (ARTIFACTS / "live-delays.json").write_text(json.dumps(delays))
+    for v in viewers:
+        v.context.close()
+
+
 def test_an_instruction_typed_during_an_edit_is_kept(app, browser):
     url, sessions = app
     with hold_edits(sessions.engine) as gate:

@@ -174,10 +174,11 @@ class Api:
         self.s.import_zip(session, path)
         return self._result(session)
 
-    def share(self, session: str, names: bool = False, request: gr.Request | None = None) -> dict[str, Any]:
-        link = self.s.share(session, names=names, address=share.client_address(request))
+    def share(self, session: str, names: bool = False, live: bool = False,
+              request: gr.Request | None = None) -> dict[str, Any]:
+        link = self.s.share(session, names=names, address=share.client_address(request), live=live)
         # Not "path": gradio's clients take a dict with a "path" for a file and try to download it.
-        return {"token": link.token, "link": f"/view?share={link.token}", "root": link.root}
+        return {"token": link.token, "link": f"/view?share={link.token}", "root": link.root, "live": link.live}
 
     def unshare(self, session: str) -> dict[str, Any]:
         return {"revoked": self.s.unshare(session)}
@@ -255,7 +256,8 @@ class Api:
         trigger.click(f(self.clear), [key], info, api_name="clear", **common)
         trigger.click(f(self.stop), [key], info, api_name="stop", **common)
         names_in = gr.Checkbox(label="names", value=False, visible=False)
-        trigger.click(f(self.share), [key, names_in], info, api_name="share", **common)
+        live_in = gr.Checkbox(label="live", value=False, visible=False)
+        trigger.click(f(self.share), [key, names_in, live_in], info, api_name="share", **common)
         trigger.click(f(self.unshare), [key], info, api_name="unshare", **common)
         token = gr.Textbox(label="token", visible=False)
         trigger.click(f(self.shared_history), [token], info, api_name="shared_history", **common)

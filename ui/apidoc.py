@@ -97,8 +97,12 @@ SESSION_DOCS: dict[str, Doc] = {
     "share": Doc("Make a read-only link to the tree of the current step (every branch of that picture, as it "
                  "grows); sharing the same tree again gives the same link.",
                  {"session": SESSION, "names": "Whether the link shows the uploads' file names (default false: "
-                                               "an upload is shown as 'original'). Sharing again sets it anew."},
-                 "JSON {token, link, root}: open the app's address + link (/view?share=TOKEN) in a browser, "
+                                               "an upload is shown as 'original'). Sharing again sets it anew.",
+                  "live": "Whether the link's viewers follow each step, the running edit's progress, undo/redo and "
+                          "branch moves as they happen, without reloading (default false: frozen, each look shows "
+                          "the tree as it is then). Sharing again sets it anew; Stop sharing ends every viewer's "
+                          "updates at once."},
+                 "JSON {token, link, root, live}: open the app's address + link (/view?share=TOKEN) in a browser, "
                  "or read the tree with shared_history"),
     "unshare": Doc("Revoke every share link of the session: they stop working at once.", {"session": SESSION},
                    "JSON {revoked: how many links there were}"),

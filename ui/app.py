@@ -29,6 +29,7 @@ from .layout import (
     render_settings,
     render_timeline,
 )
+from .live import MAX_LIVE_VIEWERS
 from .public import image_route
 from .showcase import Showcase
 from .viewer import Viewer
@@ -115,6 +116,9 @@ def launch_kwargs(settings: Settings, public_dir: Path | None = None) -> dict:
     # The largest file any input takes: a picture (kontext.core.images) or an export ZIP to import,
     # which may be as large as a session's share of the disk (kontext.sessions.transfer).
     kw["max_file_size"] = max(images.MAX_FILE_BYTES, settings.max_session_bytes)
+    # gradio runs at most max_threads events at once, all events together (40 by default): live
+    # share-link viewers each hold one while they follow, so they get workers of their own.
+    kw["max_threads"] = 40 + MAX_LIVE_VIEWERS
     app_kwargs: dict = {"lifespan": uploads.sweeper(settings.upload_keep_s)}  # gradio chains its own
     # gradio's traffic dashboard is the host's: /monitoring/summary answers anyone who reaches the app,
     # so it is on only behind the password (None: on, without printing its secret URL at start-up).

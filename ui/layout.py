@@ -75,6 +75,7 @@ class Page:
     watch: gr.Timer | None = None
     share_btn: gr.Button | None = None
     share_names: gr.Checkbox | None = None
+    share_live: gr.Checkbox | None = None  # the link's viewers follow each step as it happens
     unshare_btn: gr.Button | None = None
     share_token: gr.Textbox | None = None
     share_link: gr.Textbox | None = None
@@ -377,6 +378,9 @@ def render_settings(page: Page, engine: Engine, brand: Branding | None = None) -
                     "this session off.", elem_classes=["hint"])
         page.share_names = gr.Checkbox(False, label="Show file names (of uploaded pictures) on the link",
                                        elem_id="share-names")
+        page.share_live = gr.Checkbox(False, label="Live: viewers follow each step as it happens (no reload)",
+                                      info="Off: the link shows the steps as they are whenever it is opened",
+                                      elem_id="share-live")
         with gr.Row(equal_height=True):
             page.share_btn = gr.Button("Make a read-only link", size="sm", elem_id="share-btn")
             page.unshare_btn = gr.Button("Stop sharing", size="sm", variant="stop", elem_id="unshare-btn")

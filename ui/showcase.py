@@ -107,8 +107,8 @@ class Showcase:
         return go
 
     # --- share links ---------------------------------------------------------------------------------
-    def share(self, key: str, names: bool = False, request: gr.Request | None = None) -> str:
-        return self.s.share(key, names=bool(names), address=share.client_address(request)).token
+    def share(self, key: str, names: bool = False, live: bool = False, request: gr.Request | None = None) -> str:
+        return self.s.share(key, names=bool(names), live=bool(live), address=share.client_address(request)).token
 
     def unshare(self, key: str) -> tuple[str, str]:
         n = self.s.unshare(key)
@@ -140,7 +140,7 @@ class Showcase:
         p.present_next.click(f(self.move(+1)), [p.key, p.present_at], slides, api_name="ui_present_next", **nav)
         p.present_close.click(lambda: gr.Column(visible=False), None, [p.present], queue=False,
                                  api_visibility="private")
-        p.share_btn.click(f(self.share), [p.key, p.share_names], [p.share_token], api_name="ui_share",
+        p.share_btn.click(f(self.share), [p.key, p.share_names, p.share_live], [p.share_token], api_name="ui_share",
                           **nav).success(None, [p.share_token], [p.share_link], js=SHARE_LINK,
                                          api_visibility="private")
         # Queued (not `nav`): its toast needs the queue's channel to reach the page.

@@ -7,6 +7,7 @@ visitor's position (which step they look at) is their own: it lives in the page,
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from . import present as P
 from . import share, view
 from .events import friendly
 from .layout import Page, render_compare, render_present, render_timeline
+from .live import LiveRoom
 
 
 @dataclass(eq=False)
@@ -30,12 +32,14 @@ class SharePage(Page):
     at: gr.State | None = None  # the step the viewer shows
     body: gr.Column | None = None
     download_btn: gr.Button | None = None
+    live_badge: gr.Markdown | None = None  # says whether the view follows the owner live (ui/live.py)
 
 
 class Viewer:
     def __init__(self, sessions: Sessions):
         self.s = sessions
         self.p = SharePage()
+        self.room = LiveRoom(sessions, self.draw)
 
     def _view(self, token: Any, at: Any = None) -> tuple[str, Any]:
         share_, h = self.s.shared(token, int(at) if at is not None else None)
@@ -62,6 +66,14 @@ class Viewer:
 
     def load(self, request: gr.Request) -> dict[Any, Any]:
         return self.draw(request.query_params.get("share") if request is not None else None)
+
+    async def follow(self, token: Any, request: gr.Request) -> AsyncIterator[dict[Any, Any]]:
+        """A live link's stream of the owner's changes (ui/live.py); a frozen link's ends at once.
+        The token is the page's (its address, as the page's load read it)."""
+        if token is None and request is not None:
+            token = request.query_params.get("share")
+        async for update in self.room.follow(token, self.p):
+            yield update
 
     def select(self, token: Any, at: Any, evt: gr.SelectData) -> dict[Any, Any]:
         key, h = self._view(token, at)
@@ -106,6 +118,7 @@ class Viewer:
         p = self.p
         gr.Markdown(f"# {title}\nA shared, read-only view of one picture's steps.", elem_id="view-title")
         p.message = gr.Markdown("", elem_id="view-message")
+        p.live_badge = gr.Markdown("", elem_id="view-live")
         p.token, p.at = gr.State(None), gr.State(None)
         with gr.Column(visible=False, elem_id="view-body") as body:
             p.body = body
@@ -133,7 +146,9 @@ class Viewer:
         outs = [p.message, p.body, p.token, p.at, p.canvas, p.status, p.gallery, p.goto, p.tree,
                 p.slider, p.cmp_a, p.cmp_b]
         nav = dict(queue=False, api_visibility="private")
-        demo.load(f(self.load), None, outs, **nav)
+        demo.load(f(self.load), None, outs, **nav).then(
+            self.follow, [p.token], [*outs, p.live_badge], concurrency_id="live", concurrency_limit=None,
+            show_progress="hidden", api_name="view_follow", api_visibility="undocumented")
         p.gallery.select(f(self.select), [p.token, p.at], outs, **nav)
         p.goto.input(f(self.draw), [p.token, p.goto], outs, **nav)
         for dd in (p.cmp_a, p.cmp_b):

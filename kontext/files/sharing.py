@@ -59,6 +59,7 @@ class Share:
     image: str  # its stored image: after "start over" the same id can name another picture
     created: float
     names: bool = False  # whether the link shows the uploads' file names
+    live: bool = False  # whether its viewers follow the owner's steps as they happen (else frozen)
 
 
 def address_tag(address: str | None) -> str | None:
@@ -74,7 +75,8 @@ def _entry(record: Any) -> dict[str, Any] | None:
     created = record.get("created", 0)
     return {"key": record["key"], "root": record["root"], "image": str(record.get("image", "")),
             "created": float(created) if isinstance(created, (int, float)) else 0.0,
-            "names": record.get("names") is True, "by": record.get("by") if isinstance(record.get("by"), str) else None}
+            "names": record.get("names") is True, "live": record.get("live") is True,
+            "by": record.get("by") if isinstance(record.get("by"), str) else None}
 
 
 class Shares:
@@ -201,7 +203,7 @@ class Shares:
 
     def _share(self, token: str) -> Share:
         e = self._entries[token]
-        return Share(token, e["key"], e["root"], e["image"], e["created"], e["names"])
+        return Share(token, e["key"], e["root"], e["image"], e["created"], e["names"], e.get("live", False))
 
     def _drop_dead(self, tokens: Iterable[str], alive: Callable[[str], bool]) -> None:
         """Revoke the links among `tokens` whose session is gone (they make room)."""
@@ -209,21 +211,23 @@ class Shares:
 
     # --- links -------------------------------------------------------------------------------------
     def share(self, key: str, root: int, image: str, alive: Callable[[str], bool] = lambda key: True, *,
-              names: bool = False, address: str | None = None) -> Share:
-        """The link for `key`'s tree starting at `root`: the existing one (showing file names now
-        as `names` says: the owner's latest choice), else a new token. `address`: the client's, for
-        the per-address cap. `alive(key)` says whether a session still exists: links of deleted
-        sessions go when room is needed."""
+              names: bool = False, address: str | None = None, live: bool = False) -> Share:
+        """The link for `key`'s tree starting at `root`: the existing one (showing file names and
+        following live now as `names` and `live` say: the owner's latest choice), else a new token.
+        `address`: the client's, for the per-address cap. `alive(key)` says whether a session still
+        exists: links of deleted sessions go when room is needed."""
         if not isinstance(names, bool):
             raise UserError(f"names must be true or false, got {names!r}")
+        if not isinstance(live, bool):
+            raise UserError(f"live must be true or false, got {live!r}")
         by = address_tag(address)
         with self._lock:
             self._sync()
             for token in self._by_key.get(key, ()):
                 e = self._entries[token]
                 if e["root"] == root and e["image"] == image:
-                    if e["names"] != names:
-                        self._append([{**self._record(token), "names": names}])
+                    if e["names"] != names or e.get("live", False) != live:
+                        self._append([{**self._record(token), "names": names, "live": live}])
                     return self._share(token)
             if len(self._by_key.get(key, ())) >= self.per_session:
                 raise UserError(f"this session already has {self.per_session} share links: press Stop sharing, "
@@ -241,7 +245,7 @@ class Shares:
                 raise UserError(f"this server already keeps {MAX_SHARES:,} share links: try again later")
             token = "v_" + secrets.token_urlsafe(48)
             self._append([{"token": token, "key": key, "root": root, "image": image, "created": time.time(),
-                           "names": names, "by": by}])
+                           "names": names, "live": live, "by": by}])
             return self._share(token)
 
     def revoke(self, key: str, root: int | None = None) -> int:

@@ -8,5 +8,5 @@ from kontext.lazy import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     "session": "Sessions EditOptions SEED_MODES DRIFT_TURNS", "admission": "TurnQueue",
-    "keeper": "SessionRemoved",
+    "keeper": "SessionRemoved", "live": "Change Changes",
 })

@@ -27,6 +27,7 @@ from kontext.model.engine import Engine
 from kontext.model.safety import Check
 from kontext.model.turns import LocalGpu
 from kontext.sessions.admission import TurnQueue
+from kontext.sessions.live import Change, Changes
 from kontext.showcase.examples import ResultCache
 
 MAX_CACHED = 1000  # session histories kept in memory
@@ -83,6 +84,7 @@ class Keeper:
         self._pictures = BoundedCache(MAX_PICTURES)  # (key, image name) -> decoded picture
         self._evicted = BoundedCache(MAX_EVICTED)  # folder names of sessions the sweep deleted
         self.compactor = Compactor()  # compresses each turn's PNG after the turn is acknowledged
+        self.changes = Changes()  # told every change of a followed session (live share links)
         self._last_sweep = 0.0
 
     def new(self) -> str:
@@ -119,6 +121,7 @@ class Keeper:
     def _commit(self, key: str, new: History) -> History:
         self.store.commit(key, new)
         self._remember(key, new)
+        self.changes.publish(key, Change("history"))
         return new
 
     def sweep(self, keep: str | None = None, every_s: float = 600.0, room: int = 0) -> None:
@@ -226,3 +229,4 @@ class Keeper:
             self._forget(key)
             self._evicted.pop(self.store.folder(key).name)  # starting over: the key is a new, empty session
         self.shares.revoke(key)  # a link to deleted steps must not show a later picture
+        self.changes.publish(key, Change("links"))

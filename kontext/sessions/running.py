@@ -27,6 +27,7 @@ from kontext.model.safety import enforce
 from kontext.model.turns import Progress
 from kontext.sessions.admission import SESSION_BUSY
 from kontext.sessions.keeper import KEEP_PIXELS, step_dict
+from kontext.sessions.live import Change
 from kontext.sessions.planning import EditOptions, Planning, Turn
 from kontext.showcase.examples import ResultCache
 
@@ -67,17 +68,33 @@ class Running(Planning):
             enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
             return self.commit(key, turn, result, cancel)
         cancel = cancel if cancel is not None else threading.Event()  # so that stop(key) can end it
-        with self.queue.turn(key, on_wait=waiting, cancel=cancel):
-            result = self.gpu.run(turn.request, on_step, cancel)
-            # The result, before it is kept (or cached): a refusal leaves the history as it was.
-            enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
-            if turn.cacheable and not cancel.is_set():
-                try:
-                    self.results.put(ResultCache.key(self.engine, turn.request), result.image,
-                                     result.seconds, result.extra)
-                except OSError:  # a cache is a shortcut: never lose a finished turn over it
-                    log.exception("could not keep an example result in the cache")
-            return self.commit(key, turn, result, cancel)
+
+        def report(p: Progress) -> None:
+            if on_step is not None:
+                on_step(p)
+            if p.step:  # live viewers see the running turn's steps and previews
+                self.changes.publish(key, Change("progress", p.step, p.total, p.preview, p.previews))
+
+        try:
+            with self.queue.turn(key, on_wait=waiting, cancel=cancel):
+                return self._run_turn(key, turn, report, cancel)
+        finally:
+            self.changes.publish(key, Change("idle"))
+
+    def _run_turn(self, key: str, turn: Turn, on_step: Callable[[Progress], None],
+                  cancel: threading.Event) -> tuple[History, Node]:
+        result = self.gpu.run(turn.request, on_step, cancel)
+        # The result, before it is kept (or cached): a refusal leaves the history as it was. Every
+        # candidate of a group of variations is a picture the user gets.
+        for picture in result.candidates or (result.image,):
+            enforce(self.safety, turn.request.prompt, turn.request.context, picture)
+        if turn.cacheable and not cancel.is_set():
+            try:
+                self.results.put(ResultCache.key(self.engine, turn.request), result.image,
+                                 result.seconds, result.extra)
+            except OSError:  # a cache is a shortcut: never lose a finished turn over it
+                log.exception("could not keep an example result in the cache")
+        return self.commit(key, turn, result, cancel)
 
     def stop(self, key: str) -> bool:
         """Stop the session's running or waiting turn, however it was started (any tab, the API, MCP);

@@ -25,22 +25,30 @@ from kontext.files.sharing import Share, nameless_view
 from kontext.files.store import check_key
 from kontext.model.safety import enforce
 from kontext.sessions.keeper import Keeper, SessionRemoved
+from kontext.sessions.live import Change
 
 
 class Transfer(Keeper):
-    def share(self, key: str, names: bool = False, address: str | None = None) -> Share:
+    def share(self, key: str, names: bool = False, address: str | None = None, live: bool = False) -> Share:
         """A read-only link to the tree of the current step (the same link if it is shared already).
-        `names`: whether it shows the uploads' file names; `address`: the client's (a cap per address)."""
+        `names`: whether it shows the uploads' file names; `address`: the client's (a cap per address);
+        `live`: its viewers follow the owner's steps as they happen (else it is frozen: each look
+        shows the tree as it is then)."""
         h = self.history(key)
         if h.current is None:
             raise UserError("nothing to share yet: upload or make a picture first")
         root = h.path()[0]
-        return self.shares.share(key, root.id, root.image, alive=self.store.exists, names=names, address=address)
+        link = self.shares.share(key, root.id, root.image, alive=self.store.exists, names=names, address=address,
+                                 live=live)
+        self.changes.publish(key, Change("links"))  # a link made frozen stops its live viewers
+        return link
 
     def unshare(self, key: str) -> int:
         """Revoke every share link of this session; return how many there were."""
         check_key(key)
-        return self.shares.revoke(key)
+        n = self.shares.revoke(key)
+        self.changes.publish(key, Change("links"))  # live viewers learn at once that the link ended
+        return n
 
     def shared(self, token: object, current: int | None = None) -> tuple[Share, History]:
         """What a share link shows: its tree as a read-only History, at `current` (a step the viewer

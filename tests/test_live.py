@@ -1,0 +1,116 @@
+"""Live share links without a browser: the change feed (kontext/sessions/live.py), the live flag of a
+link, and the room that works out one frame per change for all of a link's viewers (ui/live.py).
+The browser test is tests/test_showcase_browser.py::test_a_live_link_follows_the_owner_and_ends_when_revoked."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from gates import WAIT_S, hold_edits
+from kontext.errors import UserError
+from kontext.sessions.live import Change, Changes
+from kontext.sessions.session import EditOptions
+
+FAST = EditOptions(steps=2)
+
+
+def test_changes_reach_listeners_only_for_followed_sessions():
+    changes, heard = Changes(), []
+    changes.listen(lambda key, change: heard.append((key, change.kind)))
+    changes.publish("a", Change("history"))  # nobody follows "a": nothing is told
+    changes.follow("a")
+    changes.follow("a")
+    changes.publish("a", Change("history"))
+    changes.unfollow("a")
+    changes.publish("a", Change("idle"))  # one follower left
+    changes.unfollow("a")
+    changes.publish("a", Change("history"))
+    assert heard == [("a", "history"), ("a", "idle")] and not changes.followed("a")
+
+
+def test_a_session_publishes_each_change_its_viewers_see(sessions, photo):
+    key = sessions.new()
+    sessions.upload(key, photo)
+    sessions.changes.follow(key)
+    heard = []
+    sessions.changes.listen(lambda k, change: heard.append((change.kind, change.step)) if k == key else None)
+    sessions.edit(key, "make it blue", FAST, preview_every=1)
+    assert heard == [("progress", 1), ("progress", 2), ("history", 0), ("idle", 0)]
+    heard.clear()
+    sessions.undo(key)
+    sessions.redo(key)
+    sessions.share(key, live=True)
+    sessions.unshare(key)
+    assert [k for k, _ in heard] == ["history", "history", "links", "links"]
+
+
+def test_a_link_is_live_or_frozen_as_its_owner_last_said(sessions, photo):
+    key = sessions.new()
+    sessions.upload(key, photo)
+    assert sessions.share(key).live is False  # frozen unless asked
+    link = sessions.share(key, live=True)
+    assert link.live and sessions.shares.resolve(link.token).live
+    assert sessions.share(key).token == link.token and not sessions.shares.resolve(link.token).live
+    from kontext.files.sharing import Shares
+
+    again = Shares(sessions.shares.path)  # the choice is in the log: it survives a restart
+    sessions.share(key, live=True)
+    assert again.resolve(link.token).live
+    with pytest.raises(UserError, match="live must be true or false"):
+        sessions.share(key, live="yes")
+
+
+def test_the_room_works_out_one_frame_per_change_for_all_viewers(sessions, photo):
+    from ui import live
+
+    key = sessions.new()
+    sessions.upload(key, photo)
+    token = sessions.share(key, live=True).token
+    p = SimpleNamespace(message="message", status="status", canvas="canvas", live_badge="badge")
+    draws = []
+
+    def draw(t, at=None):
+        h = sessions.shared(t)[1]
+        draws.append(h.current)
+        return {p.message: "", p.status: f"Step #{h.current}"}
+
+    room = live.LiveRoom(sessions, draw)
+
+    async def watch(frames: list, running: asyncio.Event) -> None:
+        async for frame in room.follow(token, p):
+            frames.append(frame)
+            if str(frame.get("status", "")).startswith("The owner's edit is running"):
+                running.set()
+            if frame.get("status") == "Step #2":  # the finished step
+                return
+
+    async def run() -> list:
+        viewers = [[] for _ in range(3)]
+        running = [asyncio.Event() for _ in viewers]
+        tasks = [asyncio.create_task(watch(v, r)) for v, r in zip(viewers, running, strict=True)]
+        while sessions.changes._followed.get(key, 0) < 3:
+            await asyncio.sleep(0)  # the streams open (each draws what it shows first)
+        draws.clear()
+        with hold_edits(sessions.engine) as gate:  # the edit waits at step 1 until every viewer saw it
+            edit = asyncio.create_task(asyncio.to_thread(sessions.edit, key, "make it blue", FAST, preview_every=1))
+            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in running)), WAIT_S)
+            gate.release()
+            await edit
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT_S)
+        return viewers
+
+    viewers = asyncio.run(run())
+    # Each viewer got the running turn's steps (status and preview only; a step that came before the
+    # viewer woke is folded into the next) and then the finished step; the viewers' frames were
+    # worked out once per change (the result, the turn's end), not once per viewer.
+    running = ["The owner's edit is running: step 1 of 2.", "The owner's edit is running: step 2 of 2."]
+    for frames in viewers:
+        during = [f.get("status") for f in frames[1:-1]]
+        assert during[0] == running[0] and all(s in running for s in during) and during == sorted(during)
+        assert all(f and set(f) <= {"status", "canvas"} for f in frames[1:-1])  # not the whole view
+        assert frames[1]["canvas"].endswith(".png")  # the preview, a file all viewers load
+    assert 1 <= len(draws) <= 2 and set(draws) == {2}
+    assert not sessions.changes.followed(key)  # the streams ended with the viewers
