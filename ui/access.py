@@ -13,7 +13,8 @@ from typing import Any
 
 from kontext.env import on_space
 from kontext.errors import UserError
-from ui.share import visitor_address
+
+from .share import visitor_address
 
 
 def check_signed_in(login: str, profile: Any) -> None:
