@@ -396,6 +396,7 @@ def test_variations_pick_undo_and_keys(served, browser, tmp_path):
     wait_status(page, "variation 3 of 4")
     assert status(page).startswith("Step #4") and f"seed {seeds[2]}" in status(page)
     expect(cells(page).nth(2)).to_have_class(re.compile(r"\bselected\b"))
+    expect(page.locator("#seed input")).to_have_value(str(seeds[2]))  # the box shows the picked one's seed
 
     variations(page, 1)
     page.fill("#prompt textarea", "from the third")
@@ -413,5 +414,6 @@ def test_variations_pick_undo_and_keys(served, browser, tmp_path):
     wait_status(page, "variation 2 of 4")
     assert status(page).startswith("Step #3") and f"seed {seeds[1]}" in status(page)
     expect(cells(page).nth(1)).to_have_class(re.compile(r"\bselected\b"))
+    expect(page.locator("#seed input")).to_have_value(str(seeds[1]))
     assert not_an_error(page)
     page.close()

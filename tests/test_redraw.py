@@ -205,3 +205,32 @@ def test_candidates_made_one_after_another_say_so_and_why():
     preview = Image.new("RGB", (40, 30))
     cells = preview_cells((None, preview))
     assert [c for _, c in cells] == ["1 · waiting", "2 · preview"] and cells[0][0].size == (40, 30)
+
+
+def test_a_pick_shows_the_picked_seed_unless_the_visitor_fixed_one(engine, tmp_path):
+    """The seed box shows the current step's seed after a turn; a pick makes another candidate current,
+    so the box follows it, except in fixed mode, where it holds the visitor's own seed for the next
+    instruction."""
+    import gradio as gr
+
+    store = Store(tmp_path / "s")
+    sessions = Sessions(engine, store)
+    key = chain(store, 1)
+    sessions.edit(key, "three", EditOptions(steps=2, variations=3))
+    group = sessions.history(key).group()
+    demo = build_ui(sessions, Settings(data_dir=tmp_path / "s"))
+    fn = next(f for f in demo.fns.values() if f.api_name == "ui_pick")
+    seed_box = fn.outputs.index(next(b for b in fn.outputs if getattr(b, "elem_id", None) == "seed"))
+
+    def pick(index, mode):
+        out = asyncio.run(demo.process_api(block_fn=fn, inputs=[key, None, mode], state=SessionState(demo),
+                                           event_data=gr.SelectData(None, {"index": index, "value": None})))
+        return out["data"]
+
+    shown = pick(2, "random")
+    assert sessions.history(key).current == group[2].id
+    assert shown[seed_box] == group[2].seed and "variation 3 of 3" in shown[2]
+    assert pick(1, "locked")[seed_box] == group[1].seed
+    fixed = pick(0, "fixed")
+    assert sessions.history(key).current == group[0].id
+    assert fixed[seed_box] == {"__type__": "update"}  # untouched: the visitor's fixed seed stays

@@ -304,6 +304,14 @@ def test_an_export_records_the_group_and_an_import_keeps_it(sessions, photo):
     h = sessions.history(third)
     v = h.node(4).extra["variations"]
     assert (v["size"], v["index"], v["first"]) == (3, 2, 4) and [n.id for n in h.group(4)] == [4]
+    from ui.view import variation_text  # the status line says which of how many, not "1 of 1"
+
+    assert "variation 3 of 3** (only this one in this session)" in variation_text(h, h.node(4))
+    from ui.view import snapshot
+
+    sessions.jump(third, 4)
+    assert snapshot(sessions, third).variants == []  # no grid of one: nothing to pick from
+    assert "variation 2 of 3** ·" in variation_text(sessions.history(other), sessions.history(other).node(8))
     sessions.import_zip(third, path.getvalue())
     assert sessions.history(third).node(7).extra["variations"]["first"] == 7  # renumbered 4 -> 7
 

@@ -427,16 +427,19 @@ class Wiring:
         self.s.jump(key, line[int(evt.index)].id)
         return self.redraw(key)
 
-    def select_variation(self, key: str, shown: Any, evt: gr.SelectData) -> dict[Any, Any]:
+    def select_variation(self, key: str, shown: Any, seed_mode: str, evt: gr.SelectData) -> dict[Any, Any]:
         """A cell of the variations grid clicked (or a key 1-4): that candidate becomes the current step.
-        While a turn of the session runs, the grid shows the coming candidates' previews: nothing to pick."""
+        While a turn of the session runs, the grid shows the coming candidates' previews: nothing to pick.
+        The seed box then shows the picked candidate's seed, as it shows the current step's after a turn,
+        unless the visitor fixed a seed of their own: the next instruction keeps that one."""
         if self.s.queue.has_turn(check_key(key)) or key in self.active:
             return {}
         group = self.s.history(key).group()
         if evt.index is None or not 0 <= int(evt.index) < len(group):
             return self.redraw(key)
-        self.s.pick(key, group[int(evt.index)].id)
-        return self.redraw(key)
+        picked = group[int(evt.index)]
+        self.s.pick(key, picked.id)
+        return {**self.redraw(key), **({} if seed_mode == "fixed" else {self.p.seed: picked.seed})}
 
     def goto(self, key: str, shown: Any, node_id: Any) -> dict[Any, Any]:
         if node_id is not None:
@@ -581,7 +584,8 @@ class Wiring:
         p.prev_branch.click(f(self.branch(-1)), [p.key, p.shown], views, api_name="ui_prev_branch", **nav)
         p.next_branch.click(f(self.branch(+1)), [p.key, p.shown], views, api_name="ui_next_branch", **nav)
         p.gallery.select(f(self.select_timeline), [p.key, p.shown], views, api_name="ui_select", **nav)
-        p.variants.select(f(self.select_variation), [p.key, p.shown], views, api_name="ui_pick", **nav)
+        p.variants.select(f(self.select_variation), [p.key, p.shown, p.seed_mode], [*views, p.seed],
+                          api_name="ui_pick", **nav)
         p.goto.input(f(self.goto), [p.key, p.shown, p.goto], views, api_name="ui_goto", **nav)
         p.cmp_a.input(f(self.compare), [p.key, p.cmp_a, p.cmp_b], [p.slider], api_name="ui_cmp_a", **nav)
         p.cmp_b.input(f(self.compare), [p.key, p.cmp_a, p.cmp_b], [p.slider], api_name="ui_cmp_b", **nav)

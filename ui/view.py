@@ -102,9 +102,16 @@ def variation_text(h: History, node: Node) -> str:
     if node.id not in group:
         return ""
     n, i = len(group), group.index(node.id) + 1
+    size, index = v.get("size"), v.get("index")
+    here = ""
+    if isinstance(size, int) and isinstance(index, int) and size > n:
+        # Fewer candidates here than were made (an import of one path holds only the picked one): say
+        # which of how many it was, not "1 of 1".
+        n, i = size, index + 1
+        here = f" ({'only this one' if len(group) == 1 else f'{len(group)} of them'} in this session)"
     total = v.get("seconds")
     took = f"{float(total):.2f} s for all {n}" if isinstance(total, (int, float)) else f"all {n}"
-    words = f" · **variation {i} of {n}**"
+    words = f" · **variation {i} of {n}**{here}"
     if v.get("batched") is False:
         note = v.get("note") or "the reason was not recorded"
         return words + f" · **made one after another** ({took}): {plain(note)}"
@@ -181,6 +188,7 @@ def snapshot(sessions: Sessions, key: str, h: History | None = None) -> Snapshot
         compare = (path(before), path(cur))
         ids = (before.id, cur.id)
     group = h.group()
+    group = group if len(group) > 1 else []  # one candidate here (an import of one path): nothing to pick
     return Snapshot(
         image=path(cur) if cur else None,
         gallery=[(sessions.store.public_path(key, n.image, thumbnail=True).as_posix(), caption(n)) for n in line],
