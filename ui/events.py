@@ -308,7 +308,12 @@ class Wiring:
                 yield last
                 last = update
             if last is not None:
-                yield {**last, **self.seed_restored(seed_before)}
+                # Stopped (no p.ran: see _turn): the choice is restored but still remembered. With this
+                # tab's own Stop, gradio drops this update (the event was cancelled) and runs `failed`,
+                # which must still find the choice to put it back; a Stop from another tab ends this
+                # event normally and this update is what the page gets.
+                stopped = p.ran not in last
+                yield {**last, **self.seed_restored(seed_before, forget=not stopped)}
         finally:
             self.active.discard(key)
 
@@ -364,10 +369,10 @@ class Wiring:
             # the Stop handler (this tab's or another's) says "Stopped" once.
             yield {**self.redraw(key), **self.idle()}
 
-    def seed_restored(self, before: Any) -> dict[Any, Any]:
+    def seed_restored(self, before: Any, forget: bool = True) -> dict[Any, Any]:
         """After an example's own turn: the seed mode (and a fixed seed) the visitor had before it."""
         mode, seed = before
-        return {self.p.seed_mode: mode, self.p.seed_before: None,
+        return {self.p.seed_mode: mode, **({self.p.seed_before: None} if forget else {}),
                 **({self.p.seed: seed} if mode == "fixed" else {})}
 
     def watch(self, key: str, shown: Any = None) -> dict[Any, Any]:
@@ -598,8 +603,9 @@ class Wiring:
         text helper, export, import, start over."""
         p, f, views = self.p, friendly, self.view_outputs
         nav = dict(queue=False, api_visibility="undocumented")
-        # The visitor chose a seed mode after an example set its own: that choice stays.
+        # The visitor chose a seed mode, or typed a seed, after an example set its own: that choice stays.
         p.seed_mode.input(lambda: None, None, [p.seed_before], queue=False, api_visibility="private")
+        p.seed.input(lambda: None, None, [p.seed_before], queue=False, api_visibility="private")
         for n, image, name in ((2, p.ref_image2, p.ref2_name), (3, p.ref_image3, p.ref3_name)):
             more_ref = image.upload(f(functools.partial(self.set_reference, slot=n)), [p.key, image],
                                     [name, p.ref_status],
