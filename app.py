@@ -318,7 +318,7 @@ def start_ray_pool(args, settings, branding, zerogpu):
     pool, engine = start_pool(settings.model, args.mode, settings.device, args.replicas, address=args.ray_address,
                               offload=settings.offload, preview=args.preview, loras=branding.loras,
                               name=args.pool_name)
-    atexit.register(stop_pool, pool.name)
+    atexit.register(stop_pool, pool.name, pool.owns_ray)
     clean_exit_on_sigterm()  # the workers are stopped by atexit
     return pool, engine
 

@@ -397,6 +397,7 @@ def test_variations_pick_undo_and_keys(served, browser, tmp_path):
     assert status(page).startswith("Step #4") and f"seed {seeds[2]}" in status(page)
     expect(cells(page).nth(2)).to_have_class(re.compile(r"\bselected\b"))
     expect(page.locator("#seed input")).to_have_value(str(seeds[2]))  # the box shows the picked one's seed
+    page.screenshot(path=str(ARTIFACTS / "browser-variations-picked.png"), full_page=True)
 
     variations(page, 1)
     page.fill("#prompt textarea", "from the third")

@@ -51,6 +51,8 @@ def test_the_front_plans_with_the_workers_rules_and_holds_no_model(pool):
     runner, engine = pool
     assert isinstance(engine, PoolEngine) and engine.model_id == "tiny" and engine.speed.label == "eager"
     assert runner.replicas == 2 and any("2 worker(s) ready" in m for m in runner.said)
+    # It started Ray, so at exit it takes the whole instance down (app.py: stop_pool(name, owns_ray)).
+    assert runner.owns_ray and runner.name == "kontext"
     with pytest.raises(RuntimeError, match="workers"):
         engine.edit(photo(), "x")
 

@@ -69,6 +69,7 @@ class RayPool:
     def __init__(self, handle: Any, replicas: int):
         self.handle = handle
         self.replicas = replicas
+        self.name, self.owns_ray = APP_NAME, False  # set by start_pool
         self._local = threading.local()
 
     @property
@@ -155,6 +156,7 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise UserError(f"--pool-name must be 1 to 64 letters, digits, - or _; got {name!r}")
     t0 = time.perf_counter()
+    owns_ray = not address and not _ray_running()  # this front starts Ray: it owns the whole instance
     gpus, replicas = _join_ray(address, device, replicas, cpus_per_replica, name, say)
     model = model or (REAL_MODEL_ID if gpus else TINY_ID)  # the workers' device decides, not the front's
     ask = f"{gpus} GPU" if gpus else f"{cpus_per_replica:g} CPU"
@@ -166,12 +168,12 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
         handle = serve.run(app, name=name, route_prefix=None)
     except RuntimeError:
         reason = _deploy_failure(serve, name)
-        stop_pool(name)
+        stop_pool(name, owns_ray)
         raise RuntimeError(f"the pool's workers could not start: {reason}") from None
     info = handle.describe.remote().result()
     say(f"pool: {replicas} worker(s) ready in {time.perf_counter() - t0:.1f} s")
     pool = RayPool(handle, replicas)
-    pool.name = name
+    pool.name, pool.owns_ray = name, owns_ray
     return pool, PoolEngine(info, replicas)
 
 
@@ -224,15 +226,25 @@ def worker_states(pool: RayPool, tries: int = 40) -> dict[int, dict[str, Any]]:
     return seen
 
 
-def stop_pool(name: str = APP_NAME) -> None:
-    """Remove this front's pool (its workers) and disconnect from Ray (a local instance stops)."""
+def stop_pool(name: str = APP_NAME, owns_ray: bool = False) -> None:
+    """Remove this front's pool (its workers) and disconnect from Ray. A Ray instance this front
+    started (`owns_ray`) goes down whole with ray.shutdown(), workers and Serve included, so Serve's delete,
+    which waits out each worker's graceful stop (2-5 s here), is skipped; on a cluster this front
+    joined, the pool is deleted and the cluster keeps running."""
     import ray
     from ray import serve
 
     try:
-        serve.delete(name)
+        if not owns_ray:
+            serve.delete(name)
     finally:
         ray.shutdown()
+
+
+def _ray_running() -> bool:
+    import ray
+
+    return ray.is_initialized()
 
 
 def _deploy_failure(serve: Any, name: str) -> str:
