@@ -309,20 +309,11 @@ class Engine:
         n = P.check_variations(variations)
         # 1. every value checked (LoRAs, mask, sizes, seed, guidance, steps), before the lock
         lora_items = self.lora.resolve(loras)
-        if mask is not None:
-            if image is None:
-                raise UserError("a masked edit needs a picture to edit: upload one first")
-            if width is not None:
-                raise UserError("a masked edit keeps the picture's size: leave width and height empty")
-            mask = check_mask(mask, image.size)
-            width, height = self.masked_size(image)
-        args = self.validate(image, prompt, seed, guidance, steps, width, height)
-        if n > 1:
-            args["seed"] = P.check_group_seed(P.new_group_seed(n) if seed is None else args["seed"], n)
-        w, h = args["width"], args["height"]
+        args, mask = self._checked(image, prompt, seed, guidance, steps, width, height, mask, n)
         auto_resize = self.profile.auto_resize and not fit_context
         # 2. the context at the size the pipeline will keep
-        context = None if image is None else self._context(image, w, h, mask is not None, auto_resize)
+        context = None if image is None else self._context(image, args["width"], args["height"], mask is not None,
+                                                           auto_resize)
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         # 3. one pipeline call at a time (the interrupt flag and the LoRAs live on the shared pipeline)
@@ -334,8 +325,30 @@ class Engine:
                 run = self._run(context, args, auto_resize, mask, on_step, cancel, count=n)
             else:
                 run = self._one_by_one(context, args, auto_resize, mask, on_step, cancel, n)
-        # 4. the result, with what the page and the PNG record about how it was made
+        return self._result(image, mask, args, run, used_loras, n)
+
+    def _checked(self, image: Image.Image | None, prompt: str, seed: int | None, guidance: float | None,
+                 steps: int | None, width: int | None, height: int | None, mask: Image.Image | None,
+                 n: int) -> tuple[dict[str, Any], Image.Image | None]:
+        """The call's values checked and completed (a masked edit keeps the picture's size; a group of
+        n takes seeds seed..seed+n-1), and the mask checked against the picture."""
+        if mask is not None:
+            if image is None:
+                raise UserError("a masked edit needs a picture to edit: upload one first")
+            if width is not None:
+                raise UserError("a masked edit keeps the picture's size: leave width and height empty")
+            mask = check_mask(mask, image.size)
+            width, height = self.masked_size(image)
+        args = self.validate(image, prompt, seed, guidance, steps, width, height)
+        if n > 1:
+            args["seed"] = P.check_group_seed(P.new_group_seed(n) if seed is None else args["seed"], n)
+        return args, mask
+
+    def _result(self, image: Image.Image | None, mask: Image.Image | None, args: dict[str, Any],
+                run: dict[str, Any], used_loras: list, n: int) -> EditResult:
+        """The pipeline's pictures as the result, with what the page and the PNG record about how it was made."""
         outs, extra = run["images"], {"speed": self.speed.label, **run["extra"]}
+        w, h = args["width"], args["height"]
         if used_loras:
             extra["loras"] = used_loras
         if mask is not None:
@@ -385,15 +398,6 @@ class Engine:
         import torch
 
         w, h = args["width"], args["height"]
-
-        def callback(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()  # before the VAE decode: a half-denoised image never leaves
-            if on_step is not None:
-                estimate = self._tap.take() if self._tap is not None else None
-                on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h, estimate, count=count))
-            return {}
-
         start = time.perf_counter()
         aot_before = (self.aot.calls, self.aot.fallbacks) if self.aot is not None else (0, 0)
         if self._tap is not None:  # keep x0 estimates only for a caller who watches the steps
@@ -416,7 +420,7 @@ class Engine:
                 max_sequence_length=self.profile.max_sequence_length,
                 num_images_per_prompt=count,
                 generator=generators[0] if count == 1 else generators,
-                callback_on_step_end=callback,
+                callback_on_step_end=self._step_callback(args, on_step, cancel, count),
             ).images
             oom = False
         except torch.OutOfMemoryError:
@@ -425,22 +429,50 @@ class Engine:
             if self._tap is not None:
                 self._tap.keep = False
                 self._tap.take()  # drop the last estimate's memory
-        if oom:
-            # Recover outside the except block: the exception holds references to big tensors.
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            many = f" for {count} variations at once: ask for fewer, or" if count > 1 else ":"
-            raise UserError(
-                f"out of GPU memory at {w}x{h}{many} choose a smaller output size or start the app with --offload model"
-            )
-        extra: dict[str, Any] = {}
-        if self.aot is not None:  # transformer calls that ran the compiled package (kontext/model/aot.py)
-            extra["compiled_calls"] = self.aot.calls - aot_before[0]
-            eager_calls = self.aot.fallbacks - aot_before[1]
-            if eager_calls:  # said on the step, also when it ran in another process (ZeroGPU, a pool worker)
-                extra["eager_calls"], extra["eager_cause"] = eager_calls, self.aot.cause
+        if oom:  # recovered outside the except block: the exception holds references to big tensors
+            self._out_of_memory(w, h, count)
+        extra = self._aot_counts(aot_before)
         return {"images": list(out), "seconds": time.perf_counter() - start, "extra": extra}
+
+    def _step_callback(self, args: dict[str, Any], on_step: Callable[[StepEvent], None] | None,
+                       cancel: threading.Event | None, count: int) -> Callable[..., dict]:
+        """The pipeline's step-end callback: Stop before the next step, and the step's event."""
+        w, h = args["width"], args["height"]
+
+        def callback(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()  # before the VAE decode: a half-denoised image never leaves
+            if on_step is not None:
+                estimate = self._tap.take() if self._tap is not None else None
+                on_step(StepEvent(i + 1, args["steps"], kwargs["latents"], w, h, estimate, count=count))
+            return {}
+
+        return callback
+
+    @staticmethod
+    def _out_of_memory(w: int, h: int, count: int) -> None:
+        """Free what the failed call held and say what to change, in words."""
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        many = f" for {count} variations at once: ask for fewer, or" if count > 1 else ":"
+        raise UserError(
+            f"out of GPU memory at {w}x{h}{many} choose a smaller output size or start the app with --offload model"
+        )
+
+    def _aot_counts(self, before: tuple[int, int]) -> dict[str, Any]:
+        """Transformer calls that ran the compiled package (kontext/model/aot.py) since `before`, and
+        the eager ones with their cause: said on the step, also when it ran in another process
+        (ZeroGPU, a pool worker)."""
+        if self.aot is None:
+            return {}
+        extra: dict[str, Any] = {"compiled_calls": self.aot.calls - before[0]}
+        eager_calls = self.aot.fallbacks - before[1]
+        if eager_calls:
+            extra["eager_calls"], extra["eager_cause"] = eager_calls, self.aot.cause
+        return extra
 
 
 def _merge_offload(speed: SpeedOptions | None, offload: str) -> SpeedOptions:

@@ -117,64 +117,69 @@ class Running(Planning):
                cancel: threading.Event | None = None) -> tuple[History, Node]:
         """Store the finished turn's PNG (each candidate's, for variations) and add its step (the
         candidates as sibling steps, the first one current) to the latest history, under the lock."""
-        parent_id = turn.parent
         pictures = result.candidates or (result.image,)
-        n = len(pictures)
-        node = Node(
-            id=0, parent=parent_id, kind="edit" if turn.request.context is not None else "text", image="",
-            prompt=turn.request.prompt, seed=result.seed, guidance=result.guidance,
-            steps=result.steps, width=result.width, height=result.height, model=result.model,
-            seconds=round(result.seconds / n, 3), created=time.time(), extra={**result.extra, **turn.extra},
-        )
         if cancel is not None and cancel.is_set():
             raise Cancelled()  # stopped after the last step: still never committed
-
-        def group(first: int) -> list[Node]:
-            """The steps with ids from `first` on: candidate i has seed + i and knows its group."""
-            if n == 1:
-                return [replace(node, id=first)]
-            record = {"size": n, "first": first, "batched": turn.request.batched,
-                      "seconds": round(result.seconds, 3)}
-            if turn.request.batch_note:
-                record["note"] = turn.request.batch_note
-            return [replace(node, id=first + i, seed=result.seed + i,
-                            extra={**node.extra, "variations": {**record, "index": i}}) for i in range(n)]
-
         # Encode the PNGs outside the lock (it can take a while at 1 MP) with the ids the steps will
         # most likely get; re-encode under the lock only if another turn landed meanwhile.
-        nodes = group(self.history(key).next_id())
-        # Stored uncompressed: the turn waits for this write; compression follows it (_compact).
-        pngs = [metadata.stored_png_bytes(p, step_dict(x, self.engine))
-                for p, x in zip(pictures, nodes, strict=True)]
+        nodes = self._steps(turn, result, self.history(key).next_id())
+        pngs = self._pngs(pictures, nodes)
         self.make_room(key, sum(map(len, pngs)))
         with self._lock(key):
             latest = self._load(key)
             # The parent must still be the picture this edit started from: after "start over" or
             # an import, ids restart and the same number can name another image.
-            if parent_id is not None and (parent_id not in latest.nodes
-                                          or latest.nodes[parent_id].image != turn.parent_image):
+            parent = turn.parent
+            if parent is not None and (parent not in latest.nodes or latest.nodes[parent].image != turn.parent_image):
                 raise UserError("the step this edit started from is gone (the session was cleared "
                                  "meanwhile); nothing was added")
-            latest.check_room(n)
+            latest.check_room(len(nodes))
             if latest.next_id() != nodes[0].id:
-                nodes = group(latest.next_id())
-                pngs = [metadata.stored_png_bytes(p, step_dict(x, self.engine))
-                for p, x in zip(pictures, nodes, strict=True)]
+                nodes = self._steps(turn, result, latest.next_id())
+                pngs = self._pngs(pictures, nodes)
             if cancel is not None and cancel.is_set():
                 raise Cancelled()  # Stop pressed while the PNG was encoded: still nothing committed
-            names: list[str] = []
-            try:
-                h = latest
-                for png, x in zip(pngs, nodes, strict=True):
-                    names.append(self.store.save_image(key, png))
-                    h = h.add(replace(x, image=names[-1]), parent=parent_id)
-                committed = self._commit(key, h.jump(nodes[0].id) if n > 1 else h)
-            except BaseException:
-                self.store.discard_images(key, names)
-                raise
+            names, committed = self._add_steps(key, latest, nodes, pngs, parent)
         for name, x, picture in zip(names, nodes, pictures, strict=True):
             self._after_commit(key, name, x, picture)
         return committed, committed.current_node
+
+    @staticmethod
+    def _steps(turn: Turn, result: EditResult, first: int) -> list[Node]:
+        """The turn's steps with ids from `first` on: one, or a candidate each (seed + i, knowing its group)."""
+        n = len(result.candidates or (result.image,))
+        node = Node(
+            id=first, parent=turn.parent, kind="edit" if turn.request.context is not None else "text", image="",
+            prompt=turn.request.prompt, seed=result.seed, guidance=result.guidance,
+            steps=result.steps, width=result.width, height=result.height, model=result.model,
+            seconds=round(result.seconds / n, 3), created=time.time(), extra={**result.extra, **turn.extra},
+        )
+        if n == 1:
+            return [node]
+        record = {"size": n, "first": first, "batched": turn.request.batched, "seconds": round(result.seconds, 3)}
+        if turn.request.batch_note:
+            record["note"] = turn.request.batch_note
+        return [replace(node, id=first + i, seed=result.seed + i,
+                        extra={**node.extra, "variations": {**record, "index": i}}) for i in range(n)]
+
+    def _pngs(self, pictures: tuple[Image.Image, ...], nodes: list[Node]) -> list[bytes]:
+        """Each step's PNG, stored uncompressed: the turn waits for this write; compression follows it."""
+        return [metadata.stored_png_bytes(p, step_dict(x, self.engine)) for p, x in zip(pictures, nodes, strict=True)]
+
+    def _add_steps(self, key: str, latest: History, nodes: list[Node], pngs: list[bytes],
+                   parent: int | None) -> tuple[list[str], History]:
+        """Save the pictures and commit the steps (a group's first one current); on a failure the
+        pictures saved so far are removed again. Under the session's lock."""
+        names: list[str] = []
+        try:
+            h = latest
+            for png, x in zip(pngs, nodes, strict=True):
+                names.append(self.store.save_image(key, png))
+                h = h.add(replace(x, image=names[-1]), parent=parent)
+            return names, self._commit(key, h.jump(nodes[0].id) if len(nodes) > 1 else h)
+        except BaseException:
+            self.store.discard_images(key, names)
+            raise
 
     def _after_commit(self, key: str, name: str, node: Node, image: Image.Image) -> None:
         """What the turn's answer needs from the picture in memory (its timeline thumbnail; the next

@@ -103,11 +103,8 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
     export = reader.export
     check_loras(export.nodes, getattr(getattr(engine, "lora", None), "presets", {}))
     waiting = Counter(n.parent for n in export.nodes)  # children still to run, per step
-    batches = Counter(b for b in map(_batch_key, export.nodes) if b is not None)  # candidates still to take
-    made: dict[tuple, tuple[tuple[Image.Image, ...], float]] = {}  # a batch's pictures and seconds, until
-    # the last of its candidates in the export is taken
+    remake = _Remaker(reader, engine)
     outputs: dict[int, Image.Image] = {}
-    references: dict[str, Image.Image] = {}
     rows = []
     for node in export.nodes:
         data, recorded = reader.png(node)
@@ -116,41 +113,7 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
             image, identical, diff = recorded, None, None
             file.write_bytes(data)  # the source as recorded, so the folder holds the whole chain
         else:
-            context = None if node.parent is None else outputs[node.parent]
-            ref = node.extra.get("reference")
-            if ref is not None and context is not None and ref not in references:
-                references[ref] = reader.reference(ref)[1]  # read (and counted) once per export
-            mask_name = node.extra.get("mask")
-            for name in attached_images(node.extra):  # the other references and the mask
-                if name not in references:
-                    references[name] = reader.reference(name)[1]
-            more = tuple(references[r] for r in node.extra.get("more_references") or ())
-            batch = _batch_key(node)
-            group = node.extra["variations"] if batch is not None else {"size": 1, "index": 0}
-            size, index = group["size"], group["index"]
-            try:
-                # The app's own rule for a step (kontext.model.turns.plan_step), with the recorded values.
-                req = plan_step(engine, context, node.prompt, seed=node.seed - index, guidance=node.guidance,
-                                steps=node.steps, width=node.width, height=node.height,
-                                reference=references.get(ref) if context is not None else None,
-                                draft=bool(node.extra.get("draft")),
-                                mask=references[mask_name].convert("L") if mask_name is not None else None,
-                                loras=recorded_loras(node.extra.get("loras")),
-                                more_references=more if context is not None else (), variations=size)
-                if batch is None:
-                    result = run_turn(engine, req)
-                    image, seconds = result.image, result.seconds
-                else:
-                    if batch not in made:
-                        result = run_turn(engine, _as_recorded(req))
-                        made[batch] = result.candidates, result.seconds
-                    pictures, seconds = made[batch]
-                    image = pictures[index]
-                    batches[batch] -= 1
-                    if not batches[batch]:
-                        del made[batch]  # every candidate of it the export holds is taken
-            except UserError as e:
-                raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None
+            image, seconds = remake(node, None if node.parent is None else outputs[node.parent])
             again = replace(node, model=engine.model_id, seconds=round(seconds, 3), created=time.time(),
                             extra={**node.extra, "replay_of_sha256": export.sha256[node.id]})
             file.write_bytes(png_bytes(image, step_dict(again, engine)))
@@ -166,6 +129,54 @@ def replay(reader: ExportReader, engine: Any, out_dir: Path,
         if on_row is not None:
             on_row(row)
     return rows
+
+
+class _Remaker:
+    """Makes a recorded step again from its parent's picture: its references and mask read once per
+    export, and a batch of variations run once for all of its candidates the export holds."""
+
+    def __init__(self, reader: ExportReader, engine: Any):
+        self.reader, self.engine = reader, engine
+        self.references: dict[str, Image.Image] = {}
+        self.batches = Counter(b for b in map(_batch_key, reader.export.nodes) if b is not None)  # still to take
+        # a batch's pictures and seconds, until the last of its candidates in the export is taken
+        self.made: dict[tuple, tuple[tuple[Image.Image, ...], float]] = {}
+
+    def __call__(self, node: Node, context: Image.Image | None) -> tuple[Image.Image, float]:
+        batch = _batch_key(node)
+        group = node.extra["variations"] if batch is not None else {"size": 1, "index": 0}
+        try:
+            req = self._request(node, context, group["size"], group["index"])
+            if batch is None:
+                result = run_turn(self.engine, req)
+                return result.image, result.seconds
+            if batch not in self.made:
+                result = run_turn(self.engine, _as_recorded(req))
+                self.made[batch] = result.candidates, result.seconds
+            pictures, seconds = self.made[batch]
+            self.batches[batch] -= 1
+            if not self.batches[batch]:
+                del self.made[batch]  # every candidate of it the export holds is taken
+            return pictures[group["index"]], seconds
+        except UserError as e:
+            raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None
+
+    def _request(self, node: Node, context: Image.Image | None, size: int, index: int) -> TurnRequest:
+        """The app's own rule for a step (kontext.model.turns.plan_step), with the recorded values; a
+        candidate's call is its group's (the first seed, all of them)."""
+        ref = node.extra.get("reference")
+        mask_name = node.extra.get("mask")
+        for name in attached_images(node.extra):  # the references and the mask
+            if name not in self.references:
+                self.references[name] = self.reader.reference(name)[1]  # read (and counted) once per export
+        more = tuple(self.references[r] for r in node.extra.get("more_references") or ())
+        return plan_step(self.engine, context, node.prompt, seed=node.seed - index, guidance=node.guidance,
+                         steps=node.steps, width=node.width, height=node.height,
+                         reference=self.references.get(ref) if context is not None else None,
+                         draft=bool(node.extra.get("draft")),
+                         mask=self.references[mask_name].convert("L") if mask_name is not None else None,
+                         loras=recorded_loras(node.extra.get("loras")),
+                         more_references=more if context is not None else (), variations=size)
 
 
 def _batch_key(node: Node) -> tuple[int | None, int] | None:
