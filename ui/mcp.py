@@ -84,7 +84,6 @@ def adapt() -> bool:
     """Install the fix on gradio's MCP server class (once). False if this gradio has no MCP server
     or its methods are not the ones this module knows; the tools then work with gradio's output."""
     try:
-        from anyio.to_thread import run_sync
         from gradio.mcp import GradioMCPServer
     except ImportError:
         return False
@@ -97,60 +96,68 @@ def adapt() -> bool:
             "get_block_fn_from_endpoint_name")):
         log.warning("gradio's MCP server has changed: tool results are sent as gradio makes them")
         return False
-
-    async def _execute_tool_without_progress(self: Any, job: Any) -> list[Any]:
-        result = await run_sync(job.result)
-        # gradio_client returns a tuple for several outputs and the bare value for one.
-        return list(result) if isinstance(result, tuple) else [result]
-
-    async def _execute_tool_with_progress(self: Any, job: Any, progress_token: str | int) -> list[Any]:
-        """Progress notifications with the step count (gradio sends a running count and no total)."""
-        context = self.mcp_server.request_context
-        last: float | None = None
-        output: Any = None
-        async for update in job:
-            if update.type == "status":
-                progress, total = progress_of(update, last)
-                if progress is None:
-                    continue
-                await context.session.send_progress_notification(
-                    progress_token=progress_token, progress=progress, total=total,
-                    message=self._format_progress_message(update), related_request_id=str(context.request_id))
-                last = progress
-            elif update.type == "output" and update.final:
-                output = update.outputs
-                if not update.success:
-                    raise RuntimeError(": ".join(str(x) for x in (output.get("title"), output.get("error")) if x)
-                                       or "Error!")
-        if job.exception():
-            raise job.exception()
-        return output["data"]
-
-    def postprocess_output_data(self: Any, data: Any, root_url: str) -> Any:
-        items = post(self, as_outputs(list(data)), root_url)
-        public = getattr(self.blocks, "kontext_public", None)
-        if public is not None:  # links by public name (ui/public.py), never the server's paths
-            for item in items:
-                if getattr(item, "type", None) == "text" and "/gradio_api/file=" in item.text:
-                    label, sep, url = item.text.rpartition(": ")
-                    item.text = f"{label}{sep}{public_link(url, Path(public).resolve())}"
-        return items
-
-    def get_tool_to_endpoint(self: Any) -> dict[str, str]:
-        """gradio's tool names, with those tool() set: renamed in place, or left out."""
-        named: dict[str, str] = {}
-        for name, endpoint in tools(self).items():
-            block_fn = self.get_block_fn_from_endpoint_name(endpoint)
-            fn = getattr(block_fn, "fn", None)
-            if not hasattr(fn, "_kontext_tool"):
-                named.setdefault(name, endpoint)
-            elif fn._kontext_tool:
-                named[self.tool_prefix + fn._kontext_tool] = endpoint
-        return named
-
-    GradioMCPServer.get_tool_to_endpoint = get_tool_to_endpoint
+    GradioMCPServer._kontext_gradio_post, GradioMCPServer._kontext_gradio_tools = post, tools
+    GradioMCPServer.get_tool_to_endpoint = _get_tool_to_endpoint
     GradioMCPServer._execute_tool_without_progress = _execute_tool_without_progress
     GradioMCPServer._execute_tool_with_progress = _execute_tool_with_progress
-    GradioMCPServer.postprocess_output_data = postprocess_output_data
+    GradioMCPServer.postprocess_output_data = _postprocess_output_data
     GradioMCPServer._kontext_adapted = True
     return True
+
+
+# The methods adapt() puts on gradio's MCP server class (`self` is the server).
+
+async def _execute_tool_without_progress(self: Any, job: Any) -> list[Any]:
+    from anyio.to_thread import run_sync
+
+    result = await run_sync(job.result)
+    # gradio_client returns a tuple for several outputs and the bare value for one.
+    return list(result) if isinstance(result, tuple) else [result]
+
+
+async def _execute_tool_with_progress(self: Any, job: Any, progress_token: str | int) -> list[Any]:
+    """Progress notifications with the step count (gradio sends a running count and no total)."""
+    context = self.mcp_server.request_context
+    last: float | None = None
+    output: Any = None
+    async for update in job:
+        if update.type == "status":
+            progress, total = progress_of(update, last)
+            if progress is None:
+                continue
+            await context.session.send_progress_notification(
+                progress_token=progress_token, progress=progress, total=total,
+                message=self._format_progress_message(update), related_request_id=str(context.request_id))
+            last = progress
+        elif update.type == "output" and update.final:
+            output = update.outputs
+            if not update.success:
+                raise RuntimeError(": ".join(str(x) for x in (output.get("title"), output.get("error")) if x)
+                                   or "Error!")
+    if job.exception():
+        raise job.exception()
+    return output["data"]
+
+
+def _postprocess_output_data(self: Any, data: Any, root_url: str) -> Any:
+    items = self._kontext_gradio_post(as_outputs(list(data)), root_url)
+    public = getattr(self.blocks, "kontext_public", None)
+    if public is not None:  # links by public name (ui/public.py), never the server's paths
+        for item in items:
+            if getattr(item, "type", None) == "text" and "/gradio_api/file=" in item.text:
+                label, sep, url = item.text.rpartition(": ")
+                item.text = f"{label}{sep}{public_link(url, Path(public).resolve())}"
+    return items
+
+
+def _get_tool_to_endpoint(self: Any) -> dict[str, str]:
+    """gradio's tool names, with those tool() set: renamed in place, or left out."""
+    named: dict[str, str] = {}
+    for name, endpoint in self._kontext_gradio_tools().items():
+        block_fn = self.get_block_fn_from_endpoint_name(endpoint)
+        fn = getattr(block_fn, "fn", None)
+        if not hasattr(fn, "_kontext_tool"):
+            named.setdefault(name, endpoint)
+        elif fn._kontext_tool:
+            named[self.tool_prefix + fn._kontext_tool] = endpoint
+    return named
