@@ -7,6 +7,8 @@ here are hidden: they only give the endpoints typed inputs and file outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -198,66 +200,79 @@ class Api:
 
     def wire(self) -> None:
         """Create the hidden components and register each endpoint under its name."""
-        with gr.Column(visible=False):
-            key = gr.Textbox(label="session")
-            text = gr.Textbox(label="prompt")
-            mode = gr.Textbox(label="seed_mode", value="random")
-            nums = [gr.Number(label=n, value=0) for n in ("seed", "guidance", "steps", "width", "height")]
-            step = gr.Number(label="step", value=0)
-            image_in = gr.Image(label="image", type="filepath", format="png", image_mode=None)
-            reference_in = gr.Image(label="reference", type="filepath", format="png", image_mode=None)
-            draft_in = gr.Checkbox(label="draft", value=False)
-            loras_in = gr.Textbox(label="loras", value="")
-            reference2_in = gr.Image(label="reference_2", type="filepath", format="png", image_mode=None)
-            reference3_in = gr.Image(label="reference_3", type="filepath", format="png", image_mode=None)
-            roles_in = gr.Textbox(label="roles", value="")
-            mask_in = gr.Image(label="mask", type="filepath", format="png", image_mode=None)
-            variations_in = gr.Number(label="variations", value=1)  # kontext checks it (no gradio bounds)
-            image_out = gr.Image(label="image", type="filepath", format="png")
-            candidates_out = gr.Gallery(label="candidates", type="filepath", format="png")
-            info = gr.JSON(label="history")
-            scope = gr.Textbox(label="scope", value="path")
-            zip_in = gr.File(label="file", file_types=[".zip"])
-            files_out = gr.File(label="files", file_count="multiple")
-            trigger = gr.Button()
-        pair = [image_out, info]
-        common = dict(api_visibility="public", queue=False)
+        c = self._components()
         q = self.s.queue  # turns wait in kontext's TurnQueue (see ui/events.py)
+        common = dict(api_visibility="public", queue=False)
         gpu = dict(api_visibility="public", concurrency_id="gpu", concurrency_limit=q.slots + q.max_waiting + 1)
         texts = apidoc.docs(self.s.engine.profile)
 
         def f(method: Any) -> Any:  # errors in plain words, and the text clients read
             return apidoc.describe(friendly(method), texts[method.__name__])
-        trigger.click(f(self.new_session), None, key, api_name="new_session", **common)
+
+        self._wire_turns(c, f, common, gpu)
+        self._wire_steps(c, f, common)
+        self._wire_files_and_links(c, f, common)
+
+    @staticmethod
+    def _components() -> SimpleNamespace:
+        """The endpoints' inputs and outputs: hidden components, named as clients see them."""
+        with gr.Column(visible=False):
+            def image(label: str) -> gr.Image:
+                return gr.Image(label=label, type="filepath", format="png", image_mode=None)
+
+            c = SimpleNamespace(
+                key=gr.Textbox(label="session"), text=gr.Textbox(label="prompt"),
+                mode=gr.Textbox(label="seed_mode", value="random"),
+                nums=[gr.Number(label=n, value=0) for n in ("seed", "guidance", "steps", "width", "height")],
+                step=gr.Number(label="step", value=0), image_in=image("image"), reference_in=image("reference"),
+                draft_in=gr.Checkbox(label="draft", value=False), loras_in=gr.Textbox(label="loras", value=""),
+                reference2_in=image("reference_2"), reference3_in=image("reference_3"),
+                roles_in=gr.Textbox(label="roles", value=""), mask_in=image("mask"),
+                variations_in=gr.Number(label="variations", value=1),  # kontext checks it (no gradio bounds)
+                image_out=gr.Image(label="image", type="filepath", format="png"),
+                candidates_out=gr.Gallery(label="candidates", type="filepath", format="png"),
+                info=gr.JSON(label="history"), scope=gr.Textbox(label="scope", value="path"),
+                zip_in=gr.File(label="file", file_types=[".zip"]),
+                files_out=gr.File(label="files", file_count="multiple"), trigger=gr.Button())
+        c.pair = [c.image_out, c.info]
+        return c
+
+    def _wire_turns(self, c: SimpleNamespace, f: Callable, common: dict, gpu: dict) -> None:
+        """A session, its upload, and the endpoints that run the model."""
+        c.trigger.click(f(self.new_session), None, c.key, api_name="new_session", **common)
         # preprocess=False: images reach kontext.core.images as uploaded (see ui/events.py).
-        trigger.click(f(self.upload), [key, image_in], pair, api_name="upload", preprocess=False, **common)
-        edit_in = [key, text, mode, *nums, reference_in, draft_in, loras_in, reference2_in, reference3_in, roles_in,
-                   mask_in, variations_in]  # new inputs go last: gradio_client fills the defaults of those left out
-        trigger.click(mcp.tool(f(self.edit), None), edit_in, pair, api_name="edit", preprocess=False, **gpu)
+        c.trigger.click(f(self.upload), [c.key, c.image_in], c.pair, api_name="upload", preprocess=False, **common)
+        edit_in = [c.key, c.text, c.mode, *c.nums, c.reference_in, c.draft_in, c.loras_in, c.reference2_in,
+                   c.reference3_in, c.roles_in, c.mask_in, c.variations_in]
+        # (new inputs go last: gradio_client fills the defaults of those left out)
+        c.trigger.click(mcp.tool(f(self.edit), None), edit_in, c.pair, api_name="edit", preprocess=False, **gpu)
         # MCP's edit tool: every candidate as an image item (ui/mcp.py names the tools).
-        trigger.click(mcp.tool(f(self.edit_variations), "edit"), edit_in, [candidates_out, info],
-                      api_name="edit_variations", preprocess=False, **gpu)
-        trigger.click(f(self.refine), [key], pair, api_name="refine", **gpu)
-        trigger.click(f(self.reroll), [key], pair, api_name="reroll", **gpu)
-        trigger.click(f(self.combine), [key], pair, api_name="combine", **gpu)
-        trigger.click(f(self.reanchor), [key], pair, api_name="reanchor", **gpu)
-        trigger.click(f(self.undo), [key], pair, api_name="undo", **common)
-        trigger.click(f(self.redo), [key], pair, api_name="redo", **common)
-        trigger.click(f(self.jump), [key, step], pair, api_name="jump", **common)
-        trigger.click(f(self.pick), [key, step], pair, api_name="pick", **common)
-        trigger.click(f(self.branch), [key, step], pair, api_name="branch", **common)
-        trigger.click(f(self.history), [key], info, api_name="history", **common)
-        trigger.click(f(self.drift), [key], info, api_name="drift", **common)
-        trigger.click(f(self.step_image), [key, step], image_out, api_name="step_image", **common)
-        trigger.click(f(self.export), [key, scope], files_out, api_name="export", concurrency_id="files",
-                      api_visibility="public")
-        trigger.click(f(self.import_zip), [key, zip_in], pair, api_name="import_zip", concurrency_id="files",
-                      api_visibility="public")
-        trigger.click(f(self.clear), [key], info, api_name="clear", **common)
-        trigger.click(f(self.stop), [key], info, api_name="stop", **common)
+        c.trigger.click(mcp.tool(f(self.edit_variations), "edit"), edit_in, [c.candidates_out, c.info],
+                        api_name="edit_variations", preprocess=False, **gpu)
+        for method in (self.refine, self.reroll, self.combine, self.reanchor):
+            c.trigger.click(f(method), [c.key], c.pair, api_name=method.__name__, **gpu)
+
+    def _wire_steps(self, c: SimpleNamespace, f: Callable, common: dict) -> None:
+        """Moving through the history and reading it: no model."""
+        for method in (self.undo, self.redo):
+            c.trigger.click(f(method), [c.key], c.pair, api_name=method.__name__, **common)
+        for method in (self.jump, self.pick, self.branch):
+            c.trigger.click(f(method), [c.key, c.step], c.pair, api_name=method.__name__, **common)
+        for method in (self.history, self.drift):
+            c.trigger.click(f(method), [c.key], c.info, api_name=method.__name__, **common)
+        c.trigger.click(f(self.step_image), [c.key, c.step], c.image_out, api_name="step_image", **common)
+
+    def _wire_files_and_links(self, c: SimpleNamespace, f: Callable, common: dict) -> None:
+        """Export and import, clear and stop, and share links."""
+        c.trigger.click(f(self.export), [c.key, c.scope], c.files_out, api_name="export", concurrency_id="files",
+                        api_visibility="public")
+        c.trigger.click(f(self.import_zip), [c.key, c.zip_in], c.pair, api_name="import_zip",
+                        concurrency_id="files", api_visibility="public")
+        c.trigger.click(f(self.clear), [c.key], c.info, api_name="clear", **common)
+        c.trigger.click(f(self.stop), [c.key], c.info, api_name="stop", **common)
         names_in = gr.Checkbox(label="names", value=False, visible=False)
         live_in = gr.Checkbox(label="live", value=False, visible=False)
-        trigger.click(f(self.share), [key, names_in, live_in], info, api_name="share", **common)
-        trigger.click(f(self.unshare), [key], info, api_name="unshare", **common)
+        c.trigger.click(f(self.share), [c.key, names_in, live_in], c.info, api_name="share", **common)
+        c.trigger.click(f(self.unshare), [c.key], c.info, api_name="unshare", **common)
         token = gr.Textbox(label="token", visible=False)
-        trigger.click(f(self.shared_history), [token], info, api_name="shared_history", **common)
+        c.trigger.click(f(self.shared_history), [token], c.info, api_name="shared_history", **common)
