@@ -86,6 +86,28 @@ def hold_edits(engine: Any, step: int = 1) -> Iterator[Gate]:
         del engine.edit
 
 
+@contextmanager
+def held_call(engine: Any, call: Any) -> Iterator[dict[str, Any]]:
+    """`call()` in a thread of its own while every edit on `engine` is held: the block runs once an
+    edit is held (to stop it, say); after it the thread is joined and the dict holds what the call
+    returned ("result") or raised ("error")."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = call()
+        except Exception as e:  # noqa: BLE001 - the caller checks it
+            out["error"] = e
+
+    with hold_edits(engine) as gate:
+        thread = threading.Thread(target=run)
+        thread.start()
+        gate.wait_reached()
+        yield out
+        thread.join(WAIT_S)
+    assert not thread.is_alive(), "the held call did not end"
+
+
 def wait_until(condition: Any, timeout: float = WAIT_S, what: str = "the condition") -> None:
     """Wait until `condition()` holds (checked every 10 ms), for state that has no event to wait on,
     such as a gradio_client job learning its event id from the server."""

@@ -4,9 +4,7 @@ last update and runs the failure handler, which may read the seed state after th
 has already answered on the server, so the choice must still be there for it (a CI run left the page
 on "fixed" when it was not)."""
 
-import threading
-
-from gates import WAIT_S, hold_edits
+from gates import held_call
 from kontext.files.store import Store
 from kontext.hosting.config import Settings
 from kontext.sessions.session import Sessions
@@ -48,15 +46,9 @@ def test_a_stopped_example_turn_gives_the_choice_back_and_keeps_it_for_the_failu
                                                                                          photo):
     sessions, demo, key = page_of(engine, tmp_path, photo)
     mode, before = seed_outputs(handler(demo, "ui_edit"))
-    updates: list = []
-    with hold_edits(engine) as gate:
-        turn = threading.Thread(target=lambda: updates.extend(example_turn(demo, key)))
-        turn.start()
-        gate.wait_reached()
+    with held_call(engine, lambda: list(example_turn(demo, key))) as out:
         sessions.stop(key)  # the Stop handler's own call
-        turn.join(WAIT_S)
-    assert not turn.is_alive()
-    last = updates[-1]
+    last = out["result"][-1]
     assert last[mode] == "random" and before not in last  # given back, still remembered
     assert len(sessions.history(key).nodes) == 1  # stopped: nothing stored
     # The failure handler, as the page calls it after its own Stop: it reads the radio as the page still

@@ -320,25 +320,13 @@ def test_draft_then_refine(sessions, monkeypatch):
 def test_stop_ends_the_sessions_turn_however_it_was_started(sessions, photo):
     """One record of running turns: a turn started without a cancel flag of its own (as the CLI, the
     API or MCP start it) is stopped by `stop(key)` from anywhere, and commits nothing."""
-    from gates import hold_edits
+    from gates import held_call
 
     key = started(sessions, photo)
     assert sessions.stop(key) is False  # nothing runs
-    out = {}
-
-    def run():
-        try:
-            sessions.edit(key, "held", FAST)
-        except Exception as e:  # noqa: BLE001 - checked below
-            out["error"] = e
-
-    with hold_edits(sessions.engine) as gate:
-        t = threading.Thread(target=run)
-        t.start()
-        gate.wait_reached()
+    with held_call(sessions.engine, lambda: sessions.edit(key, "held", FAST)) as out:
         assert sessions.queue.has_turn(key)
         assert sessions.stop(key) is True
-        t.join(120)
     assert isinstance(out["error"], Cancelled)
     assert len(sessions.history(key)) == 1 and not sessions.queue.has_turn(key)
     assert sessions.stop(key) is False

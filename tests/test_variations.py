@@ -137,24 +137,13 @@ def test_stop_during_a_group_stores_nothing(sessions, photo, way, request):
 
 
 def test_sessions_stop_ends_a_group_that_runs(sessions, photo):
-    from gates import hold_edits
+    from gates import held_call
 
     key = started(sessions, photo)
     before, stored = sessions.history(key).to_dict(), files(sessions, key)
-    out = {}
-
-    def run():
-        try:
-            sessions.edit(key, "held", opts(n=4))  # no cancel flag of its own: as the API starts it
-        except Exception as e:  # noqa: BLE001 - checked below
-            out["error"] = e
-
-    with hold_edits(sessions.engine) as gate:
-        t = threading.Thread(target=run)
-        t.start()
-        gate.wait_reached()
+    # no cancel flag of its own: as the API starts it
+    with held_call(sessions.engine, lambda: sessions.edit(key, "held", opts(n=4))) as out:
         assert sessions.stop(key) is True
-        t.join(120)
     assert isinstance(out["error"], Cancelled)
     assert sessions.history(key).to_dict() == before and files(sessions, key) == stored
 
