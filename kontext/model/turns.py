@@ -212,9 +212,10 @@ def stream(run: Callable[[Callable[[Progress], None], threading.Event], Any],
                 # Only the newest progress matters, so the UI never lags behind the run; it is sent
                 # before a result that arrived in the same batch, so every turn reports progress.
                 last = progress[-1]
-                if last.preview is None:
+                if last.preview is None or not last.previews:  # the newest previews of the batch, if any
                     preview = next((x.preview for x in reversed(progress) if x.preview is not None), None)
-                    last = Progress(last.step, last.total, preview, last.waiting, last.previews)
+                    previews = next((x.previews for x in reversed(progress) if x.previews), ())
+                    last = Progress(last.step, last.total, preview, last.waiting, previews)
                 yield last
             if done is not None:
                 yield done
