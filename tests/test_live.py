@@ -91,8 +91,8 @@ def test_the_room_works_out_one_frame_per_change_for_all_viewers(sessions, photo
         viewers = [[] for _ in range(3)]
         running = [asyncio.Event() for _ in viewers]
         tasks = [asyncio.create_task(watch(v, r)) for v, r in zip(viewers, running, strict=True)]
-        while sessions.changes._followed.get(key, 0) < 3:
-            await asyncio.sleep(0)  # the streams open (each draws what it shows first)
+        while sessions.changes._followed.get(key, 0) < 3 or not all(viewers):
+            await asyncio.sleep(0.01)  # the streams open, each with what it shows first (drawn in a thread)
         draws.clear()
         with hold_edits(sessions.engine) as gate:  # the edit waits at step 1 until every viewer saw it
             edit = asyncio.create_task(asyncio.to_thread(sessions.edit, key, "make it blue", FAST, preview_every=1))
@@ -114,3 +114,37 @@ def test_the_room_works_out_one_frame_per_change_for_all_viewers(sessions, photo
         assert frames[1]["canvas"].endswith(".png")  # the preview, a file all viewers load
     assert 1 <= len(draws) <= 2 and set(draws) == {2}
     assert not sessions.changes.followed(key)  # the streams ended with the viewers
+
+
+def test_a_running_turn_shows_only_to_its_trees_viewers_with_its_own_preview_files(sessions, photo):
+    """A session can hold several pictures; a link shares one tree. A turn on another picture (or a
+    new one from text) is not shown to the link's viewers, and a later turn's previews never reuse an
+    earlier turn's files."""
+    from PIL import Image
+
+    from ui import live
+
+    key = sessions.new()
+    sessions.upload(key, photo)  # the shared tree: root 1
+    sessions.changes.follow(key)
+    roots = []
+    sessions.changes.listen(lambda k, change: roots.append(change.root) if change.kind == "progress" else None)
+    sessions.edit(key, "on the shared picture", FAST, preview_every=1)
+    sessions.upload(key, photo)  # another picture: root 3
+    sessions.edit(key, "on the other picture", FAST, preview_every=1)
+    sessions.edit(key, "a new picture from text", FAST, parent=None, preview_every=1)
+    assert roots == [1, 1, 3, 3, None, None]
+
+    token = sessions.share(key, live=True).token
+    p = SimpleNamespace(message="message", status="status", canvas="canvas")
+    room = live.LiveRoom(sessions, lambda t, at=None: {})
+    preview = Image.new("RGB", (8, 8))
+    room._bump(key, Change("progress", 1, 2, preview, (), root=1))
+    mine = room.frame(token, key, 1, room._state(key), p, False)
+    assert mine["status"] == "The owner's edit is running: step 1 of 2." and mine["canvas"].endswith(".png")
+    room._bump(key, Change("progress", 2, 2, preview, (), root=3))
+    assert room.frame(token, key, 1, room._state(key), p, False) == {}  # another tree's turn: nothing
+    room._bump(key, Change("idle"))
+    room._bump(key, Change("progress", 1, 2, preview, (), root=1))  # the next turn's step 1
+    assert room.frame(token, key, 1, room._state(key), p, False)["canvas"] != mine["canvas"]
+    sessions.changes.unfollow(key)

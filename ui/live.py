@@ -84,9 +84,11 @@ class LiveRoom:
         return self._state(key) != seen
 
     # --- frames --------------------------------------------------------------------------------------
-    def frame(self, token: str, key: str, state: tuple[int, int], p: Any, full: bool) -> dict[Any, Any]:
-        """The updates one change sends to every viewer of `token`: the whole view after a change of
-        the steps, only the status and preview during a running turn."""
+    def frame(self, token: str, key: str, root: int, state: tuple[int, int], p: Any,
+              full: bool) -> dict[Any, Any]:
+        """The updates one change sends to every viewer of `token` (the tree starting at `root`): the
+        whole view after a change of the steps, only the status and preview during a running turn of
+        that tree (a turn on another picture of the session is not the link's to show)."""
         cache_key = (token, *state, full)
         with self._lock:  # one viewer works it out, the others wait for it and take the same
             hit = self._frames.get(cache_key)
@@ -94,9 +96,9 @@ class LiveRoom:
                 return hit
             out = dict(self.draw(token)) if full else {}
             _, step = self._steps.get(key, (0, None))
-            if step is not None and not out.get(p.message):  # a running turn, in a link that still works
+            if step is not None and step.root == root and not out.get(p.message):  # a running turn of this tree
                 out[p.status] = f"The owner's edit is running: step {step.step} of {step.total}."
-                preview = self._preview_file(key, step)
+                preview = self._preview_file(key, state[0], step)
                 if preview is not None:
                     out[p.canvas] = preview
             if len(self._frames) > 256:  # old frames are never asked for again
@@ -104,13 +106,15 @@ class LiveRoom:
             self._frames[cache_key] = out
             return out
 
-    def _preview_file(self, key: str, step: Change) -> str | None:
-        """The running turn's newest preview as a small PNG, written once for all viewers."""
+    def _preview_file(self, key: str, seq: int, step: Change) -> str | None:
+        """The running turn's newest preview as a small PNG, written once for all viewers. Named by
+        the session's change count too: every turn ends with a change, so a later turn's step 2 never
+        reads an earlier turn's file."""
         if step.preview is None:
             return None
         self.previews.mkdir(parents=True, exist_ok=True)
         tag = hashlib.sha256(f"live:{key}".encode()).hexdigest()[:24]
-        path = self.previews / f"{tag}-{step.step}.png"
+        path = self.previews / f"{tag}-{seq}-{step.step}.png"
         if not path.exists():
             tmp = path.with_suffix(".tmp")
             step.preview.save(tmp, format="PNG", compress_level=1)
@@ -134,18 +138,17 @@ class LiveRoom:
             yield {p.live_badge: ""}
             return
         key = share.key
-        with self._lock:
-            if self._viewers >= MAX_LIVE_VIEWERS:
-                full = True
-            else:
-                full, self._viewers = False, self._viewers + 1
-        if full:
+        # The count is only touched here, on the loop: no lock (the frames' lock is held in worker
+        # threads while they draw, and the loop must never wait for it).
+        if self._viewers >= MAX_LIVE_VIEWERS:
             yield {p.live_badge: FULL_TEXT}
             return
+        self._viewers += 1
         self.s.changes.follow(key)
         try:
             seen = self._state(key)
-            yield {p.live_badge: LIVE_TEXT, **self.draw(token)}  # what changed before this stream began
+            first = await asyncio.to_thread(self.draw, token)  # what changed before this stream began
+            yield {p.live_badge: LIVE_TEXT, **first}
             while True:
                 if not await self._changed(key, seen):
                     yield {p.live_badge: LIVE_TEXT}  # a heartbeat: lets gradio end a stream whose viewer left
@@ -161,10 +164,9 @@ class LiveRoom:
                     return
                 full = now[0] != seen[0]
                 seen = now
-                frame = await asyncio.to_thread(self.frame, token, key, now, p, full)
+                frame = await asyncio.to_thread(self.frame, token, key, share.root, now, p, full)
                 if frame:  # a step already overtaken by the turn's result sends nothing
                     yield frame
         finally:
             self.s.changes.unfollow(key)
-            with self._lock:
-                self._viewers -= 1
+            self._viewers -= 1

@@ -25,6 +25,7 @@ class Change:
     total: int = 0
     preview: Any = None  # the running turn's newest preview (a small PIL image), when it has one
     previews: tuple = ()  # variations: one per candidate
+    root: int | None = None  # progress: the first step of the tree the turn edits (None: a new picture)
 
 
 class Changes:

@@ -68,12 +68,14 @@ class Running(Planning):
             enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
             return self.commit(key, turn, result, cancel)
         cancel = cancel if cancel is not None else threading.Event()  # so that stop(key) can end it
+        # Which tree the turn edits: a live link shows the running turn only to viewers of that tree.
+        root = None if turn.parent is None else self.history(key).path(turn.parent)[0].id
 
         def report(p: Progress) -> None:
             if on_step is not None:
                 on_step(p)
             if p.step:  # live viewers see the running turn's steps and previews
-                self.changes.publish(key, Change("progress", p.step, p.total, p.preview, p.previews))
+                self.changes.publish(key, Change("progress", p.step, p.total, p.preview, p.previews, root))
 
         try:
             with self.queue.turn(key, on_wait=waiting, cancel=cancel):
