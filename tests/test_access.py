@@ -164,6 +164,23 @@ def test_failed_logins_wait_longer_per_address_and_per_user():
     assert guard.begin("1.1.1.1", "ann") is None and guard.begin("2.2.2.2", "ann") is None
 
 
+def test_signing_in_as_oneself_does_not_reset_the_count_for_another_user():
+    """The count per user at an address is what holds someone with an account of their own: their
+    success clears the address's count, not the one for the user they are guessing."""
+    from ui.access import LoginGuard
+
+    clock = Clock()
+    guard = LoginGuard(["ann", "eve"], tries=3, max_wait_s=8, clock=clock)
+    for _ in range(3):
+        assert guard.begin("1.1.1.1", "ann") is None
+    clock.now += 1  # the first wait is over
+    assert guard.begin("1.1.1.1", "eve") is None
+    guard.succeeded("1.1.1.1", "eve")  # eve's own password: the address starts again
+    assert guard.begin("1.1.1.1", "ann") is None  # the 4th failure for ann here...
+    reason, wait = guard.begin("1.1.1.1", "ann")  # ...doubles her wait all the same
+    assert wait == 2 and "for the user 'ann' from this address" in reason
+
+
 def test_invented_user_names_are_not_remembered_and_addresses_are_bounded():
     from ui.access import LoginGuard
 

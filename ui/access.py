@@ -58,8 +58,11 @@ class LoginGuard:
     `max_wait_s`; a refused try is not counted. A success clears its address and user. A try counts
     as failed from when it starts, so a burst of tries at once is held to `tries` too.
 
-    A user is counted per address, not across addresses: a count across addresses would let anyone
-    lock a listed user out by failing on purpose with that name. Only users of the password list are
+    The count per user at an address is not the address's count again: a success clears the
+    address, so someone with an account of their own could otherwise sign in as themselves between
+    guesses at another listed user's password. A user is counted per address, not across
+    addresses: a count across addresses would let anyone lock a listed user out by failing on
+    purpose with that name. Only users of the password list are
     counted by name (others only by address), so invented names cannot grow it; entries are bounded
     by `remember` (the least recently failed are forgotten)."""
 
