@@ -370,3 +370,29 @@ def test_the_content_check_sees_every_candidate(engine, store, photo):
         s.edit(key, "x", opts(seed=1, n=3))
     assert len(set(seen)) == 3  # three different pictures were looked at
     assert s.history(key).to_dict() == before and files(s, key) == stored
+
+
+def test_the_batch_plan_counts_the_allocators_cache_as_free_and_a_pool_front_measures_nothing(monkeypatch):
+    """On a GPU a batch of N needs (N - 1) x BATCH_BYTES_PER_MP per MP more: free memory counts what
+    PyTorch's allocator holds cached; a pool's front (its workers hold the model) does not measure."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from kontext.model.speed import BATCH_BYTES_PER_MP, SpeedOptions, batch_plan
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 10 * gib)
+    cached = {"reserved": 10 * gib}
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda: cached["reserved"])
+    here = SimpleNamespace(speed=SpeedOptions(), device="cuda")
+    mp = 2**20  # one megapixel: 4 candidates need 3 x BATCH_BYTES_PER_MP more
+    assert BATCH_BYTES_PER_MP * 3 > 0.8 * 2 * gib
+    batched, why = batch_plan(here, mp, 4)
+    assert not batched and "GB are free" in why and "one after another" in why
+    cached["reserved"] = 30 * gib  # 20 GB cached by the allocator, free to the batch
+    assert batch_plan(here, mp, 4) == (True, "")
+    cached["reserved"] = 10 * gib
+    assert batch_plan(SimpleNamespace(speed=SpeedOptions(), device="cuda", model_here=False), mp, 4) == (True, "")

@@ -40,6 +40,7 @@ APP_NAME = "kontext"
 class PoolEngine:
     """The engine as the front sees it with a pool: the rules for planning a turn, no pipeline."""
 
+    model_here = False  # the workers hold the model (kontext.model.speed.batch_plan measures nothing here)
     # Planning uses these three and they read only the profile and the speed mode.
     masked_size = Engine.masked_size
     output_size = Engine.output_size

@@ -368,11 +368,15 @@ def batch_plan(engine: Any, pixels: int, n: int) -> tuple[bool, str]:
     if speed.offload != "none":
         return False, f"with offloading the GPU holds one picture's work at a time: {after}"
     device = str(getattr(engine, "device", "cpu"))
-    if device.startswith("cuda"):
+    # Measured only where the model runs: a pool's front would read its own GPU, not the workers'
+    # (their batch is planned as fitting, and an out-of-memory there is told in words).
+    if device.startswith("cuda") and getattr(engine, "model_here", True):
         import torch
 
         if torch.cuda.is_available():
             free, _ = torch.cuda.mem_get_info()
+            # What the allocator keeps cached for this process is free to the batch too.
+            free += torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
             need = (n - 1) * BATCH_BYTES_PER_MP * pixels / 2**20
             if need > 0.8 * free:
                 return False, (f"a batch of {n} needs about {need / 2**30:.0f} GB more GPU memory and "
