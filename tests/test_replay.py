@@ -203,9 +203,17 @@ def test_a_picked_candidate_of_a_group_and_the_steps_after_it_replay_bit_exactly
     s.export(key, path, scope="path", extras=False)
     s.export(key, tree, scope="tree", extras=False)
 
-    calls = []
+    calls, batch_seconds = [], []
     real = engine.edit
-    monkeypatch.setattr(engine, "edit", lambda *a, **kw: calls.append(kw.get("variations", 1)) or real(*a, **kw))
+
+    def edit(*a, **kw):
+        calls.append(kw.get("variations", 1))
+        result = real(*a, **kw)
+        if kw.get("variations", 1) == 3:
+            batch_seconds.append(result.seconds)
+        return result
+
+    monkeypatch.setattr(engine, "edit", edit)
     # This replay's own plan would run the batch one candidate at a time: the record decides instead.
     monkeypatch.setattr("kontext.model.speed.batch_plan", lambda engine, pixels, n: (n <= 1, "no room"))
     for zip_path, steps, runs in ((path, [1, 4, 5, 7, 8], [3, 1, 1, 1]),
@@ -220,3 +228,6 @@ def test_a_picked_candidate_of_a_group_and_the_steps_after_it_replay_bit_exactly
         assert calls == runs  # the batch of 3 once (for each of its candidates), the others one call each
         seeds = {r.step: r.seed for r in rows}
         assert seeds[4] == 62 and seeds[7] == 71
+        # A candidate records its share of the batch's time, as the app does (Running._steps).
+        recorded = read_metadata(out / "0004.png")["step"]["seconds"]
+        assert recorded == round(batch_seconds[-1] / 3, 3)

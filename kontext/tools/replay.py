@@ -157,7 +157,7 @@ class _Remaker:
             self.batches[batch] -= 1
             if not self.batches[batch]:
                 del self.made[batch]  # every candidate of it the export holds is taken
-            return pictures[group["index"]], seconds
+            return pictures[group["index"]], seconds / group["size"]  # each candidate's share, as the app records
         except UserError as e:
             raise UserError(f"step {node.id} cannot be replayed with this model: {e}") from None
 
