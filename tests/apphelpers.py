@@ -33,7 +33,24 @@ def running_app(sessions, data_dir, mcp: bool = False, **settings_kw):
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
-        demo.close()
+        close(demo)
+
+
+def close(demo) -> None:
+    """demo.close(), with gradio's stop event set on the server's own loop first: close() sets that
+    asyncio.Event from this thread, and an open heartbeat stream adding its waiter at that moment
+    made a CI run fail with "deque mutated during iteration"."""
+    import asyncio
+
+    stop = demo.app.stop_event
+    loop = getattr(stop, "_loop", None)  # bound by the first waiter; none yet: nothing can race
+    if loop is not None and loop.is_running() and not stop.is_set():
+        asyncio.run_coroutine_threadsafe(_set(stop), loop).result(30)
+    demo.close()
+
+
+async def _set(event) -> None:
+    event.set()
 
 
 def launch_app(args: list[str], log_path: Path, env: dict | None = None, timeout_s: float = 120):
