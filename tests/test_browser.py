@@ -4,10 +4,12 @@ Where a test acts during an edit, the edit is held at a step (tests/gates.py), n
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from apphelpers import running_app
@@ -349,7 +351,10 @@ def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path, monkeypatc
         page.evaluate("document.querySelectorAll('.toast-wrap .toast-close, .toast-close').forEach(b => b.click())")
         decoded.clear()
         page.locator("#canvas input[type=file]").set_input_files(str(path))
-        page.wait_for_selector(".toast-body:has-text('image: ')", timeout=WAIT_MS)
+        try:
+            page.wait_for_selector(".toast-body:has-text('image: ')", timeout=WAIT_MS)
+        except PlaywrightTimeout:
+            pytest.fail(f"{name}: no message on the page")
         if name.startswith(("bomb", "tiny-")):
             assert decoded == [], f"{name}: pixels decoded before the size was refused"
         page.wait_for_function("document.querySelector('#timeline').querySelectorAll('.thumbnail-item').length == 1")
@@ -359,6 +364,79 @@ def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path, monkeypatc
     page.locator("#ref-image input[type=file]").set_input_files(str(bomb))
     page.wait_for_selector(".toast-body:has-text('reference: ')", timeout=WAIT_MS)
     page.screenshot(path=str(ARTIFACTS / "browser-desktop-bad-upload.png"), full_page=True)
+    page.close()
+
+
+class HeldCalls:
+    """Wraps a Sessions method: each call is recorded as it arrives (its file's name), waits for
+    `go`, runs, and is recorded again as done; `wait(n, done)` waits for the n-th arrival or end."""
+
+    def __init__(self, sessions, name, monkeypatch):
+        self.real, self.go, self.cond = getattr(sessions, name), threading.Event(), threading.Condition()
+        self.arrived: list[str] = []
+        self.done: list[tuple[str, object]] = []
+        monkeypatch.setattr(sessions, name, self)
+
+    def __call__(self, key, source, **kw):
+        self.key = key
+        with self.cond:
+            self.arrived.append(Path(source).name)
+            self.cond.notify_all()
+        assert self.go.wait(WAIT_S)
+        out = self.real(key, source, **kw)
+        with self.cond:
+            self.done.append((Path(source).name, out))
+            self.cond.notify_all()
+        return out
+
+    def wait(self, n, done=False):
+        seen = self.done if done else self.arrived
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(seen) >= n, WAIT_S), f"{len(seen)} of {n} calls"
+
+
+def drop(page, selector, tmp_path, name, shade):
+    path = tmp_path / name
+    Image.effect_noise((80, 80), shade).convert("RGB").save(path)
+    page.locator(f"{selector} input[type=file]").set_input_files(str(path))
+
+
+def test_a_picture_dropped_while_the_last_is_stored_is_stored_too(served, browser, tmp_path, monkeypatch):
+    """gradio skips an upload event while the same event runs (its default trigger mode): two pictures
+    dropped one after the other both reach the server and each becomes a tree of its own."""
+    app, sessions = served
+    page = started_page(app, browser, tmp_path)
+    calls = HeldCalls(sessions, "upload", monkeypatch)
+    drop(page, "#canvas", tmp_path, "dropped-1.png", 41)
+    calls.wait(1)
+    drop(page, "#canvas", tmp_path, "dropped-2.png", 42)
+    calls.wait(2)  # while the first is still held
+    calls.go.set()
+    calls.wait(2, done=True)
+    histories = [h for _, h in calls.done]
+    names = sorted(root.prompt for root in histories[-1].roots())
+    assert names == ["dropped-1.png", "dropped-2.png", "photo.png"]
+    page.close()
+
+
+def test_a_reference_dropped_while_the_last_is_stored_is_the_one_used(served, browser, tmp_path, monkeypatch):
+    """A reference slot holds one picture: the one dropped last is stored after the one before it, so the
+    name the next edit uses is the picture the slot shows."""
+    app, sessions = served
+    page = started_page(app, browser, tmp_path)
+    page.get_by_text("Reference images: a style").click()
+    calls = HeldCalls(sessions, "add_reference", monkeypatch)
+    drop(page, "#ref-image", tmp_path, "ref-a.png", 30)
+    calls.wait(1)
+    drop(page, "#ref-image", tmp_path, "ref-b.png", 60)
+    next_frames(page)
+    calls.go.set()
+    calls.wait(2, done=True)
+    assert [n for n, _ in calls.done] == ["ref-a.png", "ref-b.png"]
+    page.fill("#prompt textarea", "in this style")
+    page.click("#edit-btn")
+    wait_status(page, "Step #2 · seed")
+    assert sessions.history(calls.key).current_node.extra["reference"] == calls.done[-1][1]
     page.close()
 
 

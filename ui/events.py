@@ -578,9 +578,11 @@ class Wiring:
         # Uploads decode and re-encode up to 40 MP: queued, two at a time, never blocking undo/redo.
         # preprocess=False: the raw upload reaches kontext.core.images, which answers every bad file itself
         # (gradio's own decoding would fail first, with no message on the page).
+        # trigger_mode="multiple": gradio's default for an upload ("once") drops, without a word, a picture
+        # dropped while the last one is still being stored; each is stored, as a tree of its own.
         up = p.canvas.upload(f(self.upload), [p.key, p.shown, p.canvas],
                              [*views, *self.mask_outputs], api_name="ui_upload",
-                             preprocess=False,
+                             preprocess=False, trigger_mode="multiple",
                              concurrency_id="upload", concurrency_limit=2, api_visibility="undocumented")
         # After a refusal, draw the committed state again (drops the rejected picture from the canvas).
         up.failure(f(self.redraw), [p.key, p.shown], views, queue=False, api_visibility="private")
@@ -610,14 +612,16 @@ class Wiring:
             more_ref = image.upload(f(functools.partial(self.set_reference, slot=n)), [p.key, image],
                                     [name, p.ref_status],
                                     concurrency_id="upload", concurrency_limit=2, preprocess=False,
-                                    api_visibility="private")
+                                    trigger_mode="always_last", api_visibility="private")
             more_ref.failure(lambda: (None, None, ""), None, [image, name, p.ref_status], queue=False,
                              api_visibility="private")
             image.clear(lambda: (None, ""), None, [name, p.ref_status], queue=False,
                         api_visibility="private")
+        # A slot holds one picture: one dropped while the last is stored waits, then is stored after it
+        # ("always_last"; gradio's default would skip it and the edit would use the picture no longer shown).
         ref = p.ref_image.upload(f(self.set_reference), [p.key, p.ref_image], [p.ref_name, p.ref_status],
                                     api_name="ui_reference", concurrency_id="upload", concurrency_limit=2,
-                                    preprocess=False, api_visibility="undocumented")
+                                    preprocess=False, trigger_mode="always_last", api_visibility="undocumented")
         ref.failure(lambda: (None, None, ""), None, [p.ref_image, p.ref_name, p.ref_status], queue=False,
                     api_visibility="private")  # drop the rejected picture
         # Like the LoRA strengths: a State the turns read, so the page's edit endpoint keeps its parameters.
