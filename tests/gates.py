@@ -86,6 +86,50 @@ def hold_edits(engine: Any, step: int = 1) -> Iterator[Gate]:
         del engine.edit
 
 
+class HeldCalls:
+    """Calls of a method taking (key, file, ...): each is recorded as it arrives (its file's name),
+    waits until `go` is set, runs, and is recorded again as done, with what it returned."""
+
+    def __init__(self, real: Any):
+        self.real, self.go, self.cond = real, threading.Event(), threading.Condition()
+        self.key = ""
+        self.arrived: list[str] = []
+        self.done: list[tuple[str, Any]] = []
+
+    def __call__(self, key: str, source: Any, **kw: Any) -> Any:
+        from pathlib import Path
+
+        self.key = key
+        with self.cond:
+            self.arrived.append(Path(source).name)
+            self.cond.notify_all()
+        assert self.go.wait(WAIT_S), "the held calls were never let go"
+        out = self.real(key, source, **kw)
+        with self.cond:
+            self.done.append((Path(source).name, out))
+            self.cond.notify_all()
+        return out
+
+    def wait(self, n: int, done: bool = False) -> None:
+        """Wait until `n` calls have arrived (or, with `done`, ended)."""
+        seen = self.done if done else self.arrived
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(seen) >= n, WAIT_S), f"{len(seen)} of {n} calls"
+
+
+@contextmanager
+def hold_calls(obj: Any, name: str) -> Iterator[HeldCalls]:
+    """Every call of `obj.name` (e.g. a Sessions' upload) waits until `calls.go.set()`, so a test can
+    act while one is in flight (a page dropping a second picture)."""
+    calls = HeldCalls(getattr(obj, name))
+    setattr(obj, name, calls)  # an instance attribute: the class's method is untouched
+    try:
+        yield calls
+    finally:
+        calls.go.set()
+        delattr(obj, name)
+
+
 @contextmanager
 def held_call(engine: Any, call: Any) -> Iterator[dict[str, Any]]:
     """`call()` in a thread of its own while every edit on `engine` is held: the block runs once an

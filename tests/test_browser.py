@@ -4,7 +4,6 @@ Where a test acts during an edit, the edit is held at a step (tests/gates.py), n
 import os
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from apphelpers import running_app
-from gates import WAIT_S, hold_edits
+from gates import WAIT_S, hold_calls, hold_edits
 from kontext.files.store import Store
 from kontext.sessions.session import Sessions
 
@@ -367,71 +366,46 @@ def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path, monkeypatc
     page.close()
 
 
-class HeldCalls:
-    """Wraps a Sessions method: each call is recorded as it arrives (its file's name), waits for
-    `go`, runs, and is recorded again as done; `wait(n, done)` waits for the n-th arrival or end."""
-
-    def __init__(self, sessions, name, monkeypatch):
-        self.real, self.go, self.cond = getattr(sessions, name), threading.Event(), threading.Condition()
-        self.arrived: list[str] = []
-        self.done: list[tuple[str, object]] = []
-        monkeypatch.setattr(sessions, name, self)
-
-    def __call__(self, key, source, **kw):
-        self.key = key
-        with self.cond:
-            self.arrived.append(Path(source).name)
-            self.cond.notify_all()
-        assert self.go.wait(WAIT_S)
-        out = self.real(key, source, **kw)
-        with self.cond:
-            self.done.append((Path(source).name, out))
-            self.cond.notify_all()
-        return out
-
-    def wait(self, n, done=False):
-        seen = self.done if done else self.arrived
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(seen) >= n, WAIT_S), f"{len(seen)} of {n} calls"
-
-
 def drop(page, selector, tmp_path, name, shade):
+    """Drop a new picture on `selector`'s upload box; return once the file is on the server and the
+    page has handled its upload event (sent it, deferred it or skipped it)."""
     path = tmp_path / name
     Image.effect_noise((80, 80), shade).convert("RGB").save(path)
-    page.locator(f"{selector} input[type=file]").set_input_files(str(path))
+    with page.expect_response("**/gradio_api/upload*"):
+        page.locator(f"{selector} input[type=file]").set_input_files(str(path))
+    next_frames(page)
 
 
-def test_a_picture_dropped_while_the_last_is_stored_is_stored_too(served, browser, tmp_path, monkeypatch):
+def test_a_picture_dropped_while_the_last_is_stored_is_stored_too(served, browser, tmp_path):
     """gradio skips an upload event while the same event runs (its default trigger mode): two pictures
     dropped one after the other both reach the server and each becomes a tree of its own."""
     app, sessions = served
     page = started_page(app, browser, tmp_path)
-    calls = HeldCalls(sessions, "upload", monkeypatch)
-    drop(page, "#canvas", tmp_path, "dropped-1.png", 41)
-    calls.wait(1)
-    drop(page, "#canvas", tmp_path, "dropped-2.png", 42)
-    calls.wait(2)  # while the first is still held
-    calls.go.set()
-    calls.wait(2, done=True)
+    with hold_calls(sessions, "upload") as calls:
+        drop(page, "#canvas", tmp_path, "dropped-1.png", 41)
+        calls.wait(1)
+        drop(page, "#canvas", tmp_path, "dropped-2.png", 42)
+        calls.wait(2)  # while the first is still held
+        calls.go.set()
+        calls.wait(2, done=True)
     histories = [h for _, h in calls.done]
     names = sorted(root.prompt for root in histories[-1].roots())
     assert names == ["dropped-1.png", "dropped-2.png", "photo.png"]
     page.close()
 
 
-def test_a_reference_dropped_while_the_last_is_stored_is_the_one_used(served, browser, tmp_path, monkeypatch):
+def test_a_reference_dropped_while_the_last_is_stored_is_the_one_used(served, browser, tmp_path):
     """A reference slot holds one picture: the one dropped last is stored after the one before it, so the
     name the next edit uses is the picture the slot shows."""
     app, sessions = served
     page = started_page(app, browser, tmp_path)
     page.get_by_text("Reference images: a style").click()
-    calls = HeldCalls(sessions, "add_reference", monkeypatch)
-    drop(page, "#ref-image", tmp_path, "ref-a.png", 30)
-    calls.wait(1)
-    drop(page, "#ref-image", tmp_path, "ref-b.png", 60)
-    next_frames(page)
-    calls.go.set()
-    calls.wait(2, done=True)
+    with hold_calls(sessions, "add_reference") as calls:
+        drop(page, "#ref-image", tmp_path, "ref-a.png", 30)
+        calls.wait(1)
+        drop(page, "#ref-image", tmp_path, "ref-b.png", 60)  # while the first is still held
+        calls.go.set()
+        calls.wait(2, done=True)
     assert [n for n, _ in calls.done] == ["ref-a.png", "ref-b.png"]
     page.fill("#prompt textarea", "in this style")
     page.click("#edit-btn")
