@@ -22,3 +22,34 @@ def test_a_parameter_the_page_lacks_is_an_error_not_a_shifted_input():
 
     with pytest.raises(AttributeError, match="sede"):
         inputs_by_name(handler, SimpleNamespace(key="K", seed="S"))
+
+
+def test_a_live_streams_errors_reach_the_viewer_in_words_and_its_bugs_the_log(caplog):
+    """friendly() wraps async generators too (a live link's stream): a UserError keeps its words, any
+    other exception is logged with an id and shown as "something went wrong" without internals."""
+    import asyncio
+    import inspect
+
+    import gradio as gr
+
+    from kontext.errors import UserError
+    from ui.events import friendly
+
+    async def stream(what):
+        yield 1
+        raise what
+
+    async def run(what):
+        seen = []
+        with pytest.raises(gr.Error) as err:
+            async for x in friendly(stream)(what):
+                seen.append(x)
+        return seen, err.value
+
+    assert inspect.isasyncgenfunction(friendly(stream))  # gradio streams it as one
+    seen, err = asyncio.run(run(UserError("share: that link has ended")))
+    assert seen == [1] and err.message == "share: that link has ended"
+    with caplog.at_level("ERROR"):
+        seen, err = asyncio.run(run(RuntimeError("secret path /srv/x")))
+    assert seen == [1] and err.message.startswith("Something went wrong") and "/srv/x" not in err.message
+    assert "secret path /srv/x" in caplog.text  # the traceback is in the log

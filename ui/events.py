@@ -125,6 +125,16 @@ def friendly(fn: Callable) -> Callable:
         return gr.Error(f"Something went wrong (error {error_id}); your history is unchanged. "
                         "The server's log has the details under that id.", print_exception=False)
 
+    if inspect.isasyncgenfunction(fn):  # a live viewer's stream (ui/viewer.py)
+        @functools.wraps(fn)
+        async def agen(*args: Any, **kw: Any) -> Any:
+            try:
+                async for out in fn(*args, **kw):
+                    yield out
+            except Exception as e:  # noqa: BLE001
+                raise convert(e) from e
+        return agen
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen(*args: Any, **kw: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 
 from gradio.utils import get_upload_folder
 
+from kontext.core.atomic import write_atomic
 from kontext.errors import UnknownShare
 from kontext.sessions import Change, Sessions
 
@@ -116,25 +117,27 @@ class LiveRoom:
         tag = hashlib.sha256(f"live:{key}".encode()).hexdigest()[:24]
         path = self.previews / f"{tag}-{seq}-{step.step}.png"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            step.preview.save(tmp, format="PNG", compress_level=1)
-            tmp.replace(path)
+            write_atomic(path, lambda f: step.preview.save(f, format="PNG", compress_level=1))
             for old in self.previews.glob(f"{tag}-*.png"):  # only the newest few stay
                 if old != path and old.stat().st_mtime < path.stat().st_mtime - 30:
                     old.unlink(missing_ok=True)
         return str(path)
+
+    def _share(self, token: Any) -> Any:
+        """The link, or None once it is gone. In a worker thread: the links' lock is held while a new
+        link or a revocation is synced to disk, and the event loop must not wait for that."""
+        try:
+            return self.s.shares.resolve(token)
+        except UnknownShare:
+            return None
 
     # --- one viewer ----------------------------------------------------------------------------------
     async def follow(self, token: Any, p: Any) -> AsyncIterator[dict[Any, Any]]:
         """A viewer's stream: nothing for a frozen link; for a live one, each change until the link
         ends, stops being live, or the viewer leaves (gradio then closes this generator)."""
         self._loop = asyncio.get_running_loop()
-        try:
-            share = self.s.shares.resolve(token)
-        except UnknownShare:
-            yield {p.live_badge: ""}
-            return
-        if not share.live:
+        share = await asyncio.to_thread(self._share, token)
+        if share is None or not share.live:
             yield {p.live_badge: ""}
             return
         key = share.key
@@ -154,9 +157,8 @@ class LiveRoom:
                     yield {p.live_badge: LIVE_TEXT}  # a heartbeat: lets gradio end a stream whose viewer left
                     continue
                 now = self._state(key)
-                try:
-                    share = self.s.shares.resolve(token)
-                except UnknownShare:
+                share = await asyncio.to_thread(self._share, token)
+                if share is None:
                     yield {p.live_badge: ENDED_TEXT}
                     return
                 if not share.live:

@@ -147,7 +147,7 @@ class Viewer:
                 p.slider, p.cmp_a, p.cmp_b]
         nav = dict(queue=False, api_visibility="private")
         demo.load(f(self.load), None, outs, **nav).then(
-            self.follow, [p.token], [*outs, p.live_badge], concurrency_id="live", concurrency_limit=None,
+            f(self.follow), [p.token], [*outs, p.live_badge], concurrency_id="live", concurrency_limit=None,
             show_progress="hidden", api_name="view_follow", api_visibility="undocumented")
         p.gallery.select(f(self.select), [p.token, p.at], outs, **nav)
         p.goto.input(f(self.draw), [p.token, p.goto], outs, **nav)
