@@ -148,3 +148,15 @@ def test_a_running_turn_shows_only_to_its_trees_viewers_with_its_own_preview_fil
     room._bump(key, Change("progress", 1, 2, preview, (), root=1))  # the next turn's step 1
     assert room.frame(token, key, 1, room._state(key), p, False)["canvas"] != mine["canvas"]
     sessions.changes.unfollow(key)
+
+
+def test_a_turns_tree_is_the_one_its_plan_read(sessions, photo):
+    """The tree a running turn reports comes from the snapshot it was planned on, not from a later
+    read (a start-over and a new upload in between can give the same step id to another tree)."""
+    key = sessions.new()
+    sessions.upload(key, photo)
+    sessions.edit(key, "first", FAST)
+    sessions.upload(key, photo)  # the second tree: its root is step 3
+    assert sessions.plan(key, "on the second picture", FAST).root == 3
+    assert sessions.plan(key, "on the first picture", FAST, parent=2).root == 1
+    assert sessions.plan(key, "from text", FAST, parent=None).root is None

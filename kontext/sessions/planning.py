@@ -45,6 +45,7 @@ class Turn:
     request: TurnRequest
     extra: dict[str, Any]
     cacheable: bool = False  # a fixed-seed turn in a tree that started from an example
+    root: int | None = None  # the first step of the tree it edits (None: a new picture from text)
 
 
 def recorded_loras(node: Node) -> tuple[tuple[str, float], ...]:
@@ -139,7 +140,9 @@ class Planning(Uploads):
         if opts.width is None and self.engine.speed.aot and opts.mask is None:
             extra["bucket"] = f"{request.width}×{request.height}"  # the nearest compiled size, said on the page
         parent_image = None if parent_id is None else snapshot.node(parent_id).image
-        from_example = parent_id is not None and bool(snapshot.path(parent_id)[0].extra.get("example"))
+        root = None if parent_id is None else snapshot.path(parent_id)[0]
+        from_example = root is not None and bool(root.extra.get("example"))
         cacheable = (from_example and opts.seed_mode == "fixed" and opts.variations == 1 and self.results is not None
                      and self.results.covers(request.prompt))
-        return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra, cacheable=cacheable)
+        return Turn(parent=parent_id, parent_image=parent_image, request=request, extra=extra, cacheable=cacheable,
+                    root=None if root is None else root.id)

@@ -68,8 +68,9 @@ class Running(Planning):
             enforce(self.safety, turn.request.prompt, turn.request.context, result.image)
             return self.commit(key, turn, result, cancel)
         cancel = cancel if cancel is not None else threading.Event()  # so that stop(key) can end it
-        # Which tree the turn edits: a live link shows the running turn only to viewers of that tree.
-        root = None if turn.parent is None else self.history(key).path(turn.parent)[0].id
+        # Which tree the turn edits (from the plan's own snapshot): a live link shows the running turn
+        # only to viewers of that tree.
+        root = turn.root
 
         def report(p: Progress) -> None:
             if on_step is not None:
