@@ -5,6 +5,8 @@ The browser test is tests/test_showcase_browser.py::test_a_live_link_follows_the
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -160,3 +162,39 @@ def test_a_turns_tree_is_the_one_its_plan_read(sessions, photo):
     assert sessions.plan(key, "on the second picture", FAST).root == 3
     assert sessions.plan(key, "on the first picture", FAST, parent=2).root == 1
     assert sessions.plan(key, "from text", FAST, parent=None).root is None
+
+
+def test_a_turns_end_redraws_only_what_its_result_did_not(sessions):
+    """A finished turn's result is one redraw for a link's viewers; its end after that is none. A turn
+    that ends without a result (stopped, failed) still takes its running status off their page."""
+    from ui import live
+
+    room = live.LiveRoom(sessions, lambda token, at=None: {})
+    room._bump("k", Change("progress", 1, 2, root=1))
+    running = room._state("k")
+    room._bump("k", Change("history"))
+    landed = room._state("k")
+    room._bump("k", Change("idle"))
+    assert room._state("k") == landed and landed[0] == running[0] + 1
+    room._bump("k", Change("progress", 1, 2, root=1))
+    room._bump("k", Change("idle"))  # stopped: no result came
+    assert room._state("k")[0] == landed[0] + 1 and "k" not in room._steps
+
+
+def test_a_finished_turns_thumbnails_exist_when_its_viewers_hear_of_it(sessions, photo):
+    """Live viewers redraw the moment the result is committed: its timeline thumbnails are already
+    there (made from the pictures in memory), so that redraw decodes no stored picture."""
+    key = sessions.new()
+    sessions.upload(key, photo)
+    sessions.changes.follow(key)
+    thumbs = sessions.store.folder(key) / "thumbs"
+    seen: list[set[str]] = []
+
+    def heard(k, change):  # called under the session's lock: read the folder, not the history
+        if k == key and change.kind == "history":
+            seen.append({f.stem for f in thumbs.glob("*.jpg")})
+
+    sessions.changes.listen(heard)
+    sessions.edit(key, "two to pick from", replace(FAST, variations=2))
+    made = {Path(n.image).stem for n in sessions.history(key).group()}
+    assert len(seen) == 1 and len(made) == 2 and made <= seen[0]

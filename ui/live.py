@@ -63,11 +63,14 @@ class LiveRoom:
         if change.kind == "progress":
             count, _ = self._steps.get(key, (0, change))
             self._steps[key] = (count + 1, change)
-        else:
+        elif change.kind != "idle" or key in self._steps:
             self._seq[key] = self._seq.get(key, 0) + 1
             # The turn's result has landed (or it ended): its steps are over. A later step of a
-            # turn still running (the owner moved meanwhile) brings its status back.
+            # turn still running (the owner moved meanwhile) brings its status back. A turn's end
+            # after its result has landed changes nothing a viewer sees: no second redraw.
             self._steps.pop(key, None)
+        else:
+            return
         wake = self._wake.pop(key, None)
         if wake is not None:
             wake.set()

@@ -142,7 +142,7 @@ class Running(Planning):
                 pngs = self._pngs(pictures, nodes)
             if cancel is not None and cancel.is_set():
                 raise Cancelled()  # Stop pressed while the PNG was encoded: still nothing committed
-            names, committed = self._add_steps(key, latest, nodes, pngs, parent)
+            names, committed = self._add_steps(key, latest, nodes, pngs, parent, pictures)
         for name, x, picture in zip(names, nodes, pictures, strict=True):
             self._after_commit(key, name, x, picture)
         return committed, committed.current_node
@@ -170,27 +170,31 @@ class Running(Planning):
         return [metadata.stored_png_bytes(p, step_dict(x, self.engine)) for p, x in zip(pictures, nodes, strict=True)]
 
     def _add_steps(self, key: str, latest: History, nodes: list[Node], pngs: list[bytes],
-                   parent: int | None) -> tuple[list[str], History]:
-        """Save the pictures and commit the steps (a group's first one current); on a failure the
-        pictures saved so far are removed again. Under the session's lock."""
+                   parent: int | None, pictures: list[Image.Image]) -> tuple[list[str], History]:
+        """Save the pictures and their thumbnails, and commit the steps (a group's first one current);
+        on a failure the pictures saved so far are removed again. Under the session's lock. The
+        thumbnails come before the commit, which live viewers redraw at once: they decode nothing."""
         names: list[str] = []
         try:
             h = latest
-            for png, x in zip(pngs, nodes, strict=True):
+            for png, x, picture in zip(pngs, nodes, pictures, strict=True):
                 names.append(self.store.save_image(key, png))
+                self._save_thumbnail(key, names[-1], picture)
                 h = h.add(replace(x, image=names[-1]), parent=parent)
             return names, self._commit(key, h.jump(nodes[0].id) if len(nodes) > 1 else h)
         except BaseException:
             self.store.discard_images(key, names)
             raise
 
-    def _after_commit(self, key: str, name: str, node: Node, image: Image.Image) -> None:
-        """What the turn's answer needs from the picture in memory (its timeline thumbnail; the next
-        edit's starting picture), then its compression, after the answer."""
+    def _save_thumbnail(self, key: str, name: str, image: Image.Image) -> None:
         try:
             self.store.save_thumbnail(key, name, image)
         except OSError:  # a thumbnail is a cache: the timeline makes it from the file if this failed
             log.exception("could not write a step's thumbnail")
+
+    def _after_commit(self, key: str, name: str, node: Node, image: Image.Image) -> None:
+        """What the turn's answer needs from the picture in memory (the next edit's starting
+        picture), then its compression, after the answer."""
         self.keep_picture(key, name, image)
         step = step_dict(node, self.engine)  # the same text chunks as the stored file
 
