@@ -53,3 +53,16 @@ def test_a_live_streams_errors_reach_the_viewer_in_words_and_its_bugs_the_log(ca
         seen, err = asyncio.run(run(RuntimeError("secret path /srv/x")))
     assert seen == [1] and err.message.startswith("Something went wrong") and "/srv/x" not in err.message
     assert "secret path /srv/x" in caplog.text  # the traceback is in the log
+
+
+def test_the_pages_variations_are_checked_in_words(engine):
+    """The page's own edit endpoint (clients can call it too) refuses a bad count as the API does,
+    instead of truncating 2.5 or failing on "two" as a bug."""
+    from kontext.errors import UserError
+    from ui.events import options
+
+    assert options(engine.profile, "random", None, None, None, None, variations=3).variations == 3
+    assert options(engine.profile, "random", None, None, None, None, variations=None).variations == 1
+    for bad in ("two", 2.5, 0, 5):
+        with pytest.raises(UserError, match="variations must be a whole number from 1 to 4"):
+            options(engine.profile, "random", None, None, None, None, variations=bad)

@@ -174,7 +174,7 @@ def options(engine_profile: P.Profile, seed_mode: str, seed: Any, guidance: Any,
         loras=tuple((str(n), float(v)) for n, v in (loras or ()) if float(v) > 0),
         more_references=tuple(r for r in more_references if r),
         roles=tuple(r for r in roles if r),
-        variations=1 if variations is None or variations == "" else int(variations),
+        variations=1 if variations is None or variations == "" else P.check_variations(variations),
     )
 
 
