@@ -374,7 +374,8 @@ def test_the_content_check_sees_every_candidate(engine, store, photo):
 
 def test_the_batch_plan_counts_the_allocators_cache_as_free_and_a_pool_front_measures_nothing(monkeypatch):
     """On a GPU a batch of N needs (N - 1) x BATCH_BYTES_PER_MP per MP more: free memory counts what
-    PyTorch's allocator holds cached; a pool's front (its workers hold the model) does not measure."""
+    PyTorch's allocator holds cached, on the engine's own card and under the process's memory cap; a
+    pool's front (its workers hold the model) does not measure."""
     from types import SimpleNamespace
 
     import torch
@@ -382,17 +383,31 @@ def test_the_batch_plan_counts_the_allocators_cache_as_free_and_a_pool_front_mea
     from kontext.model.speed import BATCH_BYTES_PER_MP, SpeedOptions, batch_plan
 
     gib = 2**30
+    asked = set()
+
+    def card(figure):  # a figure of the engine's own card: cuda:1 here, not the current device
+        def read(device):
+            asked.add(str(device))
+            return figure()
+        return read
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2 * gib, 80 * gib))
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 10 * gib)
-    cached = {"reserved": 10 * gib}
-    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda: cached["reserved"])
-    here = SimpleNamespace(speed=SpeedOptions(), device="cuda")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", card(lambda: (2 * gib, 80 * gib)))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", card(lambda: 10 * gib))
+    cached = {"reserved": 10 * gib, "fraction": 1.0}
+    monkeypatch.setattr(torch.cuda, "memory_reserved", card(lambda: cached["reserved"]))
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", card(lambda: cached["fraction"]))
+    here = SimpleNamespace(speed=SpeedOptions(), device="cuda:1")
     mp = 2**20  # one megapixel: 4 candidates need 3 x BATCH_BYTES_PER_MP more
     assert BATCH_BYTES_PER_MP * 3 > 0.8 * 2 * gib
     batched, why = batch_plan(here, mp, 4)
     assert not batched and "GB are free" in why and "one after another" in why
     cached["reserved"] = 30 * gib  # 20 GB cached by the allocator, free to the batch
     assert batch_plan(here, mp, 4) == (True, "")
+    assert asked == {"1"}
+    cached["fraction"] = 0.15  # --gpu-memory-gb 12 on this 80 GB card: 2 GB left under the cap
+    batched, why = batch_plan(here, mp, 4)
+    assert not batched and "2 GB are free" in why
+    cached["fraction"] = 1.0
     cached["reserved"] = 10 * gib
     assert batch_plan(SimpleNamespace(speed=SpeedOptions(), device="cuda", model_here=False), mp, 4) == (True, "")

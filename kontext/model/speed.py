@@ -374,9 +374,14 @@ def batch_plan(engine: Any, pixels: int, n: int) -> tuple[bool, str]:
         import torch
 
         if torch.cuda.is_available():
-            free, _ = torch.cuda.mem_get_info()
-            # What the allocator keeps cached for this process is free to the batch too.
-            free += torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+            index = torch.device(device).index  # the engine's card ("cuda" alone: the current one)
+            dev = index if index is not None else torch.cuda.current_device()
+            free, total = torch.cuda.mem_get_info(dev)
+            allocated = torch.cuda.memory_allocated(dev)
+            # What the allocator keeps cached for this process is free to the batch too, up to the
+            # process's own cap (--gpu-memory-gb, kontext/model/gpumem.py), which the card's figure ignores.
+            free += torch.cuda.memory_reserved(dev) - allocated
+            free = min(free, torch.cuda.get_per_process_memory_fraction(dev) * total - allocated)
             need = (n - 1) * BATCH_BYTES_PER_MP * pixels / 2**20
             if need > 0.8 * free:
                 return False, (f"a batch of {n} needs about {need / 2**30:.0f} GB more GPU memory and "
