@@ -283,6 +283,10 @@ class Wiring:
     def mask_outputs(self) -> list[Any]:
         return [self.p.mask_name, self.p.mask_status, self.p.mask_editor]
 
+    def running(self, key: str) -> bool:
+        """A turn of this session runs or waits: started by this tab or another, or a chain between turns."""
+        return self.s.queue.has_turn(key) or key in self.active
+
     def edit(self, key: str, shown: Any, prompt: str, seed_mode: str, seed: Any, guidance: Any, steps: Any,
              size: str, ref_name: str | None = None, draft: bool = False, mask_name: str | None = None,
              loras: Any = (), ref2_name: str | None = None, ref3_name: str | None = None, role1: str | None = None,
@@ -296,7 +300,7 @@ class Wiring:
         check_signed_in(self.login, profile)
         key = check_key(key)  # before anything queues: the page's key is whatever the browser sent
         p = self.p
-        if self.s.queue.has_turn(key) or key in self.active:
+        if self.running(key):
             # This session's turn (or chain) runs, started by this tab or another: keep the words, and
             # let this tab's timer watch for the end, to show the result and the Edit button here too.
             yield {p.note: NOTE_BUSY, p.watch: gr.Timer(active=True)}
@@ -388,7 +392,7 @@ class Wiring:
     def watch(self, key: str, shown: Any = None) -> dict[Any, Any]:
         """A tick of the tab's timer while a turn of its session runs elsewhere: nothing while it runs;
         once it has ended (and been committed), its result, the Edit button, and the timer off."""
-        if self.s.queue.has_turn(check_key(key)) or key in self.active:
+        if self.running(check_key(key)):
             return {}
         return {**self.redraw(key), **self.idle(), self.p.watch: gr.Timer(active=False)}
 
@@ -447,7 +451,7 @@ class Wiring:
         While a turn of the session runs, the grid shows the coming candidates' previews: nothing to pick.
         The seed box then shows the picked candidate's seed, as it shows the current step's after a turn,
         unless the visitor fixed a seed of their own: the next instruction keeps that one."""
-        if self.s.queue.has_turn(check_key(key)) or key in self.active:
+        if self.running(check_key(key)):
             return {}
         group = self.s.history(key).group()
         if evt.index is None or not 0 <= int(evt.index) < len(group):

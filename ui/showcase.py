@@ -53,7 +53,7 @@ class Showcase:
         finished turn lands in the timeline before the next starts. Stop ends it after the turns so far."""
         check_signed_in(self.w.login, profile)
         chain = self.catalog.chains[int(index)]
-        if self.s.queue.has_turn(key) or key in self.w.active:
+        if self.w.running(key):
             # Not an error: this tab keeps (or gets) Stop and watches for the running turn's end (ui/events.py).
             gr.Warning("An edit of this session is already running: start the example when it ends.")
             yield {self.p.note: "", self.p.watch: gr.Timer(active=True)}

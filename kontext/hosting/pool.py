@@ -147,6 +147,7 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
                say: Callable[[str], None] = print) -> tuple[RayPool, PoolEngine]:
     """Start (or join, with `address`) Ray, deploy N workers named `name` and wait until every one is
     warmed up. One front per pool: a pool of that name already running on the cluster is refused."""
+    import ray
     from ray import serve
 
     from kontext.hosting.pool_worker import deployment
@@ -157,7 +158,7 @@ def start_pool(model: str | None, mode: str, device: str | None, replicas: int, 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise UserError(f"--pool-name must be 1 to 64 letters, digits, - or _; got {name!r}")
     t0 = time.perf_counter()
-    owns_ray = not address and not _ray_running()  # this front starts Ray: it owns the whole instance
+    owns_ray = not address and not ray.is_initialized()  # this front starts Ray: it owns the whole instance
     gpus, replicas = _join_ray(address, device, replicas, cpus_per_replica, name, say)
     model = model or (REAL_MODEL_ID if gpus else TINY_ID)  # the workers' device decides, not the front's
     ask = f"{gpus} GPU" if gpus else f"{cpus_per_replica:g} CPU"
@@ -240,12 +241,6 @@ def stop_pool(name: str = APP_NAME, owns_ray: bool = False) -> None:
             serve.delete(name)
     finally:
         ray.shutdown()
-
-
-def _ray_running() -> bool:
-    import ray
-
-    return ray.is_initialized()
 
 
 def _deploy_failure(serve: Any, name: str) -> str:
