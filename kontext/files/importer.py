@@ -28,7 +28,7 @@ from PIL import Image
 
 from kontext.core import params as P
 from kontext.core.compose import MAX_MORE_REFERENCES
-from kontext.core.history import DEFAULT_MAX_NODES, KINDS, History, Node, attached_images
+from kontext.core.history import DEFAULT_MAX_NODES, KINDS, History, Node, attached_images, group_first
 from kontext.core.images import MAX_FILE_BYTES, MAX_SIDE, MIN_SIDE, open_image
 from kontext.core.metadata import APP_NAME, png_info
 from kontext.errors import UserError
@@ -354,9 +354,9 @@ def _check_groups(nodes: dict[int, Node]) -> dict[int, Node]:
     candidate here, so the record names a step of the history it lands in (and is renumbered with it)."""
     groups: dict[tuple[int | None, int], list[Node]] = {}
     for n in nodes.values():
-        v = n.extra.get("variations")
-        if v is not None:
-            groups.setdefault((n.parent, v["first"]), []).append(n)
+        first = group_first(n)
+        if first is not None:
+            groups.setdefault((n.parent, first), []).append(n)
     out = dict(nodes)
     for (_, first), members in groups.items():
         a = members[0]

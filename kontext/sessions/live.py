@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("history", "progress", "idle", "links")
-
 
 @dataclass(frozen=True)
 class Change:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from kontext.core.history import Node, attached_images
+from kontext.core.history import Node, attached_images, group_first
 from kontext.core.metadata import png_bytes
 from kontext.errors import UserError
 from kontext.files.export import engine_info, library_versions
@@ -182,10 +182,10 @@ class _Remaker:
 def _batch_key(node: Node) -> tuple[int | None, int] | None:
     """For a candidate made in one batch with others (its record, checked by the import): its group
     (parent, first step), else None (a single step, or a candidate made on its own)."""
-    v = node.extra.get("variations") if node.kind != "upload" else None
-    if not isinstance(v, dict) or not v.get("batched"):
+    first = group_first(node) if node.kind != "upload" else None
+    if first is None or not node.extra["variations"].get("batched"):
         return None
-    return node.parent, v["first"]
+    return node.parent, first
 
 
 def _as_recorded(req: TurnRequest) -> TurnRequest:
