@@ -198,3 +198,17 @@ def test_a_finished_turns_thumbnails_exist_when_its_viewers_hear_of_it(sessions,
     sessions.edit(key, "two to pick from", replace(FAST, variations=2))
     made = {Path(n.image).stem for n in sessions.history(key).group()}
     assert len(seen) == 1 and len(made) == 2 and made <= seen[0]
+
+
+def test_sharing_again_wakes_live_viewers_only_when_the_link_changed(sessions, photo):
+    key = sessions.new()
+    sessions.upload(key, photo)
+    sessions.changes.follow(key)
+    heard = []
+    sessions.changes.listen(lambda k, change: heard.append(change.kind) if k == key else None)
+    sessions.share(key, live=True)  # a new link
+    sessions.share(key, live=True)  # the same link, as it was: its viewers see nothing new
+    assert heard == ["links"]
+    sessions.share(key, live=False)  # made frozen: its live viewers must stop
+    sessions.share(key, live=False, names=True)
+    assert heard == ["links", "links", "links"]

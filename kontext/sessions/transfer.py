@@ -38,9 +38,11 @@ class Transfer(Keeper):
         if h.current is None:
             raise UserError("nothing to share yet: upload or make a picture first")
         root = h.path()[0]
+        before = set(self.shares.of(key))
         link = self.shares.share(key, root.id, root.image, alive=self.store.exists, names=names, address=address,
                                  live=live)
-        self.changes.publish(key, Change("links"))  # a link made frozen stops its live viewers
+        if link not in before:  # a link made frozen stops its live viewers; the same link again wakes none
+            self.changes.publish(key, Change("links"))
         return link
 
     def unshare(self, key: str) -> int:
