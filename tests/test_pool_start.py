@@ -43,3 +43,21 @@ def test_bad_pool_settings_are_refused_before_ray_starts(kw, words):
     with pytest.raises(UserError, match=words):
         start_pool("tiny", "eager", "cpu", replicas, say=lambda m: None, **kw)
     assert not ray.is_initialized()
+
+
+def test_a_front_that_started_ray_takes_it_down_whole_and_a_joined_cluster_keeps_running(monkeypatch):
+    """stop_pool: a Ray instance this front started goes down with ray.shutdown() alone (Serve's delete
+    would wait out each worker's graceful stop); on a cluster it joined, its pool is deleted first."""
+    import ray
+    from ray import serve
+
+    from kontext.hosting.pool import stop_pool
+
+    calls = []
+    monkeypatch.setattr(serve, "delete", lambda name: calls.append(("delete", name)))
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append(("shutdown",)))
+    stop_pool("mine", owns_ray=True)
+    assert calls == [("shutdown",)]
+    calls.clear()
+    stop_pool("mine", owns_ray=False)
+    assert calls == [("delete", "mine"), ("shutdown",)]
