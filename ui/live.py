@@ -20,7 +20,7 @@ from typing import Any
 
 from gradio.utils import get_upload_folder
 
-from kontext.core.atomic import write_atomic
+from kontext.core import write_atomic
 from kontext.errors import UnknownShare
 from kontext.sessions import Change, Sessions
 

@@ -7,5 +7,5 @@ from kontext.lazy import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     "history": "History Node", "params": "params", "images": "images MAX_PIXELS", "compose": "ROLES",
-    "drift": "DELTA_E_HIGH SSIM_LOW", "masks": "coverage",
+    "drift": "DELTA_E_HIGH SSIM_LOW", "masks": "coverage", "atomic": "write_atomic",
 })
