@@ -348,6 +348,7 @@ def test_bad_uploads_are_answered_on_the_page(app, browser, tmp_path, monkeypatc
         path = tmp_path / name
         path.write_bytes(files[name])
         page.evaluate("document.querySelectorAll('.toast-wrap .toast-close, .toast-close').forEach(b => b.click())")
+        expect(page.locator(".toast-body")).to_have_count(0)  # gone, not closing: the wait below sees only this file's
         decoded.clear()
         page.locator("#canvas input[type=file]").set_input_files(str(path))
         try:
